@@ -1,0 +1,207 @@
+"""Accounts and tokens (SPEC §4): register, sign in, refresh, sign out, sessions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
+from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession, check_csrf
+from authgate.auth.schemas import LoginRequest, OAuth2TokenResponse, RefreshRequest, SessionRead, TokenResponse
+from authgate.auth.workflows import AuthWorkflow, IssuedTokens
+from authgate.db import SessionDep
+from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
+from authgate.schemas import Page
+from authgate.errors import (
+    AccountDisabledError,
+    CSRFError,
+    InvalidCredentialsError,
+    NotAuthenticatedError,
+    NotFoundError,
+    RefreshReusedError,
+    ServiceBusyError,
+    SessionRevokedError,
+    TokenExpiredError,
+    TokenInvalidError,
+    problem_schema,
+)
+from authgate.users.dependencies import UserServiceDep
+from authgate.users.errors import EmailTakenError, UsernameTakenError
+from authgate.users.schemas import UserRead, UserRegister
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+AUTH_ERRORS = problem_schema(*AUTH_PROBLEMS)
+
+
+async def get_auth_workflow(
+    session: SessionDep,
+    factory: SessionmakerDep,
+    settings: SettingsDep,
+    passwords: PasswordHasherDep,
+    tokens: TokenServiceDep,
+) -> AuthWorkflow:
+    return AuthWorkflow(session, factory, settings, passwords, tokens)
+
+
+AuthWorkflowDep = Annotated[AuthWorkflow, Depends(get_auth_workflow)]
+
+
+def _token_response(issued: IssuedTokens, response: Response, settings: SettingsDep) -> TokenResponse:
+    set_auth_cookies(response, settings, access_token=issued.access_token, refresh_token=issued.refresh_token)
+    return TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        user=UserRead.model_validate(issued.user),
+    )
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_schema(EmailTakenError, UsernameTakenError, ServiceBusyError),
+)
+async def register(body: UserRegister, users: UserServiceDep, request: Request) -> UserRead:
+    """Create an account with the `user` role. The password must pass the strength policy (422 otherwise)."""
+    return UserRead.model_validate(await users.register(body, request.is_disconnected))
+
+
+@router.post(
+    "/login",
+    responses=problem_schema(InvalidCredentialsError, AccountDisabledError, ServiceBusyError),
+)
+async def login(
+    body: LoginRequest, auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep
+) -> TokenResponse:
+    """Sign in with an email or a username and the password.
+
+    Returns an access token, a refresh token and the user, and sets the `authgate_access`,
+    `authgate_refresh` and `authgate_csrf` cookies. An unknown account and a wrong password
+    answer the same 401 in about the same time.
+    """
+    issued = await auth.login(
+        email=body.email, username=body.username, password=body.password.get_secret_value(),
+        client_gone=request.is_disconnected,
+    )
+    return _token_response(issued, response, settings)
+
+
+def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONResponse:
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    return JSONResponse({"error": error, "error_description": description}, status_code, headers=headers)
+
+
+@router.post(
+    "/token",
+    response_model=OAuth2TokenResponse,
+    responses={400: {"description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"}},
+)
+async def oauth2_token(
+    auth: AuthWorkflowDep,
+    request: Request,
+    grant_type: Annotated[str | None, Form(max_length=64)] = None,
+    username: Annotated[str | None, Form(max_length=320, description="Email or username")] = None,
+    password: Annotated[str | None, Form(max_length=1024)] = None,
+    refresh_token: Annotated[str | None, Form(max_length=256)] = None,
+    scope: Annotated[str | None, Form(max_length=1024)] = None,
+) -> OAuth2TokenResponse | JSONResponse:
+    """OAuth2 token endpoint (RFC 6749 form body) for the `password` and `refresh_token` grants.
+
+    Errors use the RFC 6749 shape (`{"error": "invalid_grant"}`), not problem+json. This is the
+    endpoint the Swagger UI "Authorize" button signs in with.
+    """
+    try:
+        if grant_type == "password":
+            if not username or not password:
+                return _oauth_error("invalid_request", "username and password are required")
+            is_email = "@" in username
+            issued = await auth.login(
+                email=username if is_email else None, username=None if is_email else username,
+                password=password, client_gone=request.is_disconnected,
+            )
+        elif grant_type == "refresh_token":
+            if not refresh_token:
+                return _oauth_error("invalid_request", "refresh_token is required")
+            issued = await auth.refresh(refresh_token)
+        elif grant_type is None:
+            return _oauth_error("invalid_request", "grant_type is required")
+        else:
+            return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
+    except (InvalidCredentialsError, AccountDisabledError, TokenInvalidError, RefreshReusedError) as exc:
+        return _oauth_error("invalid_grant", exc.detail or exc.title)
+    return OAuth2TokenResponse(
+        access_token=issued.access_token, expires_in=issued.expires_in, refresh_token=issued.refresh_token,
+        scope=" ".join(issued.user.role_names),
+    )
+
+
+@router.post(
+    "/refresh",
+    responses=problem_schema(NotAuthenticatedError, TokenInvalidError, RefreshReusedError, AccountDisabledError, CSRFError),
+)
+async def refresh(
+    auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep,
+    body: RefreshRequest | None = None,
+) -> TokenResponse:
+    """Trade a refresh token (body or `authgate_refresh` cookie) for a new pair; the old one stops working.
+
+    Presenting an already used refresh token revokes the whole session (`refresh_reused`), except the
+    immediate parent presented again within the grace window, so two tabs refreshing at once stay
+    signed in. The cookie form needs the `X-CSRF-Token` header like every cookie-authenticated write.
+    """
+    raw = body.refresh_token if body is not None else None
+    if raw is None:
+        raw = request.cookies.get(REFRESH_COOKIE)
+        if raw is None:
+            raise NotAuthenticatedError("No refresh token in the body or cookie")
+        check_csrf(request)
+    return _token_response(await auth.refresh(raw), response, settings)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+async def logout(principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response) -> None:
+    """Revoke the current session: its access and refresh tokens stop working at once. Clears the cookies."""
+    await auth.logout(principal.user_id, principal.session_id)
+    clear_auth_cookies(response, settings)
+
+
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+async def logout_all(principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response) -> None:
+    """Revoke every session of the caller, on every device. Clears the cookies."""
+    await auth.logout_all(principal.user_id)
+    clear_auth_cookies(response, settings)
+
+
+@router.get("/sessions", responses=AUTH_ERRORS)
+async def list_sessions(principal: UserSession, auth: AuthWorkflowDep) -> Page[SessionRead]:
+    """The caller's active sessions, newest first; `current` marks the one making this request."""
+    rows = await auth.list_sessions(principal.user_id)
+    items = [
+        SessionRead(
+            id=s.id, created_at=s.created_at, last_used_at=s.last_used_at, ip=s.ip, user_agent=s.user_agent,
+            current=s.id == principal.session_id,
+        )
+        for s in rows
+    ]
+    return Page[SessionRead](items=items, next_cursor=None)
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_schema(*AUTH_PROBLEMS, NotFoundError),
+)
+async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: AuthWorkflowDep) -> None:
+    """Revoke one of the caller's sessions (sign that device out). Another user's session is 404."""
+    await auth.revoke_session(principal.user_id, session_id)
+
+
+@router.get("/me", responses=AUTH_ERRORS)
+async def auth_me(principal: CurrentUser) -> UserRead:
+    """The signed-in user (same as `GET /api/v1/users/me`)."""
+    return UserRead.model_validate(principal.user)
+

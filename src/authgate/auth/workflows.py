@@ -1,0 +1,149 @@
+"""Sign-in use cases that span users, sessions, tokens and the audit log."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authgate.audit.service import ANONYMOUS, Actor, AuditLog
+from authgate.config import Settings
+from authgate.db import end_read, utcnow
+from authgate.errors import AccountDisabledError, InvalidCredentialsError, RefreshReusedError, TokenInvalidError
+from authgate.ops.metrics import LOGINS
+from authgate.security.passwords import ClientGone, PasswordHasher
+from authgate.security.tokens import TokenService
+from authgate.sessions.models import LoginSession
+from authgate.sessions.service import IssuedRefresh, SessionService
+from authgate.users.models import User
+from authgate.users.repository import UserRepository
+
+log = structlog.get_logger("authgate.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: uuid.UUID
+
+
+class AuthWorkflow:
+    def __init__(
+        self,
+        session: AsyncSession,
+        factory: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        passwords: PasswordHasher,
+        tokens: TokenService,
+    ) -> None:
+        self._db, self._factory, self._settings = session, factory, settings
+        self._passwords, self._tokens = passwords, tokens
+        self._users = UserRepository(session)
+        self._sessions = SessionService(
+            session, refresh_ttl=settings.refresh_token_ttl, reuse_grace=settings.refresh_reuse_grace
+        )
+        self._audit = AuditLog(session)
+
+    async def login(
+        self, *, email: str | None, username: str | None, password: str, client_gone: ClientGone | None = None
+    ) -> IssuedTokens:
+        """Check the password and open a session; unknown accounts cost the same hash as known ones."""
+        user = await self._users.get_for_login(email=email, username=username)
+        await end_read(self._db)  # no pooled connection is held while the hash runs
+        valid, new_hash = await self._passwords.verify(password, user.password_hash if user else None, client_gone)
+        if user is None or not valid:
+            await self._record_failure(user, "unknown_account" if user is None else "wrong_password")
+            raise InvalidCredentialsError("Invalid email, username or password")
+        if not user.is_active:
+            await self._record_failure(user, "account_disabled")
+            raise AccountDisabledError()
+        if new_hash is not None:
+            user.password_hash = new_hash  # bcrypt or outdated Argon2 parameters: upgraded on the way in
+        user.last_login_at = utcnow()
+        issued = await self._sessions.start(user.id)
+        await self._audit.record(
+            "auth.login.succeeded", actor=Actor.user(user.id), target_type="session", target_id=issued.session.id
+        )
+        LOGINS.labels("succeeded").inc()
+        return self._tokens_for(user, issued)
+
+    async def _record_failure(self, user: User | None, reason: str) -> None:
+        # Its own short transaction: the request's own transaction is rolled back with the error,
+        # and the record of a rejected attempt must survive that.
+        LOGINS.labels("failed").inc()
+        log.info("login_failed", reason=reason, user_id=str(user.id) if user else None)
+        async with self._factory() as own, own.begin():
+            await AuditLog(own).record(
+                "auth.login.failed",
+                actor=Actor.user(user.id) if user else ANONYMOUS,
+                target_type="user" if user else None,
+                target_id=user.id if user else None,
+                data={"reason": reason},
+            )
+
+    async def refresh(self, raw_refresh: str) -> IssuedTokens:
+        """Rotate a refresh token; a reused one revokes its whole session (outside the grace window)."""
+        try:
+            issued = await self._sessions.rotate(raw_refresh)
+        except RefreshReusedError:
+            await self._revoke_after_reuse(raw_refresh)
+            raise
+        user = await self._users.get(issued.session.user_id)
+        if user is None:
+            raise TokenInvalidError("The session's user no longer exists")
+        if not user.is_active:
+            raise AccountDisabledError()
+        return self._tokens_for(user, issued)
+
+    async def _revoke_after_reuse(self, raw_refresh: str) -> None:
+        # The request transaction rolls back with the 401, so the revocation and its audit record
+        # are written in their own transaction. Roll back first: ours holds the session row's lock.
+        await self._db.rollback()
+        async with self._factory() as own, own.begin():
+            sessions = SessionService(
+                own, refresh_ttl=self._settings.refresh_token_ttl, reuse_grace=self._settings.refresh_reuse_grace
+            )
+            login = await sessions.revoke_for_reuse(raw_refresh)
+            if login is not None:
+                await AuditLog(own).record(
+                    "auth.refresh.reused", actor=Actor.user(login.user_id), target_type="session",
+                    target_id=login.id,
+                )
+                log.warning("refresh_reused", session_id=str(login.id))
+
+    async def logout(self, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
+        if session_id is not None:
+            await self._sessions.revoke(session_id)
+        await self._audit.record("auth.logout", actor=Actor.user(user_id), target_type="session", target_id=session_id)
+
+    async def logout_all(self, user_id: uuid.UUID) -> None:
+        count = await self._sessions.revoke_all(user_id)
+        await self._audit.record(
+            "auth.logout", actor=Actor.user(user_id), target_type="user", target_id=user_id,
+            data={"all_sessions": True, "revoked": count},
+        )
+
+    async def revoke_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        await self._sessions.revoke_own(user_id, session_id)
+        await self._audit.record("session.revoked", actor=Actor.user(user_id), target_type="session",
+                                 target_id=session_id)
+
+    async def list_sessions(self, user_id: uuid.UUID) -> list[LoginSession]:
+        return await self._sessions.list_active(user_id)
+
+    def _tokens_for(self, user: User, issued: IssuedRefresh) -> IssuedTokens:
+        access = self._tokens.issue_access(
+            user.id, issued.session.id, user.role_names, " ".join(sorted(user.permissions))
+        )
+        return IssuedTokens(
+            user=user,
+            access_token=access,
+            refresh_token=issued.refresh_token,
+            expires_in=int(self._settings.access_token_ttl.total_seconds()),
+            session_id=issued.session.id,
+        )

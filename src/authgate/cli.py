@@ -1,0 +1,171 @@
+"""The `authgate` command line (also `python -m authgate`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from authgate import migrate as migrations
+from authgate.config import Settings, get_settings
+
+app = typer.Typer(help="authgate: self-hosted identity and user management.", no_args_is_help=True)
+migrate_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+console = Console(stderr=True)
+
+DEFAULT_ADMIN_EMAIL = "admin@example.com"
+
+
+def _prepare_sqlite_dir(settings: Settings) -> None:
+    if settings.is_sqlite and ":memory:" not in settings.database_url:
+        path = settings.database_url.split("///", 1)[-1]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default AUTHGATE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default AUTHGATE_PORT")] = None,
+    reload: Annotated[bool, typer.Option(help="Reload on code changes (development)")] = False,
+) -> None:
+    """Serve the API. In development this migrates SQLite and creates the first admin."""
+    settings = get_settings()
+    _prepare_sqlite_dir(settings)
+    settings.secret()  # fail early (and create the development key) before serving
+    if settings.should_auto_migrate:
+        migrations.upgrade(settings.database_url)
+    asyncio.run(_bootstrap_admin(settings, quiet=True))
+    uvicorn.run(
+        "authgate.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+        reload=reload, proxy_headers=True, access_log=False, log_level="warning",
+    )
+
+
+async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
+    """Create the first admin unless one exists; a generated password is printed once."""
+    from authgate.audit.service import AuditLog
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.roles.permissions import ADMIN_ROLE
+    from authgate.roles.service import ensure_builtin_roles
+    from authgate.security.passwords import PasswordHasher
+    from authgate.users.repository import UserRepository
+    from authgate.users.service import UserService
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await ensure_builtin_roles(session)
+            users = UserRepository(session)
+            if await users.any_with_role(ADMIN_ROLE):
+                if not quiet:
+                    console.print("An admin exists already; nothing to do.")
+                return
+            email = settings.admin_email or DEFAULT_ADMIN_EMAIL
+            generated = settings.admin_password is None
+            password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
+            service = UserService(users, PasswordHasher(settings.password), settings.password, AuditLog(session))
+            await service.ensure_admin(email, password)
+    finally:
+        await engine.dispose()
+    console.print(f"[bold green]Created the first admin[/] {email}")
+    if generated:
+        console.print(f"  password (shown once, change it): [bold]{password}[/]")
+
+
+@app.command("create-admin")
+def create_admin() -> None:
+    """Create the first admin from AUTHGATE_ADMIN_EMAIL / AUTHGATE_ADMIN_PASSWORD (or generate a password)."""
+    asyncio.run(_bootstrap_admin(get_settings(), quiet=False))
+
+
+@migrate_app.command("upgrade")
+def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Upgrade the database to REVISION (default: the latest)."""
+    settings = get_settings()
+    _prepare_sqlite_dir(settings)
+    migrations.upgrade(settings.database_url, revision)
+    console.print(f"Database at {revision}.")
+
+
+@migrate_app.command("downgrade")
+def migrate_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base")]) -> None:
+    """Downgrade the database to REVISION."""
+    migrations.downgrade(get_settings().database_url, revision)
+    console.print(f"Database at {revision}.")
+
+
+@migrate_app.command("current")
+def migrate_current() -> None:
+    """Print the database's current revision."""
+    typer.echo(migrations.current(get_settings().database_url) or "(empty database)")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Create a new signing key; the old one stays in the JWKS until its tokens have expired."""
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.security.keys import rotate
+
+    settings = get_settings()
+
+    async def run() -> str:
+        engine = create_engine(settings)
+        try:
+            return await rotate(
+                create_sessionmaker(engine), settings.secret(), settings.jwt_algorithm, settings.access_token_ttl
+            )
+        finally:
+            await engine.dispose()
+
+    kid = asyncio.run(run())
+    console.print(f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers pick it up on restart.")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit hash chain: exit 0 when intact, 1 naming the first broken event."""
+    from authgate.audit.service import ChainReport, verify_chain
+    from authgate.db import create_engine, create_sessionmaker
+
+    settings = get_settings()
+
+    async def run() -> ChainReport:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await verify_chain(session)
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    if report.broken_event_id is None:
+        console.print(f"Audit chain intact: {report.checked} events.")
+        return
+    console.print(f"[bold red]Audit chain broken[/] at event {report.broken_event_id}: {report.reason}")
+    typer.echo(report.broken_event_id)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI schema as JSON."""
+    from authgate.main import create_app
+
+    json.dump(create_app(get_settings()).openapi(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def main() -> None:
+    app()

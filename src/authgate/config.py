@@ -1,0 +1,158 @@
+"""Settings: the one pydantic-settings class, read from `AUTHGATE_*` variables or `.env`."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
+
+DEV_SECRET_FILE = Path("var/secret_key")
+MIN_SECRET_LENGTH = 32
+
+
+class FeatureFlags(BaseModel):
+    """Feature switches (`AUTHGATE_FEATURES__<NAME>=true`); all are readable at GET /api/v1/features."""
+
+    enumeration_safe_registration: bool = False
+    require_verified_email: bool = False
+    self_registration: bool = True
+
+
+class PasswordPolicy(BaseModel):
+    """Password rules and hashing cost (OWASP's Argon2id minimum by default)."""
+
+    min_length: int = 8
+    max_length: int = 128
+    min_strength: int = Field(default=2, ge=0, le=4)  # zxcvbn score floor
+    argon2_memory_cost: int = 19_456  # KiB
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    # Hashes waiting for a worker thread beyond about this much work are refused with 503.
+    max_queue_seconds: float = 3.0
+
+
+class RateLimits(BaseModel):
+    """Per-IP and per-account limits, in the `limits` library's notation."""
+
+    enabled: bool = True
+    login_per_ip: str = "120/minute"
+    register_per_ip: str = "120/minute"
+    refresh_per_session: str = "60/minute"
+    failed_logins_before_delay: int = 10
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHGATE_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    env: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
+    database_pool_timeout: float = 10.0
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    access_token_ttl: timedelta = timedelta(minutes=30)
+    refresh_token_ttl: timedelta = timedelta(days=7)
+    refresh_reuse_grace: timedelta = timedelta(seconds=10)
+    jwt_algorithm: JWTAlgorithm = "ES256"
+    issuer: str | None = None  # defaults to public_url
+    audience: str = "authgate"
+    cors_origins: list[str] = []
+    cookie_secure: bool | None = None  # default: Secure everywhere but development
+    max_body_bytes: int = 1_048_576
+    smtp_url: str | None = None
+    email_from: str = "authgate <no-reply@localhost>"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    sentry_dsn: str | None = None
+    admin_email: str | None = None
+    admin_password: SecretStr | None = None
+    upload_dir: Path = Path("var/uploads")
+    max_upload_bytes: int = 5 * 1_048_576
+    log_format: Literal["console", "json"] | None = None  # default: console in development
+    log_level: str = "INFO"
+    auto_migrate: bool | None = None  # default: on for SQLite outside production
+    features: FeatureFlags = FeatureFlags()
+    password: PasswordPolicy = PasswordPolicy()
+    rate_limit: RateLimits = RateLimits()
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets_in_production(self) -> Self:
+        if self.env != "production":
+            return self
+        problems = []
+        if self.secret_key is None:
+            problems.append("AUTHGATE_SECRET_KEY is not set")
+        elif len(self.secret_key.get_secret_value()) < MIN_SECRET_LENGTH:
+            problems.append(f"AUTHGATE_SECRET_KEY is shorter than {MIN_SECRET_LENGTH} characters")
+        if self.admin_password is not None and len(self.admin_password.get_secret_value()) < 12:
+            problems.append("AUTHGATE_ADMIN_PASSWORD is shorter than 12 characters")
+        if self.twilio_account_sid and self.twilio_auth_token is None:
+            problems.append("AUTHGATE_TWILIO_AUTH_TOKEN is not set")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def exposes_dev_tools(self) -> bool:
+        return self.env in ("development", "test")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def token_issuer(self) -> str:
+        return self.issuer or self.public_url.rstrip("/")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.cookie_secure if self.cookie_secure is not None else not self.is_development
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.auto_migrate if self.auto_migrate is not None else self.is_sqlite and self.env != "production"
+
+    @property
+    def console_logs(self) -> bool:
+        return (self.log_format or ("console" if self.is_development else "json")) == "console"
+
+    def secret(self) -> str:
+        """The secret key; development without one generates it once and keeps it in `var/`."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        if self.env == "production":  # unreachable: the validator refuses this
+            raise RuntimeError("AUTHGATE_SECRET_KEY is required in production")
+        if not DEV_SECRET_FILE.exists():
+            DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+            DEV_SECRET_FILE.write_text(secrets.token_urlsafe(48))
+            DEV_SECRET_FILE.chmod(0o600)
+        self.secret_key = SecretStr(DEV_SECRET_FILE.read_text().strip())
+        return self.secret_key.get_secret_value()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,238 @@
+"""Domain errors and their single mapping to RFC 9457 `application/problem+json`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from authgate.logging import get_request_id
+
+PROBLEM_TYPE_BASE = "https://authgate.dev/problems/"
+log = structlog.get_logger("authgate.errors")
+
+
+class AuthgateError(Exception):
+    """Base of every error a service may raise; each subclass fixes status, code and title."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extensions = extensions
+
+    def response_headers(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+class NotAuthenticatedError(AuthgateError):
+    status, code, title = 401, "not_authenticated", "Authentication required"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidCredentialsError(AuthgateError):
+    status, code, title = 401, "invalid_credentials", "Invalid credentials"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class WrongPasswordError(AuthgateError):
+    """The signed-in user's own password was wrong on a sensitive change (SPEC §12: 403)."""
+
+    status, code, title = 403, "invalid_credentials", "Current password is incorrect"
+
+
+class TokenExpiredError(AuthgateError):
+    status, code, title = 401, "token_expired", "Token expired"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class TokenInvalidError(AuthgateError):
+    status, code, title = 401, "token_invalid", "Token invalid"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class SessionRevokedError(AuthgateError):
+    status, code, title = 401, "session_revoked", "Session revoked"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class RefreshReusedError(AuthgateError):
+    status, code, title = 401, "refresh_reused", "Refresh token reused; the session was revoked"
+
+
+class SingleUseTokenInvalidError(AuthgateError):
+    """A wrong, expired or used single-use token; which of the three is not revealed."""
+
+    status, code, title = 400, "token_invalid", "Token is invalid or expired"
+
+
+class AccountDisabledError(AuthgateError):
+    status, code, title = 403, "account_disabled", "Account disabled"
+
+
+class PermissionDeniedError(AuthgateError):
+    status, code, title = 403, "permission_denied", "Permission denied"
+
+
+class CSRFError(AuthgateError):
+    status, code, title = 403, "csrf_failed", "CSRF token missing or invalid"
+
+
+class NotFoundError(AuthgateError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class ConflictError(AuthgateError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+class InvalidInputError(AuthgateError):
+    """A business-rule rejection of otherwise well-formed input (422, like schema errors)."""
+
+    status, code, title = 422, "validation_error", "Validation error"
+
+    def __init__(self, detail: str, loc: tuple[str | int, ...] = ("body",), type_: str = "value_error") -> None:
+        super().__init__(detail, errors=[{"loc": list(loc), "msg": detail, "type": type_}])
+
+
+class PayloadTooLargeError(AuthgateError):
+    status, code, title = 413, "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaTypeError(AuthgateError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class RateLimitedError(AuthgateError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceBusyError(AuthgateError):
+    status, code, title = 503, "service_busy", "Service busy, retry shortly"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(None, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "instance": request.url.path,
+        "code": code,
+        "request_id": get_request_id(),
+        **extensions,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+async def _authgate_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthgateError)  # noqa: S101 - registered for this class only
+    return problem_response(
+        request,
+        status=exc.status,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        headers=exc.response_headers(),
+        **exc.extensions,
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return str(value)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    errors = [{"loc": _json_safe(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    for e in errors:
+        if e["type"] == "json_invalid":
+            e["msg"] = "Malformed JSON body"
+    return problem_response(
+        request,
+        status=422,
+        code="validation_error",
+        title="Validation error",
+        detail="The request is not valid",
+        errors=errors,
+    )
+
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("not_authenticated", "Authentication required"),
+    403: ("permission_denied", "Permission denied"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    return problem_response(
+        request, status=exc.status_code, code=code, title=title, detail=detail, headers=exc.headers
+    )
+
+
+async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", path=request.url.path)
+    return problem_response(request, status=500, code="internal_error", title="Internal server error")
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AuthgateError, _authgate_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled_error)
+
+
+def problem_schema(*errors: type[AuthgateError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the problems a route can answer."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(
+            err.status,
+            {"description": "", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+        )
+        sep = "; " if entry["description"] else ""
+        entry["description"] += f"{sep}{err.title} (`{err.code}`)"
+    return out

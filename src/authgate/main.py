@@ -1,0 +1,114 @@
+"""The application factory: `create_app(settings)` builds the API; the lifespan owns shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from authgate import __version__
+from authgate.auth.router import router as auth_router
+from authgate.config import Settings, get_settings
+from authgate.db import create_engine, create_sessionmaker
+from authgate.errors import register_error_handlers
+from authgate.logging import configure_logging
+from authgate.middleware import RequestContextMiddleware
+from authgate.ops.router import router as ops_router
+from authgate.roles.service import ensure_builtin_roles
+from authgate.schemas import openapi_problem_schema
+from authgate.security.keys import KeyRing
+from authgate.security.passwords import PasswordHasher
+from authgate.security.tokens import TokenService
+from authgate.users.router import router as users_router
+
+DESCRIPTION = """\
+Self-hosted identity and user management: accounts, JWT sessions with rotating refresh tokens,
+roles and permissions, audit, and the JWKS other services verify tokens with.
+
+Errors are RFC 9457 `application/problem+json` with a stable `code`; every response carries
+`X-Request-ID`. Use **Authorize** with your email (or username) and password to try the API here.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine: AsyncEngine | None = None
+    if getattr(app.state, "sessionmaker", None) is None:  # tests may bring their own
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+    factory: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    async with factory() as session, session.begin():
+        await ensure_builtin_roles(session)
+    ring = KeyRing(settings.secret(), settings.jwt_algorithm)
+    await ring.load(factory)
+    app.state.keyring = ring
+    app.state.tokens = TokenService(
+        ring, factory, issuer=settings.token_issuer, audience=settings.audience, ttl=settings.access_token_ttl
+    )
+    app.state.passwords = PasswordHasher(settings.password)
+    app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    try:
+        yield
+    finally:
+        if app.state.redis is not None:
+            await app.state.redis.aclose()
+        if engine is not None:
+            await engine.dispose()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    engine: AsyncEngine | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(console=settings.console_logs, level=settings.log_level)
+    if settings.sentry_dsn:
+        import sentry_sdk
+
+        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.env, send_default_pii=False)
+    app = FastAPI(
+        title="authgate",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.sessionmaker = sessionmaker
+    app.state.engine = engine
+    register_error_handlers(app)
+    for router in (auth_router, users_router, ops_router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-CSRF-Token", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(RequestContextMiddleware, settings=settings)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema plus the shared `Problem` component every error response refers to."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = openapi_problem_schema()
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,175 @@
+"""Pure ASGI middleware: request id, security headers, body limit, access log and metrics.
+
+One middleware does all four so the per-request path stays a single wrapper (no
+BaseHTTPMiddleware, which copies bodies and runs handlers in another task).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from authgate.config import Settings
+from authgate.logging import RequestContext, set_request_context
+from authgate.ops.metrics import observe_request
+
+log = structlog.get_logger("authgate.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_DOCS_PATHS = ("/docs", "/redoc")
+_API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_DOCS_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    b"img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    b"font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; frame-ancestors 'none'"
+)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _problem_413(request_id: str, path: str, limit: int) -> bytes:
+    return json.dumps(
+        {
+            "type": "https://authgate.dev/problems/payload_too_large",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": f"The request body is larger than {limit} bytes",
+            "instance": path,
+            "code": "payload_too_large",
+            "request_id": request_id,
+        }
+    ).encode()
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.max_body = settings.max_body_bytes
+        self.max_upload = settings.max_upload_bytes + 64 * 1024  # multipart framing
+        headers: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"cross-origin-resource-policy", b"same-site"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+            (b"x-permitted-cross-domain-policies", b"none"),
+        ]
+        if settings.secure_cookies:
+            headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
+        self.security_headers = headers
+
+    def _limit_for(self, path: str) -> int:
+        return self.max_upload if path.endswith("/avatar") else self.max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        client = scope.get("client")
+        set_request_context(
+            RequestContext(request_id, client[0] if client else None, _header(scope, b"user-agent"))
+        )
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        path: str = scope["path"]
+        limit = self._limit_for(path)
+        state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "too_large": False}
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._send_413(send, request_id, path, limit)
+            self._finish(scope, 413, started)
+            return
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit:
+                    state["too_large"] = True
+                    raise _BodyTooLarge
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if state["too_large"]:
+                    return  # replaced by the 413 below
+                state["started"] = True
+                state["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(self.security_headers)
+                names = {name.lower() for name, _ in headers}
+                if b"content-security-policy" not in names:
+                    csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP
+                    headers.append((b"content-security-policy", csp))
+                if b"cache-control" not in names and path.startswith("/api/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            elif message["type"] == "http.response.body" and state["too_large"]:
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive if declared is None else receive, send_wrapper)
+        except _BodyTooLarge:
+            pass
+        if state["too_large"] and not state["started"]:
+            await self._send_413(send, request_id, path, limit)
+            state["status"] = 413
+        self._finish(scope, state["status"], started)
+
+    async def _send_413(self, send: Send, request_id: str, path: str, limit: int) -> None:
+        body = _problem_413(request_id, path, limit)
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"connection", b"close"),
+            *self.security_headers,
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _finish(self, scope: Scope, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "<unmatched>"
+        observe_request(scope["method"], template, status, elapsed)
+        if status >= 500:
+            log.error("request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1))
+        else:
+            log.debug("request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1))
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))[:512]
+    return None
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    text = _header(scope, b"x-request-id")
+    return text if text is not None and _VALID_REQUEST_ID.match(text) else None
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

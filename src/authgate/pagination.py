@@ -1,0 +1,54 @@
+"""Keyset pagination over time-ordered UUID primary keys."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from authgate.errors import InvalidInputError
+
+T = TypeVar("T")
+
+
+class PageParams:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
+        cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+    ) -> None:
+        self.limit = limit
+        self.after = decode_cursor(cursor) if cursor else None
+
+
+PageParamsDep = Annotated[PageParams, Depends()]
+
+
+def encode_cursor(value: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(value.bytes).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:
+        raise InvalidInputError("Invalid cursor", ("query", "cursor")) from exc
+
+
+async def fetch_page(
+    session: AsyncSession, stmt: Select[Any], key: InstrumentedAttribute[uuid.UUID], params: PageParams,
+    *, descending: bool = True,
+) -> tuple[list[Any], str | None]:
+    """Run `stmt` for one page ordered by `key` (newest first by default); returns rows and the next cursor."""
+    if params.after is not None:
+        stmt = stmt.where(key < params.after if descending else key > params.after)
+    stmt = stmt.order_by(key.desc() if descending else key.asc()).limit(params.limit + 1)
+    rows = list((await session.scalars(stmt)).unique().all())
+    has_more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    return rows, encode_cursor(getattr(rows[-1], key.key)) if has_more and rows else None

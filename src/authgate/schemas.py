@@ -1,0 +1,83 @@
+"""Shared pydantic building blocks: the API base model, pages, and common field types."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Generic, TypeVar
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+T = TypeVar("T")
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{2,31}$")
+
+
+class APIModel(BaseModel):
+    """Base of every request and response body: unknown fields are rejected (422)."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid", str_strip_whitespace=False)
+
+
+class Page(APIModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _email(value: str) -> str:
+    try:
+        result = validate_email(value.strip(), check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from exc
+    return str(result.normalized)
+
+
+def _username(value: str) -> str:
+    lowered = value.strip().lower()
+    if not USERNAME_RE.match(lowered):
+        raise ValueError(
+            "3–32 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
+        )
+    return lowered
+
+
+def normalize_phone(value: str) -> str:
+    """Parse a phone number and return it in E.164; international form (+...) required."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("not a valid phone number; use the international form, e.g. +14155550123") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+Username = Annotated[str, StringConstraints(max_length=32), AfterValidator(_username)]
+Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_phone)]
+Name = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
+
+
+def openapi_problem_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "code": {"type": "string", "description": "Stable snake_case error identifier"},
+            "request_id": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}, "type": {"type": "string"}},
+                },
+            },
+        },
+        "required": ["type", "title", "status", "code"],
+    }

@@ -1,0 +1,166 @@
+"""Signing keys: stored in the database with the private half encrypted, cached in a key ring."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from sqlalchemy import JSON, String, Text, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, undefer
+
+from authgate.db import Base, utcnow
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_key"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the JWT `kid`
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # None for HS256 (nothing to publish)
+    private_key_encrypted: Mapped[str] = mapped_column(Text, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]  # None: the current signing key
+    expires_at: Mapped[datetime | None]  # retired keys verify (and stay in the JWKS) until then
+
+
+def _fernet(secret: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authgate signing keys").derive(
+        secret.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _generate(algorithm: str) -> tuple[bytes, dict[str, Any] | None]:
+    """A new key as (private material, public JWK)."""
+    if algorithm == "HS256":
+        return secrets.token_bytes(64), None
+    private: PrivateKey
+    if algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+        jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    elif algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
+        jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem, jwk
+
+
+def _load_private(algorithm: str, material: bytes) -> Any:
+    if algorithm == "HS256":
+        return material
+    return serialization.load_pem_private_key(material, password=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    kid: str
+    algorithm: str
+    signing_key: Any  # private key object or HMAC secret
+    verifying_key: Any  # public key object or HMAC secret
+
+
+class KeyRing:
+    """The process's cached view of the signing keys; reloads when it meets an unknown `kid`."""
+
+    RELOAD_THROTTLE_SECONDS = 5.0
+
+    def __init__(self, secret: str, algorithm: str) -> None:
+        self._fernet = _fernet(secret)
+        self.algorithm = algorithm
+        self.current: LoadedKey | None = None
+        self.keys: dict[str, LoadedKey] = {}
+        self.jwks: dict[str, Any] = {"keys": []}
+        self._loaded_at = 0.0
+
+    async def load(self, factory: async_sessionmaker[AsyncSession], *, create: bool = True) -> None:
+        """Read every usable key; create the first one (for the configured algorithm) if none exists."""
+        async with factory() as session, session.begin():
+            rows = await _usable_keys(session)
+            if create and not any(r.retired_at is None and r.algorithm == self.algorithm for r in rows):
+                await rotate_keys(session, self._fernet, self.algorithm, retire_after=None)
+                rows = await _usable_keys(session)
+        self._install(rows)
+
+    def _install(self, rows: list[SigningKey]) -> None:
+        keys: dict[str, LoadedKey] = {}
+        current: LoadedKey | None = None
+        for row in rows:
+            private = _load_private(row.algorithm, self._fernet.decrypt(row.private_key_encrypted.encode()))
+            public = private if row.algorithm == "HS256" else private.public_key()
+            loaded = LoadedKey(row.id, row.algorithm, private, public)
+            keys[row.id] = loaded
+            if row.retired_at is None and row.algorithm == self.algorithm:
+                current = loaded
+        self.keys, self.current = keys, current
+        self.jwks = {
+            "keys": [
+                {**row.public_jwk, "kid": row.id, "alg": row.algorithm, "use": "sig"}
+                for row in rows
+                if row.public_jwk is not None
+            ]
+        }
+        self._loaded_at = time.monotonic()
+
+    async def find(self, kid: str, factory: async_sessionmaker[AsyncSession]) -> LoadedKey | None:
+        """The key for `kid`, reloading once (throttled) in case another process rotated."""
+        key = self.keys.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > self.RELOAD_THROTTLE_SECONDS:
+            await self.load(factory, create=False)
+            key = self.keys.get(kid)
+        return key
+
+
+async def _usable_keys(session: AsyncSession) -> list[SigningKey]:
+    stmt = (
+        select(SigningKey)
+        .options(undefer(SigningKey.private_key_encrypted))
+        .where(or_(SigningKey.expires_at.is_(None), SigningKey.expires_at > utcnow()))
+        .order_by(SigningKey.created_at)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def rotate_keys(
+    session: AsyncSession, fernet: Fernet, algorithm: str, *, retire_after: timedelta | None
+) -> SigningKey:
+    """Create a new current key; the old ones keep verifying for `retire_after` (the access TTL)."""
+    now = utcnow()
+    for old in (await session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all():
+        old.retired_at = now
+        old.expires_at = now + (retire_after or timedelta(0))
+    material, jwk = _generate(algorithm)
+    key = SigningKey(
+        id=secrets.token_urlsafe(12),
+        algorithm=algorithm,
+        public_jwk=jwk,
+        private_key_encrypted=fernet.encrypt(material).decode(),
+        created_at=now,
+    )
+    session.add(key)
+    await session.flush()
+    return key
+
+
+async def rotate(factory: async_sessionmaker[AsyncSession], secret: str, algorithm: str, ttl: timedelta) -> str:
+    """CLI entry: rotate and return the new `kid`; retired keys stay published for one access TTL."""
+    async with factory() as session, session.begin():
+        key = await rotate_keys(session, _fernet(secret), algorithm, retire_after=ttl + timedelta(minutes=1))
+        return key.id

@@ -1,0 +1,100 @@
+"""Access tokens: JWTs signed with the key ring's current key, verified with pinned algorithms."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authgate.db import utcnow
+from authgate.errors import TokenExpiredError, TokenInvalidError
+from authgate.security.keys import KeyRing
+
+ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: the header names the token's one purpose
+_REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    jti: str
+    expires_at: int
+    scope: str
+    raw: dict[str, Any]
+
+
+class TokenService:
+    def __init__(
+        self,
+        ring: KeyRing,
+        factory: async_sessionmaker[AsyncSession],
+        *,
+        issuer: str,
+        audience: str,
+        ttl: timedelta,
+    ) -> None:
+        self._ring, self._factory = ring, factory
+        self.issuer, self.audience, self.ttl = issuer, audience, ttl
+
+    def issue_access(self, user_id: uuid.UUID, session_id: uuid.UUID, roles: list[str], scope: str) -> str:
+        key = self._ring.current
+        if key is None:
+            raise RuntimeError("no signing key loaded")
+        now = utcnow()
+        claims = {
+            "iss": self.issuer,
+            "sub": str(user_id),
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+            "sid": str(session_id),
+            "roles": roles,
+            "scope": scope,
+        }
+        headers = {"kid": key.kid, "typ": ACCESS_TOKEN_TYPE}
+        return jwt.encode(claims, key.signing_key, algorithm=key.algorithm, headers=headers)
+
+    async def decode_access(self, token: str) -> AccessClaims:
+        """Verify signature (algorithm pinned to the key's own), type, iss, aud, exp and nbf."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenInvalidError("Malformed token") from exc
+        kid = header.get("kid")
+        if not isinstance(kid, str) or header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise TokenInvalidError("Not an access token")
+        key = await self._ring.find(kid, self._factory)
+        if key is None:
+            raise TokenInvalidError("Unknown signing key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.verifying_key,
+                algorithms=[key.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpiredError() from exc
+        except jwt.PyJWTError as exc:
+            raise TokenInvalidError() from exc
+        try:
+            return AccessClaims(
+                user_id=uuid.UUID(claims["sub"]),
+                session_id=uuid.UUID(claims["sid"]),
+                jti=claims["jti"],
+                expires_at=int(claims["exp"]),
+                scope=str(claims.get("scope", "")),
+                raw=claims,
+            )
+        except (ValueError, TypeError) as exc:
+            raise TokenInvalidError() from exc

@@ -1,0 +1,141 @@
+"""Login sessions and rotating refresh tokens, with reuse detection and a short grace window."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.db import utcnow
+from authgate.errors import NotFoundError, RefreshReusedError, TokenInvalidError
+from authgate.logging import get_request_context
+from authgate.sessions.models import LoginSession, RefreshToken
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedRefresh:
+    session: LoginSession
+    refresh_token: str
+
+
+class SessionService:
+    def __init__(self, session: AsyncSession, *, refresh_ttl: timedelta, reuse_grace: timedelta) -> None:
+        self._db = session
+        self._refresh_ttl, self._grace = refresh_ttl, reuse_grace
+
+    async def start(self, user_id: uuid.UUID) -> IssuedRefresh:
+        """Open a session for a signed-in user and issue its first refresh token."""
+        ctx = get_request_context()
+        now = utcnow()
+        login = LoginSession(
+            user_id=user_id, ip=ctx.ip, user_agent=ctx.user_agent, created_at=now, last_used_at=now,
+            expires_at=now + self._refresh_ttl,
+        )
+        self._db.add(login)
+        await self._db.flush()
+        return IssuedRefresh(login, await self._issue(login, generation=0))
+
+    async def _issue(self, login: LoginSession, *, generation: int) -> str:
+        raw = secrets.token_urlsafe(32)
+        self._db.add(
+            RefreshToken(
+                session_id=login.id, token_hash=hash_token(raw), generation=generation,
+                expires_at=login.expires_at,
+            )
+        )
+        await self._db.flush()
+        return raw
+
+    async def rotate(self, raw: str) -> IssuedRefresh:
+        """Trade a refresh token for a new one in the same session.
+
+        A token presented a second time revokes the whole session (it was probably stolen),
+        except the immediate parent within the grace window: two tabs refreshing at once
+        each get a valid token instead of signing the user out.
+        """
+        now = utcnow()
+        row = await self._db.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(raw)))
+        if row is None or row.expires_at <= now:
+            raise TokenInvalidError("Refresh token is invalid or expired")
+        login = await self._db.get(LoginSession, row.session_id, with_for_update=True)
+        if login is None or login.revoked_at is not None or login.expires_at <= now:
+            raise TokenInvalidError("Session has ended")
+        claimed = await self._db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+            login.refresh_generation = row.generation + 1
+            generation = login.refresh_generation
+        else:
+            await self._db.refresh(row)
+            in_grace = (
+                row.used_at is not None
+                and now - row.used_at <= self._grace
+                and row.generation == login.refresh_generation - 1
+            )
+            if not in_grace:
+                raise RefreshReusedError()
+            generation = login.refresh_generation  # a sibling of the token the first tab received
+        login.last_used_at = now
+        return IssuedRefresh(login, await self._issue(login, generation=generation))
+
+    async def revoke_for_reuse(self, raw: str) -> LoginSession | None:
+        """Revoke the session a reused refresh token belongs to; returns it for the audit record."""
+        row = await self._db.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(raw)))
+        login = await self._db.get(LoginSession, row.session_id, with_for_update=True) if row else None
+        if login is not None and login.revoked_at is None:
+            login.revoked_at = utcnow()
+            await self._db.flush()
+        return login
+
+    async def touch(self, login: LoginSession) -> None:
+        """Record activity, at most once a minute per session to avoid a write on every request."""
+        now = utcnow()
+        if now - login.last_used_at >= LAST_USED_RESOLUTION:
+            login.last_used_at = now
+            await self._db.flush()
+
+    async def revoke(self, session_id: uuid.UUID) -> None:
+        await self._db.execute(
+            update(LoginSession)
+            .where(LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+
+    async def revoke_all(self, user_id: uuid.UUID, *, except_id: uuid.UUID | None = None) -> int:
+        stmt = update(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        if except_id is not None:
+            stmt = stmt.where(LoginSession.id != except_id)
+        result = await self._db.execute(stmt.values(revoked_at=utcnow()))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def list_active(self, user_id: uuid.UUID) -> list[LoginSession]:
+        stmt = (
+            select(LoginSession)
+            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None),
+                   LoginSession.expires_at > utcnow())
+            .order_by(LoginSession.id.desc())
+        )
+        return list((await self._db.scalars(stmt)).all())
+
+    async def revoke_own(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        """Revoke one of the user's sessions; another user's (or an unknown) session is 404."""
+        login = await self._db.get(LoginSession, session_id)
+        if login is None or login.user_id != user_id or login.revoked_at is not None:
+            raise NotFoundError("Session not found")
+        login.revoked_at = utcnow()
+        await self._db.flush()

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+
+from authgate.audit.service import AuditLog
+from authgate.db import SessionDep
+from authgate.deps import PasswordHasherDep, SettingsDep
+from authgate.users.repository import UserRepository
+from authgate.users.service import UserService
+
+
+async def get_user_service(session: SessionDep, passwords: PasswordHasherDep, settings: SettingsDep) -> UserService:
+    return UserService(UserRepository(session), passwords, settings.password, AuditLog(session))
+
+
+UserServiceDep = Annotated[UserService, Depends(get_user_service)]

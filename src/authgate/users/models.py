@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from authgate.db import Base, new_id, utcnow
+from authgate.roles.models import Role, user_role
+
+
+class User(Base):
+    __tablename__ = "user_account"  # "user" is reserved in PostgreSQL
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320))
+    email_normalized: Mapped[str] = mapped_column(String(320), unique=True)
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    username: Mapped[str | None] = mapped_column(String(32), unique=True)  # stored lower-case
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    phone_verified: Mapped[bool] = mapped_column(default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255), deferred=True)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    mfa_enabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_login_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    roles: Mapped[list[Role]] = relationship(secondary=user_role, lazy="raise", order_by=Role.name)
+
+    @property
+    def role_names(self) -> list[str]:
+        return [role.name for role in self.roles]
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return frozenset(p for role in self.roles for p in role.permissions)

@@ -1,0 +1,79 @@
+"""User persistence: lookups by id, email or username, and inserts that map unique violations."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload, undefer
+
+from authgate.errors import ConflictError
+from authgate.roles.models import Role, user_role
+from authgate.users.errors import EmailTakenError, UsernameTakenError
+from authgate.users.models import User
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().casefold()
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: uuid.UUID, *, include_deleted: bool = False) -> User | None:
+        stmt = select(User).options(selectinload(User.roles)).where(User.id == user_id)
+        if not include_deleted:
+            stmt = stmt.where(User.deleted_at.is_(None))
+        return await self.session.scalar(stmt)
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.email_normalized == normalize_email(email)))
+
+    async def get_by_username(self, username: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.username == username.lower()))
+
+    async def get_for_login(self, *, email: str | None = None, username: str | None = None) -> User | None:
+        """The account for a sign-in attempt, with its password hash and roles, deleted ones excluded."""
+        stmt = (
+            select(User)
+            .options(undefer(User.password_hash), selectinload(User.roles))
+            .where(User.deleted_at.is_(None))
+        )
+        if email is not None:
+            stmt = stmt.where(User.email_normalized == normalize_email(email))
+        else:
+            stmt = stmt.where(User.username == (username or "").lower())
+        return await self.session.scalar(stmt)
+
+    async def get_role(self, name: str) -> Role | None:
+        return await self.session.scalar(select(Role).where(Role.name == name))
+
+    async def add(self, user: User) -> User:
+        self.session.add(user)
+        await self.flush()
+        return user
+
+    async def flush(self) -> None:
+        """Flush pending changes; the unique indexes are the real guard against duplicates."""
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            message = str(exc.orig).lower()
+            if "email_normalized" in message:
+                raise EmailTakenError() from exc
+            if "username" in message:
+                raise UsernameTakenError() from exc
+            raise ConflictError() from exc
+
+    async def any_with_role(self, role_name: str) -> bool:
+        stmt = (
+            select(User.id)
+            .join(user_role, user_role.c.user_id == User.id)
+            .join(Role, Role.id == user_role.c.role_id)
+            .where(Role.name == role_name, User.deleted_at.is_(None))
+            .limit(1)
+        )
+        return await self.session.scalar(stmt) is not None

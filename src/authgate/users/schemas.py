@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field, SecretStr
+
+from authgate.schemas import APIModel, Email, Name, Phone, Username
+
+Password = SecretStr
+
+
+class UserRead(APIModel):
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    username: str | None
+    full_name: str | None
+    phone: str | None
+    phone_verified: bool
+    is_active: bool
+    roles: list[str] = Field(validation_alias="role_names")
+    mfa_enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+
+
+class UserRegister(APIModel):
+    email: Email
+    password: SecretStr = Field(min_length=8, max_length=128)
+    username: Username | None = None
+    full_name: Name | None = None
+    phone: Phone | None = None
+
+
+class UserUpdateMe(APIModel):
+    """Fields a user may change on their own account; a new phone number starts unverified."""
+
+    username: Username | None = None
+    full_name: Name | None = None
+    phone: Phone | None = None

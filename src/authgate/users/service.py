@@ -1,0 +1,94 @@
+"""Account rules: registration, self-service changes, the first admin."""
+
+from __future__ import annotations
+
+from authgate.audit.service import Actor, AuditLog
+from authgate.config import PasswordPolicy
+from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
+from authgate.security.passwords import ClientGone, PasswordHasher, check_password_policy
+from authgate.users.errors import EmailTakenError, UsernameTakenError
+from authgate.users.models import User
+from authgate.users.repository import UserRepository, normalize_email
+from authgate.users.schemas import UserRegister, UserUpdateMe
+
+
+class UserService:
+    def __init__(
+        self, users: UserRepository, passwords: PasswordHasher, policy: PasswordPolicy, audit: AuditLog
+    ) -> None:
+        self._users, self._passwords, self._policy, self._audit = users, passwords, policy, audit
+
+    async def register(self, data: UserRegister, client_gone: ClientGone | None = None) -> User:
+        """Create an account with the `user` role. The password is hashed before any database work."""
+        password = data.password.get_secret_value()
+        check_password_policy(password, self._policy, user_inputs=[data.email, data.username])
+        digest = await self._passwords.hash(password, client_gone)
+        user = await self.create(
+            email=data.email, password_hash=digest, username=data.username, full_name=data.full_name,
+            phone=data.phone, roles=[USER_ROLE],
+        )
+        await self._audit.record("user.registered", actor=Actor.user(user.id), target_type="user", target_id=user.id)
+        return user
+
+    async def create(
+        self,
+        *,
+        email: str,
+        password_hash: str | None,
+        roles: list[str],
+        username: str | None = None,
+        full_name: str | None = None,
+        phone: str | None = None,
+        email_verified: bool = False,
+    ) -> User:
+        """Insert a user; duplicates answer `email_taken` / `username_taken`, also under races."""
+        if await self._users.get_by_email(email) is not None:
+            raise EmailTakenError()
+        if username is not None and await self._users.get_by_username(username) is not None:
+            raise UsernameTakenError()
+        role_rows = [r for r in [await self._users.get_role(name) for name in roles] if r is not None]
+        user = User(
+            email=email.strip(),
+            email_normalized=normalize_email(email),
+            username=username,
+            full_name=full_name,
+            phone=phone,
+            password_hash=password_hash,
+            email_verified=email_verified,
+            roles=role_rows,
+        )
+        return await self._users.add(user)
+
+    async def update_me(self, user: User, data: UserUpdateMe) -> User:
+        """Change the caller's own username, name or phone; a changed phone needs verifying again."""
+        changes = data.model_dump(exclude_unset=True)
+        if "username" in changes and changes["username"] is None:
+            changes.pop("username")  # a username can be changed, not removed
+        if "username" in changes and changes["username"] != user.username:
+            other = await self._users.get_by_username(changes["username"])
+            if other is not None and other.id != user.id:
+                raise UsernameTakenError()
+        if "phone" in changes and changes["phone"] != user.phone:
+            user.phone_verified = False
+        for field, value in changes.items():
+            setattr(user, field, value)
+        await self._users.flush()
+        if changes:
+            await self._audit.record(
+                "user.updated", actor=Actor.user(user.id), target_type="user", target_id=user.id,
+                data={"fields": sorted(changes)},
+            )
+        return user
+
+    async def ensure_admin(self, email: str, password: str) -> tuple[User, bool]:
+        """The first admin: created with the `admin` role unless that email exists already."""
+        existing = await self._users.get_by_email(email)
+        if existing is not None:
+            return existing, False
+        digest = await self._passwords.hash(password)
+        user = await self.create(
+            email=email, password_hash=digest, roles=[ADMIN_ROLE, USER_ROLE], email_verified=True
+        )
+        await self._audit.record("user.registered", actor=Actor.system(), target_type="user", target_id=user.id,
+                                 data={"admin": True})
+        return user, True

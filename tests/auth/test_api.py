@@ -1,0 +1,353 @@
+"""Accounts and tokens over HTTP (SPEC §4), on both engines."""
+
+from __future__ import annotations
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit.models import AuditEvent
+from authgate.users.models import User
+from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
+
+
+async def test_register_returns_user_with_user_role(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "  New.Person@Example.COM ", "password": PASSWORD, "username": "New_Person", "full_name": "N P"},
+    )
+    assert response.status_code == 201
+    user = response.json()
+    assert user["email"] == "New.Person@example.com"
+    assert user["username"] == "new_person"
+    assert user["roles"] == ["user"]
+    assert user["email_verified"] is False and user["mfa_enabled"] is False
+    assert set(user) == {
+        "id", "email", "email_verified", "username", "full_name", "phone", "phone_verified", "is_active",
+        "roles", "mfa_enabled", "created_at", "updated_at", "last_login_at",
+    }
+    assert "password" not in response.text and "hash" not in response.text
+
+
+async def test_register_duplicate_email_any_case_is_409(client: AsyncClient, db: AsyncSession) -> None:
+    await register(client, email="dup@example.com")
+    response = await client.post("/api/v1/auth/register", json={"email": "DUP@example.com", "password": PASSWORD})
+    assert_problem(response, 409, "email_taken")
+    assert await db.scalar(select(func.count()).select_from(User).where(User.email_normalized == "dup@example.com")) == 1
+
+
+async def test_register_duplicate_username_other_case_is_409(client: AsyncClient) -> None:
+    await register(client, username="bob_1")
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD, "username": "BOB_1"}
+    )
+    assert_problem(response, 409, "username_taken")
+
+
+@pytest.mark.parametrize(
+    ("password", "error_type"),
+    [("short1!", "too_short"), ("password", "password_weak"), ("x" * 129, "too_long")],
+)
+async def test_register_rejects_weak_passwords(client: AsyncClient, password: str, error_type: str) -> None:
+    response = await client.post("/api/v1/auth/register", json={"email": unique_email(), "password": password})
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["type"] == error_type
+
+
+async def test_register_rejects_password_containing_email(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "zebracorn@example.com", "password": "my zebracorn secret 99"}
+    )
+    assert assert_problem(response, 422, "validation_error")["errors"][0]["type"] == "password_personal"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email", "password": PASSWORD},
+        {"email": "a@example.com", "password": PASSWORD, "username": "ab"},
+        {"email": "a@example.com", "password": PASSWORD, "username": "-bad"},
+        {"email": "a@example.com", "password": PASSWORD, "phone": "12"},
+        {"email": "a@example.com", "password": PASSWORD, "full_name": "x" * 201},
+        {"email": "a@example.com", "password": PASSWORD, "is_admin": True},
+        {"email": "a@example.com", "password": 12345678901},
+        {"password": PASSWORD},
+    ],
+)
+async def test_register_bad_input_is_422_and_creates_nothing(
+    client: AsyncClient, db: AsyncSession, body: dict[str, object]
+) -> None:
+    before = await db.scalar(select(func.count()).select_from(User))
+    assert_problem(await client.post("/api/v1/auth/register", json=body), 422, "validation_error")
+    assert await db.scalar(select(func.count()).select_from(User)) == before
+
+
+async def test_register_normalises_phone_to_e164(client: AsyncClient) -> None:
+    user = await register(client, phone="+1 415-555-0132")
+    assert user["phone"] == "+14155550132" and user["phone_verified"] is False
+
+
+async def test_login_by_email_and_by_username(client: AsyncClient) -> None:
+    user = await register(client, username="carol")
+    by_email = await login(client, user["email"].upper())
+    assert by_email["token_type"] == "bearer"
+    assert by_email["expires_in"] == 1800
+    assert by_email["user"]["id"] == user["id"]
+    assert by_email["user"]["last_login_at"] is not None
+    response = await client.post("/api/v1/auth/login", json={"username": "CAROL", "password": PASSWORD})
+    assert response.status_code == 200
+    assert response.json()["refresh_token"] != by_email["refresh_token"]
+
+
+async def test_login_wrong_password_and_unknown_email_answer_alike(client: AsyncClient) -> None:
+    user = await register(client)
+    wrong = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong password!"})
+    unknown = await client.post("/api/v1/auth/login", json={"email": "ghost@example.com", "password": PASSWORD})
+    a, b = assert_problem(wrong, 401, "invalid_credentials"), assert_problem(unknown, 401, "invalid_credentials")
+    assert a["detail"] == b["detail"]
+    assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
+
+
+async def test_failed_login_is_audited_in_its_own_transaction(client: AsyncClient, db: AsyncSession) -> None:
+    user = await register(client)
+    await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong password!"})
+    event = await db.scalar(
+        select(AuditEvent).where(AuditEvent.action == "auth.login.failed", AuditEvent.target_id == user["id"])
+    )
+    assert event is not None
+    assert event.data == {"reason": "wrong_password"}
+    assert event.ip == "203.0.113.7"
+    assert "wrong password" not in str(event.data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"password": PASSWORD},
+        {"email": "a@example.com", "username": "abc", "password": PASSWORD},
+        {"email": "a@example.com"},
+        {"email": "a@example.com", "password": PASSWORD, "remember": True},
+    ],
+)
+async def test_login_bad_bodies_are_422(client: AsyncClient, body: dict[str, object]) -> None:
+    assert_problem(await client.post("/api/v1/auth/login", json=body), 422, "validation_error")
+
+
+async def test_login_on_deactivated_account(client: AsyncClient, db: AsyncSession) -> None:
+    user = await register(client)
+    account = await db.scalar(select(User).where(User.email == user["email"]))
+    assert account is not None
+    account.is_active = False
+    await db.commit()
+    right = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(right, 403, "account_disabled")
+    wrong = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "not the one!"})
+    assert_problem(wrong, 401, "invalid_credentials")
+
+
+async def test_me_and_users_me_agree(client: AsyncClient) -> None:
+    user, headers = await signed_in(client)
+    me = await client.get("/api/v1/auth/me", headers=headers)
+    users_me = await client.get("/api/v1/users/me", headers=headers)
+    assert me.status_code == users_me.status_code == 200
+    assert me.json()["id"] == users_me.json()["id"] == user["id"]
+    assert me.headers["cache-control"] == "no-store"
+
+
+async def test_me_without_credentials_is_401(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/users/me")
+    assert_problem(response, 401, "not_authenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_refresh_rotates_and_old_token_is_reused_after_grace(
+    client: AsyncClient, app: object, settings: object
+) -> None:
+    user = await register(client)
+    first = await login(client, user["email"])
+    client.cookies.clear()
+    second = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200
+    pair = second.json()
+    assert pair["refresh_token"] != first["refresh_token"]
+    third = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert third.status_code == 200
+    # `first` is now two generations old: not the immediate parent, so this is theft.
+    reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_problem(reused, 401, "refresh_reused")
+    # ... and the whole session is gone: the newest tokens stop working too.
+    newest = third.json()
+    assert_problem(await client.get("/api/v1/users/me", headers=bearer(newest["access_token"])), 401, "session_revoked")
+    after = await client.post("/api/v1/auth/refresh", json={"refresh_token": newest["refresh_token"]})
+    assert after.status_code == 401
+
+
+async def test_refresh_parent_within_grace_keeps_session(client: AsyncClient) -> None:
+    """Two tabs refresh with the same token at once: both get working pairs for one session."""
+    user = await register(client)
+    first = await login(client, user["email"])
+    client.cookies.clear()
+    tab_a = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    tab_b = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert tab_a.status_code == tab_b.status_code == 200
+    for pair in (tab_a.json(), tab_b.json()):
+        assert (await client.get("/api/v1/users/me", headers=bearer(pair["access_token"]))).status_code == 200
+    again = await client.post("/api/v1/auth/refresh", json={"refresh_token": tab_b.json()["refresh_token"]})
+    assert again.status_code == 200
+
+
+async def test_refresh_reuse_after_grace_window_revokes(client: AsyncClient, app: object) -> None:
+    from datetime import timedelta
+
+    app.state.settings.refresh_reuse_grace = timedelta(0)  # type: ignore[attr-defined]
+    user = await register(client)
+    first = await login(client, user["email"])
+    client.cookies.clear()
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).status_code == 200
+    reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_problem(reused, 401, "refresh_reused")
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "x" * 257])
+async def test_refresh_with_bad_token(client: AsyncClient, token: str) -> None:
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert response.status_code in (401, 422)
+    assert response.json()["code"] in ("token_invalid", "validation_error")
+
+
+async def test_refresh_without_any_token_is_401(client: AsyncClient) -> None:
+    assert_problem(await client.post("/api/v1/auth/refresh", json={}), 401, "not_authenticated")
+
+
+async def test_logout_stops_access_token_at_once(client: AsyncClient) -> None:
+    user = await register(client)
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    headers = bearer(tokens["access_token"])
+    response = await client.post("/api/v1/auth/logout", headers=headers)
+    assert response.status_code == 204
+    assert_problem(await client.get("/api/v1/users/me", headers=headers), 401, "session_revoked")
+    refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refresh.status_code == 401
+
+
+async def test_logout_all_revokes_every_session(client: AsyncClient) -> None:
+    user = await register(client)
+    one, two = await login(client, user["email"]), await login(client, user["email"])
+    client.cookies.clear()
+    assert (await client.post("/api/v1/auth/logout-all", headers=bearer(one["access_token"]))).status_code == 204
+    for tokens in (one, two):
+        assert (await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))).status_code == 401
+
+
+async def test_sessions_list_marks_current_and_delete(client: AsyncClient) -> None:
+    user = await register(client)
+    other = await login(client, user["email"])
+    mine = await login(client, user["email"])
+    client.cookies.clear()
+    headers = bearer(mine["access_token"])
+    listed = await client.get("/api/v1/auth/sessions", headers=headers)
+    assert listed.status_code == 200
+    page = listed.json()
+    assert page["next_cursor"] is None
+    assert len(page["items"]) == 2
+    current = [s for s in page["items"] if s["current"]]
+    assert len(current) == 1
+    assert set(current[0]) == {"id", "created_at", "last_used_at", "ip", "user_agent", "current"}
+    assert current[0]["ip"] == "203.0.113.7"
+    other_id = next(s["id"] for s in page["items"] if not s["current"])
+    assert (await client.delete(f"/api/v1/auth/sessions/{other_id}", headers=headers)).status_code == 204
+    assert (await client.get("/api/v1/users/me", headers=bearer(other["access_token"]))).status_code == 401
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+
+
+async def test_cannot_delete_another_users_session(client: AsyncClient) -> None:
+    _, alice = await signed_in(client)
+    _, bob = await signed_in(client)
+    bob_sessions = (await client.get("/api/v1/auth/sessions", headers=bob)).json()["items"]
+    response = await client.delete(f"/api/v1/auth/sessions/{bob_sessions[0]['id']}", headers=alice)
+    assert_problem(response, 404, "not_found")
+    assert (await client.get("/api/v1/users/me", headers=bob)).status_code == 200
+    assert_problem(await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=alice), 422, "validation_error")
+
+
+async def test_cookie_mode_with_csrf_double_submit(client: AsyncClient) -> None:
+    user = await register(client)
+    response = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    cookies = {c.name: c for c in client.cookies.jar}
+    assert {"authgate_access", "authgate_refresh", "authgate_csrf"} <= set(cookies)
+    set_cookie = response.headers.get_list("set-cookie")
+    access = next(h for h in set_cookie if h.startswith("authgate_access="))
+    refresh = next(h for h in set_cookie if h.startswith("authgate_refresh="))
+    csrf = next(h for h in set_cookie if h.startswith("authgate_csrf="))
+    assert "HttpOnly" in access and "HttpOnly" in refresh and "HttpOnly" not in csrf
+    assert "Path=/api/v1/auth" in refresh and "SameSite=lax" in access
+    # Safe requests need no CSRF header; the cookie authenticates.
+    assert (await client.get("/api/v1/users/me")).status_code == 200
+    # Unsafe ones do.
+    assert_problem(await client.patch("/api/v1/users/me", json={"full_name": "X"}), 403, "csrf_failed")
+    wrong = await client.patch("/api/v1/users/me", json={"full_name": "X"}, headers={"X-CSRF-Token": "nope"})
+    assert_problem(wrong, 403, "csrf_failed")
+    token = cookies["authgate_csrf"].value
+    ok = await client.patch("/api/v1/users/me", json={"full_name": "X"}, headers={"X-CSRF-Token": token})
+    assert ok.status_code == 200 and ok.json()["full_name"] == "X"
+
+
+async def test_cookie_refresh_needs_csrf_and_rotates(client: AsyncClient) -> None:
+    user = await register(client)
+    await login(client, user["email"])
+    assert_problem(await client.post("/api/v1/auth/refresh"), 403, "csrf_failed")
+    csrf = client.cookies["authgate_csrf"]
+    response = await client.post("/api/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200
+    assert client.cookies["authgate_csrf"] != csrf  # a new pair, a new CSRF value
+
+
+async def test_logout_clears_cookies(client: AsyncClient) -> None:
+    user = await register(client)
+    await login(client, user["email"])
+    csrf = client.cookies["authgate_csrf"]
+    response = await client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 204
+    cleared = response.headers.get_list("set-cookie")
+    assert any(h.startswith("authgate_access=") and "Max-Age=0" in h for h in cleared)
+    assert (await client.get("/api/v1/users/me")).status_code == 401
+
+
+class TestOAuth2TokenEndpoint:
+    async def test_password_grant_with_email_or_username(self, client: AsyncClient) -> None:
+        user = await register(client, username="dora")
+        for name in (user["email"], "dora"):
+            response = await client.post(
+                "/api/v1/auth/token", data={"grant_type": "password", "username": name, "password": PASSWORD}
+            )
+            assert response.status_code == 200
+            body = response.json()
+            assert body["token_type"] == "bearer" and body["access_token"] and body["refresh_token"]
+            assert response.headers["cache-control"] == "no-store"
+
+    async def test_refresh_grant(self, client: AsyncClient) -> None:
+        user = await register(client)
+        tokens = await login(client, user["email"])
+        response = await client.post(
+            "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        )
+        assert response.status_code == 200
+        assert response.json()["refresh_token"] != tokens["refresh_token"]
+
+    @pytest.mark.parametrize(
+        ("data", "error"),
+        [
+            ({"grant_type": "password", "username": "nobody@example.com", "password": "x"}, "invalid_grant"),
+            ({"grant_type": "refresh_token", "refresh_token": "nope"}, "invalid_grant"),
+            ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+            ({"grant_type": "password", "username": "a@example.com"}, "invalid_request"),
+            ({"grant_type": "refresh_token"}, "invalid_request"),
+            ({}, "invalid_request"),
+        ],
+    )
+    async def test_errors_follow_rfc6749(self, client: AsyncClient, data: dict[str, str], error: str) -> None:
+        response = await client.post("/api/v1/auth/token", data=data)
+        assert response.status_code == 400
+        assert response.json()["error"] == error

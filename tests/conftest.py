@@ -1,0 +1,155 @@
+"""Fixtures shared by every test: both database engines, per-test isolation, the app and a client.
+
+Every test that asks for `client` (or `db`) runs twice, on SQLite and on PostgreSQL. The schema
+comes from the Alembic migrations. Each test runs inside one outer transaction that is rolled
+back at teardown; the code under test commits SAVEPOINTs inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from authgate import migrate
+from authgate.config import PasswordPolicy, Settings
+from authgate.db import create_engine
+from authgate.main import create_app
+
+POSTGRES_URL = os.environ.get(
+    "AUTHGATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
+# Cheap hashing keeps the suite fast; the production parameters are measured in bench/.
+FAST_PASSWORDS = PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1)
+
+_tmp = Path(tempfile.mkdtemp(prefix="authgate-test-"))
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "secret_key": TEST_SECRET,
+        "public_url": "http://test",
+        "password": FAST_PASSWORDS,
+        "upload_dir": _tmp / "uploads",
+        "log_level": "WARNING",
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def unavailable(what: str, exc: BaseException) -> None:
+    """Locally a missing service is a skip; under CI=true it fails the run."""
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if IN_CI:
+        pytest.fail(message + " — required when CI=true", pytrace=False)
+    pytest.skip(message)
+
+
+async def _reset_postgres(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
+    """One migrated database per engine for the whole run."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{_tmp / 'test.db'}"
+    else:
+        url = POSTGRES_URL
+    eng = create_engine(make_settings(url))
+    if request.param == "postgresql":
+        try:
+            await _reset_postgres(eng)
+        except Exception as exc:
+            await eng.dispose()
+            unavailable("PostgreSQL", exc)
+    await asyncio.to_thread(migrate.upgrade, url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _engine_markers(request: pytest.FixtureRequest) -> None:
+    if "engine" not in request.fixturenames:
+        return
+    name = request.getfixturevalue("engine").dialect.name
+    if request.node.get_closest_marker("postgres_only") and name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    if request.node.get_closest_marker("sqlite_only") and name != "sqlite":
+        pytest.skip("SQLite only")
+
+
+@pytest.fixture
+def dialect(engine: AsyncEngine) -> str:
+    return engine.dialect.name
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        yield conn
+        if outer.is_active:
+            await outer.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the test's connection: each `begin()` is a SAVEPOINT inside the outer transaction."""
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(engine: AsyncEngine) -> Settings:
+    return make_settings(engine.url.render_as_string(hide_password=False))
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, sessionmaker=sessionmaker, engine=engine)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with AsyncClient(transport=transport, base_url="https://test") as c:
+        yield c
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Iterator[Path]:
+    yield _tmp
