@@ -58,6 +58,7 @@ class Principal:
     session_id: uuid.UUID | None
     permissions: frozenset[str]
     api_key_id: uuid.UUID | None = None
+    workspace_id: uuid.UUID | None = None  # an API key bound to one workspace reaches only that one
 
     @property
     def user_id(self) -> uuid.UUID:
