@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,7 @@ async def _reset_postgres(engine: AsyncEngine) -> None:
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     """One migrated database per engine for the whole run."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{_tmp / 'test.db'}"
-    else:
-        url = POSTGRES_URL
+    url = f"sqlite+aiosqlite:///{_tmp / 'test.db'}" if request.param == "sqlite" else POSTGRES_URL
     eng = create_engine(make_settings(url))
     if request.param == "postgresql":
         try:
@@ -151,5 +148,5 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(scope="session")
-def tmp_root() -> Iterator[Path]:
-    yield _tmp
+def tmp_root() -> Path:
+    return _tmp

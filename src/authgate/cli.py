@@ -48,8 +48,14 @@ def serve(
         migrations.upgrade(settings.database_url)
     asyncio.run(_bootstrap_admin(settings, quiet=True))
     uvicorn.run(
-        "authgate.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-        reload=reload, proxy_headers=True, access_log=False, log_level="warning",
+        "authgate.main:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        reload=reload,
+        proxy_headers=True,
+        access_log=False,
+        log_level="warning",
     )
 
 
@@ -75,7 +81,9 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
             email = settings.admin_email or DEFAULT_ADMIN_EMAIL
             generated = settings.admin_password is None
             password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
-            service = UserService(users, PasswordHasher(settings.password), settings.password, AuditLog(session))
+            service = UserService(
+                users, PasswordHasher(settings.password), settings.password, AuditLog(session)
+            )
             await service.ensure_admin(email, password)
     finally:
         await engine.dispose()
@@ -124,13 +132,18 @@ def keys_rotate() -> None:
         engine = create_engine(settings)
         try:
             return await rotate(
-                create_sessionmaker(engine), settings.secret(), settings.jwt_algorithm, settings.access_token_ttl
+                create_sessionmaker(engine),
+                settings.secret(),
+                settings.jwt_algorithm,
+                settings.access_token_ttl,
             )
         finally:
             await engine.dispose()
 
     kid = asyncio.run(run())
-    console.print(f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers pick it up on restart.")
+    console.print(
+        f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers pick it up on restart."
+    )
 
 
 @audit_app.command("verify")

@@ -133,7 +133,11 @@ class Settings(BaseSettings):
 
     @property
     def should_auto_migrate(self) -> bool:
-        return self.auto_migrate if self.auto_migrate is not None else self.is_sqlite and self.env != "production"
+        return (
+            self.auto_migrate
+            if self.auto_migrate is not None
+            else self.is_sqlite and self.env != "production"
+        )
 
     @property
     def console_logs(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -60,12 +61,19 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime}  # noqa: RUF012 - SQLAlchemy's documented hook
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Whether the current unit of work intends to write (SQLite only): see _configure_sqlite.
+_write_intent: ContextVar[bool] = ContextVar("authgate_write_intent", default=False)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, foreign keys and a busy timeout, plus explicit BEGIN so SAVEPOINTs and locking behave.
 
     pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; SQLAlchemy documents
-    taking it over. `BEGIN IMMEDIATE` takes the write lock up front, so concurrent writers queue
-    on the busy timeout instead of failing with "database is locked" when a reader upgrades.
+    taking it over. Requests that may write begin with `BEGIN IMMEDIATE`, which takes the write
+    lock up front, so concurrent writers queue on the busy timeout instead of failing with
+    "database is locked" when a reader upgrades; reads begin deferred and run in parallel (WAL).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -80,7 +88,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _write_intent.get() else "BEGIN")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -118,6 +126,7 @@ async def unit_of_work(session: AsyncSession) -> AsyncIterator[AsyncSession]:
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    _write_intent.set(request.method not in SAFE_METHODS)
     async with factory() as session:
         async for item in unit_of_work(session):
             yield item

@@ -99,7 +99,9 @@ class InvalidInputError(AuthgateError):
 
     status, code, title = 422, "validation_error", "Validation error"
 
-    def __init__(self, detail: str, loc: tuple[str | int, ...] = ("body",), type_: str = "value_error") -> None:
+    def __init__(
+        self, detail: str, loc: tuple[str | int, ...] = ("body",), type_: str = "value_error"
+    ) -> None:
         super().__init__(detail, errors=[{"loc": list(loc), "msg": detail, "type": type_}])
 
 
@@ -209,13 +211,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     return problem_response(
-        request, status=exc.status_code, code=code, title=title, detail=detail, headers=exc.headers
+        request,
+        status=exc.status_code,
+        code=code,
+        title=title,
+        detail=detail,
+        headers=dict(exc.headers) if exc.headers else None,
     )
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path)
-    return problem_response(request, status=500, code="internal_error", title="Internal server error")
+    # Starlette answers this one outside the middleware stack, so the request id is added here.
+    request_id = get_request_id()
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem_response(
+        request, status=500, code="internal_error", title="Internal server error", headers=headers
+    )
 
 
 def register_error_handlers(app: FastAPI) -> None:
@@ -231,7 +243,10 @@ def problem_schema(*errors: type[AuthgateError]) -> dict[int | str, dict[str, An
     for err in errors:
         entry = out.setdefault(
             err.status,
-            {"description": "", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+            {
+                "description": "",
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            },
         )
         sep = "; " if entry["description"] else ""
         entry["description"] += f"{sep}{err.title} (`{err.code}`)"

@@ -19,12 +19,29 @@ class RequestContext:
     user_agent: str | None = None
 
 
-_context: ContextVar[RequestContext] = ContextVar("authgate_request_context", default=RequestContext())
+_EMPTY_CONTEXT = RequestContext()
+_context: ContextVar[RequestContext] = ContextVar(
+    "authgate_request_context",
+    default=_EMPTY_CONTEXT,
+)
 
 # Keys whose values are never written to a log line, whatever a caller passes.
 _SECRET_KEYS = frozenset(
-    {"password", "new_password", "current_password", "token", "access_token", "refresh_token", "secret",
-     "code", "authorization", "cookie", "key", "password_hash", "token_hash"}
+    {
+        "password",
+        "new_password",
+        "current_password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "secret",
+        "code",
+        "authorization",
+        "cookie",
+        "key",
+        "password_hash",
+        "token_hash",
+    }
 )
 
 

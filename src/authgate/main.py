@@ -109,6 +109,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = openapi_problem_schema()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = openapi_problem_schema()
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:  # FastAPI's default shape; ours is a problem with `errors`
+                    responses["422"] = {
+                        "description": "Validation error (`validation_error`)",
+                        "content": problem,
+                    }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         app.openapi_schema = schema
     return app.openapi_schema

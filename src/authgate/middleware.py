@@ -6,6 +6,7 @@ BaseHTTPMiddleware, which copies bodies and runs handlers in another task).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -31,22 +32,38 @@ _DOCS_CSP = (
 )
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     pass
 
 
-def _problem_413(request_id: str, path: str, limit: int) -> bytes:
+_FORM_PATHS = ("/api/v1/auth/token", "/api/v1/auth/introspect")
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _problem(request_id: str, path: str, status: int, code: str, title: str, detail: str) -> bytes:
     return json.dumps(
         {
-            "type": "https://authgate.dev/problems/payload_too_large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"The request body is larger than {limit} bytes",
+            "type": f"https://authgate.dev/problems/{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
             "instance": path,
-            "code": "payload_too_large",
+            "code": code,
             "request_id": request_id,
         }
     ).encode()
+
+
+def _media_type_allowed(path: str, content_type: str | None) -> bool:
+    """JSON everywhere under /api; forms only on the OAuth2-style endpoints; multipart only for uploads."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return True
+    if media == "application/x-www-form-urlencoded":
+        return path in _FORM_PATHS
+    if media == "multipart/form-data":
+        return path.endswith("/avatar") or path in _FORM_PATHS
+    return False
 
 
 class RequestContextMiddleware:
@@ -88,8 +105,34 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await self._send_413(send, request_id, path, limit)
+            body = _problem(
+                request_id,
+                path,
+                413,
+                "payload_too_large",
+                "Payload too large",
+                f"The request body is larger than {limit} bytes",
+            )
+            await self._send_problem(send, request_id, 413, body)
             self._finish(scope, 413, started)
+            return
+        has_body = (declared or 0) > 0 or _header(scope, b"transfer-encoding") is not None
+        if (
+            has_body
+            and scope["method"] in _UNSAFE_METHODS
+            and path.startswith("/api/")
+            and not _media_type_allowed(path, _header(scope, b"content-type"))
+        ):
+            body = _problem(
+                request_id,
+                path,
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Send the body as application/json",
+            )
+            await self._send_problem(send, request_id, 415, body)
+            self._finish(scope, 415, started)
             return
 
         async def limited_receive() -> Message:
@@ -98,7 +141,7 @@ class RequestContextMiddleware:
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > limit:
                     state["too_large"] = True
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -121,17 +164,22 @@ class RequestContextMiddleware:
                 return
             await send(message)
 
-        try:
+        with contextlib.suppress(_BodyTooLargeError):  # answered with the 413 below
             await self.app(scope, limited_receive if declared is None else receive, send_wrapper)
-        except _BodyTooLarge:
-            pass
         if state["too_large"] and not state["started"]:
-            await self._send_413(send, request_id, path, limit)
+            body = _problem(
+                request_id,
+                path,
+                413,
+                "payload_too_large",
+                "Payload too large",
+                f"The request body is larger than {limit} bytes",
+            )
+            await self._send_problem(send, request_id, 413, body)
             state["status"] = 413
         self._finish(scope, state["status"], started)
 
-    async def _send_413(self, send: Send, request_id: str, path: str, limit: int) -> None:
-        body = _problem_413(request_id, path, limit)
+    async def _send_problem(self, send: Send, request_id: str, status: int, body: bytes) -> None:
         headers = [
             (b"content-type", b"application/problem+json"),
             (b"content-length", str(len(body)).encode()),
@@ -139,7 +187,7 @@ class RequestContextMiddleware:
             (b"connection", b"close"),
             *self.security_headers,
         ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     def _finish(self, scope: Scope, status: int, started: float) -> None:
@@ -148,9 +196,13 @@ class RequestContextMiddleware:
         template = getattr(route, "path", None) or "<unmatched>"
         observe_request(scope["method"], template, status, elapsed)
         if status >= 500:
-            log.error("request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1))
+            log.error(
+                "request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1)
+            )
         else:
-            log.debug("request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1))
+            log.debug(
+                "request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1)
+            )
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

@@ -8,4 +8,12 @@ from authgate.security import keys as key_models
 from authgate.sessions import models as session_models
 from authgate.users import models as user_models
 
-__all__ = ["Base", "audit_models", "key_models", "outbox_models", "roles_models", "session_models", "user_models"]
+__all__ = [
+    "Base",
+    "audit_models",
+    "key_models",
+    "outbox_models",
+    "roles_models",
+    "session_models",
+    "user_models",
+]

@@ -20,7 +20,9 @@ class PageParams:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-        cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the previous page")] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+        ] = None,
     ) -> None:
         self.limit = limit
         self.after = decode_cursor(cursor) if cursor else None
@@ -41,8 +43,12 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 
 async def fetch_page(
-    session: AsyncSession, stmt: Select[Any], key: InstrumentedAttribute[uuid.UUID], params: PageParams,
-    *, descending: bool = True,
+    session: AsyncSession,
+    stmt: Select[Any],
+    key: InstrumentedAttribute[uuid.UUID],
+    params: PageParams,
+    *,
+    descending: bool = True,
 ) -> tuple[list[Any], str | None]:
     """Run `stmt` for one page ordered by `key` (newest first by default); returns rows and the next cursor."""
     if params.after is not None:

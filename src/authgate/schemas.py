@@ -36,9 +36,7 @@ def _email(value: str) -> str:
 def _username(value: str) -> str:
     lowered = value.strip().lower()
     if not USERNAME_RE.match(lowered):
-        raise ValueError(
-            "3–32 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
-        )
+        raise ValueError("3–32 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
     return lowered
 
 
@@ -75,7 +73,11 @@ def openapi_problem_schema() -> dict[str, Any]:
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}, "type": {"type": "string"}},
+                    "properties": {
+                        "loc": {"type": "array"},
+                        "msg": {"type": "string"},
+                        "type": {"type": "string"},
+                    },
                 },
             },
         },

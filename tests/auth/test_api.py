@@ -15,7 +15,12 @@ from tests.factories import PASSWORD, assert_problem, bearer, login, register, s
 async def test_register_returns_user_with_user_role(client: AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/register",
-        json={"email": "  New.Person@Example.COM ", "password": PASSWORD, "username": "New_Person", "full_name": "N P"},
+        json={
+            "email": "  New.Person@Example.COM ",
+            "password": PASSWORD,
+            "username": "New_Person",
+            "full_name": "N P",
+        },
     )
     assert response.status_code == 201
     user = response.json()
@@ -24,17 +29,35 @@ async def test_register_returns_user_with_user_role(client: AsyncClient) -> None
     assert user["roles"] == ["user"]
     assert user["email_verified"] is False and user["mfa_enabled"] is False
     assert set(user) == {
-        "id", "email", "email_verified", "username", "full_name", "phone", "phone_verified", "is_active",
-        "roles", "mfa_enabled", "created_at", "updated_at", "last_login_at",
+        "id",
+        "email",
+        "email_verified",
+        "username",
+        "full_name",
+        "phone",
+        "phone_verified",
+        "is_active",
+        "roles",
+        "mfa_enabled",
+        "created_at",
+        "updated_at",
+        "last_login_at",
     }
     assert "password" not in response.text and "hash" not in response.text
 
 
 async def test_register_duplicate_email_any_case_is_409(client: AsyncClient, db: AsyncSession) -> None:
     await register(client, email="dup@example.com")
-    response = await client.post("/api/v1/auth/register", json={"email": "DUP@example.com", "password": PASSWORD})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "DUP@example.com", "password": PASSWORD}
+    )
     assert_problem(response, 409, "email_taken")
-    assert await db.scalar(select(func.count()).select_from(User).where(User.email_normalized == "dup@example.com")) == 1
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(User).where(User.email_normalized == "dup@example.com")
+        )
+        == 1
+    )
 
 
 async def test_register_duplicate_username_other_case_is_409(client: AsyncClient) -> None:
@@ -50,7 +73,9 @@ async def test_register_duplicate_username_other_case_is_409(client: AsyncClient
     [("short1!", "too_short"), ("password", "password_weak"), ("x" * 129, "too_long")],
 )
 async def test_register_rejects_weak_passwords(client: AsyncClient, password: str, error_type: str) -> None:
-    response = await client.post("/api/v1/auth/register", json={"email": unique_email(), "password": password})
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": unique_email(), "password": password}
+    )
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["type"] == error_type
 
@@ -102,9 +127,16 @@ async def test_login_by_email_and_by_username(client: AsyncClient) -> None:
 
 async def test_login_wrong_password_and_unknown_email_answer_alike(client: AsyncClient) -> None:
     user = await register(client)
-    wrong = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong password!"})
-    unknown = await client.post("/api/v1/auth/login", json={"email": "ghost@example.com", "password": PASSWORD})
-    a, b = assert_problem(wrong, 401, "invalid_credentials"), assert_problem(unknown, 401, "invalid_credentials")
+    wrong = await client.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": "wrong password!"}
+    )
+    unknown = await client.post(
+        "/api/v1/auth/login", json={"email": "ghost@example.com", "password": PASSWORD}
+    )
+    a, b = (
+        assert_problem(wrong, 401, "invalid_credentials"),
+        assert_problem(unknown, 401, "invalid_credentials"),
+    )
     assert a["detail"] == b["detail"]
     assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
 
@@ -178,7 +210,9 @@ async def test_refresh_rotates_and_old_token_is_reused_after_grace(
     assert_problem(reused, 401, "refresh_reused")
     # ... and the whole session is gone: the newest tokens stop working too.
     newest = third.json()
-    assert_problem(await client.get("/api/v1/users/me", headers=bearer(newest["access_token"])), 401, "session_revoked")
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=bearer(newest["access_token"])), 401, "session_revoked"
+    )
     after = await client.post("/api/v1/auth/refresh", json={"refresh_token": newest["refresh_token"]})
     assert after.status_code == 401
 
@@ -204,7 +238,9 @@ async def test_refresh_reuse_after_grace_window_revokes(client: AsyncClient, app
     user = await register(client)
     first = await login(client, user["email"])
     client.cookies.clear()
-    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).status_code == 200
     reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert_problem(reused, 401, "refresh_reused")
 
@@ -236,9 +272,13 @@ async def test_logout_all_revokes_every_session(client: AsyncClient) -> None:
     user = await register(client)
     one, two = await login(client, user["email"]), await login(client, user["email"])
     client.cookies.clear()
-    assert (await client.post("/api/v1/auth/logout-all", headers=bearer(one["access_token"]))).status_code == 204
+    assert (
+        await client.post("/api/v1/auth/logout-all", headers=bearer(one["access_token"]))
+    ).status_code == 204
     for tokens in (one, two):
-        assert (await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))).status_code == 401
+        assert (
+            await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))
+        ).status_code == 401
 
 
 async def test_sessions_list_marks_current_and_delete(client: AsyncClient) -> None:
@@ -269,7 +309,9 @@ async def test_cannot_delete_another_users_session(client: AsyncClient) -> None:
     response = await client.delete(f"/api/v1/auth/sessions/{bob_sessions[0]['id']}", headers=alice)
     assert_problem(response, 404, "not_found")
     assert (await client.get("/api/v1/users/me", headers=bob)).status_code == 200
-    assert_problem(await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=alice), 422, "validation_error")
+    assert_problem(
+        await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=alice), 422, "validation_error"
+    )
 
 
 async def test_cookie_mode_with_csrf_double_submit(client: AsyncClient) -> None:
@@ -331,7 +373,8 @@ class TestOAuth2TokenEndpoint:
         user = await register(client)
         tokens = await login(client, user["email"])
         response = await client.post(
-            "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+            "/api/v1/auth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
         )
         assert response.status_code == 200
         assert response.json()["refresh_token"] != tokens["refresh_token"]

@@ -138,11 +138,18 @@ async def verify_chain(session: AsyncSession, *, batch: int = 1000) -> ChainRepo
                 problem = "hash does not match the event's content"
             if problem:
                 return ChainReport(checked, str(event.id), problem)
-            prev_hash, expected_seq, checked, last_id = event.hash, expected_seq + 1, checked + 1, str(event.id)
+            prev_hash, expected_seq, checked, last_id = (
+                event.hash,
+                expected_seq + 1,
+                checked + 1,
+                str(event.id),
+            )
         if len(rows) < batch:
             break
         after = rows[-1].seq
     head = await session.get(AuditChainHead, CHAIN_HEAD_ID)
     if head is not None and (head.last_seq != expected_seq - 1 or head.last_hash != prev_hash):
-        return ChainReport(checked, last_id, "the chain head does not match the last event (events removed at the end)")
+        return ChainReport(
+            checked, last_id, "the chain head does not match the last event (events removed at the end)"
+        )
     return ChainReport(checked, None, None)

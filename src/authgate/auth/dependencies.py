@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -32,14 +32,19 @@ from authgate.errors import (
     TokenInvalidError,
 )
 from authgate.sessions.models import LoginSession
-from authgate.sessions.service import LAST_USED_RESOLUTION
+from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
 from authgate.users.models import User
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # The problems any authenticated route can answer, for its OpenAPI `responses`.
 AUTH_PROBLEMS = (
-    NotAuthenticatedError, TokenInvalidError, TokenExpiredError, SessionRevokedError, AccountDisabledError, CSRFError,
+    NotAuthenticatedError,
+    TokenInvalidError,
+    TokenExpiredError,
+    SessionRevokedError,
+    AccountDisabledError,
+    CSRFError,
 )
 
 bearer_scheme = OAuth2PasswordBearer(
@@ -84,6 +89,7 @@ async def get_principal(
     session: SessionDep,
     tokens: TokenServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
+    background: BackgroundTasks,
 ) -> Principal:
     via: Literal["bearer", "cookie"] = "bearer"
     token = bearer
@@ -110,8 +116,10 @@ async def get_principal(
         raise SessionRevokedError()
     if not user.is_active:
         raise AccountDisabledError()
-    if now - login.last_used_at >= LAST_USED_RESOLUTION:  # coalesced: at most one write a minute
-        login.last_used_at = now
+    if now - login.last_used_at >= LAST_USED_RESOLUTION:
+        # Coalesced to one write a minute, after the response and in its own transaction, so a
+        # read stays a read (and never waits for SQLite's write lock).
+        background.add_task(touch_session, request.app.state.sessionmaker, login.id, now)
     structlog.contextvars.bind_contextvars(user_id=str(user.id))
     principal = Principal(user=user, via=via, session_id=login.id, permissions=user.permissions)
     request.state.principal = principal

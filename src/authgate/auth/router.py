@@ -10,11 +10,16 @@ from fastapi.responses import JSONResponse
 
 from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession, check_csrf
-from authgate.auth.schemas import LoginRequest, OAuth2TokenResponse, RefreshRequest, SessionRead, TokenResponse
+from authgate.auth.schemas import (
+    LoginRequest,
+    OAuth2TokenResponse,
+    RefreshRequest,
+    SessionRead,
+    TokenResponse,
+)
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
-from authgate.schemas import Page
 from authgate.errors import (
     AccountDisabledError,
     CSRFError,
@@ -23,11 +28,10 @@ from authgate.errors import (
     NotFoundError,
     RefreshReusedError,
     ServiceBusyError,
-    SessionRevokedError,
-    TokenExpiredError,
     TokenInvalidError,
     problem_schema,
 )
+from authgate.schemas import Page
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.errors import EmailTakenError, UsernameTakenError
 from authgate.users.schemas import UserRead, UserRegister
@@ -84,7 +88,9 @@ async def login(
     answer the same 401 in about the same time.
     """
     issued = await auth.login(
-        email=body.email, username=body.username, password=body.password.get_secret_value(),
+        email=body.email,
+        username=body.username,
+        password=body.password.get_secret_value(),
         client_gone=request.is_disconnected,
     )
     return _token_response(issued, response, settings)
@@ -98,7 +104,9 @@ def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONRe
 @router.post(
     "/token",
     response_model=OAuth2TokenResponse,
-    responses={400: {"description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"}},
+    responses={
+        400: {"description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"}
+    },
 )
 async def oauth2_token(
     auth: AuthWorkflowDep,
@@ -120,8 +128,10 @@ async def oauth2_token(
                 return _oauth_error("invalid_request", "username and password are required")
             is_email = "@" in username
             issued = await auth.login(
-                email=username if is_email else None, username=None if is_email else username,
-                password=password, client_gone=request.is_disconnected,
+                email=username if is_email else None,
+                username=None if is_email else username,
+                password=password,
+                client_gone=request.is_disconnected,
             )
         elif grant_type == "refresh_token":
             if not refresh_token:
@@ -134,17 +144,24 @@ async def oauth2_token(
     except (InvalidCredentialsError, AccountDisabledError, TokenInvalidError, RefreshReusedError) as exc:
         return _oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
-        access_token=issued.access_token, expires_in=issued.expires_in, refresh_token=issued.refresh_token,
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
         scope=" ".join(issued.user.role_names),
     )
 
 
 @router.post(
     "/refresh",
-    responses=problem_schema(NotAuthenticatedError, TokenInvalidError, RefreshReusedError, AccountDisabledError, CSRFError),
+    responses=problem_schema(
+        NotAuthenticatedError, TokenInvalidError, RefreshReusedError, AccountDisabledError, CSRFError
+    ),
 )
 async def refresh(
-    auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep,
+    auth: AuthWorkflowDep,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
     body: RefreshRequest | None = None,
 ) -> TokenResponse:
     """Trade a refresh token (body or `authgate_refresh` cookie) for a new pair; the old one stops working.
@@ -163,14 +180,18 @@ async def refresh(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
-async def logout(principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response) -> None:
+async def logout(
+    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+) -> None:
     """Revoke the current session: its access and refresh tokens stop working at once. Clears the cookies."""
     await auth.logout(principal.user_id, principal.session_id)
     clear_auth_cookies(response, settings)
 
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
-async def logout_all(principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response) -> None:
+async def logout_all(
+    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+) -> None:
     """Revoke every session of the caller, on every device. Clears the cookies."""
     await auth.logout_all(principal.user_id)
     clear_auth_cookies(response, settings)
@@ -182,7 +203,11 @@ async def list_sessions(principal: UserSession, auth: AuthWorkflowDep) -> Page[S
     rows = await auth.list_sessions(principal.user_id)
     items = [
         SessionRead(
-            id=s.id, created_at=s.created_at, last_used_at=s.last_used_at, ip=s.ip, user_agent=s.user_agent,
+            id=s.id,
+            created_at=s.created_at,
+            last_used_at=s.last_used_at,
+            ip=s.ip,
+            user_agent=s.user_agent,
             current=s.id == principal.session_id,
         )
         for s in rows
@@ -204,4 +229,3 @@ async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: Au
 async def auth_me(principal: CurrentUser) -> UserRead:
     """The signed-in user (same as `GET /api/v1/users/me`)."""
     return UserRead.model_validate(principal.user)
-

@@ -32,7 +32,7 @@ class RefreshRequest(APIModel):
 
 class TokenResponse(APIModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int = Field(description="Seconds until the access token expires")
     refresh_token: str
     user: UserRead
@@ -42,7 +42,7 @@ class OAuth2TokenResponse(APIModel):
     """RFC 6749 §5.1 token response."""
 
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type
     expires_in: int
     refresh_token: str
     scope: str = ""

@@ -11,7 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from authgate.audit.service import ANONYMOUS, Actor, AuditLog
 from authgate.config import Settings
 from authgate.db import end_read, utcnow
-from authgate.errors import AccountDisabledError, InvalidCredentialsError, RefreshReusedError, TokenInvalidError
+from authgate.errors import (
+    AccountDisabledError,
+    InvalidCredentialsError,
+    RefreshReusedError,
+    TokenInvalidError,
+)
 from authgate.ops.metrics import LOGINS
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.security.tokens import TokenService
@@ -55,7 +60,9 @@ class AuthWorkflow:
         """Check the password and open a session; unknown accounts cost the same hash as known ones."""
         user = await self._users.get_for_login(email=email, username=username)
         await end_read(self._db)  # no pooled connection is held while the hash runs
-        valid, new_hash = await self._passwords.verify(password, user.password_hash if user else None, client_gone)
+        valid, new_hash = await self._passwords.verify(
+            password, user.password_hash if user else None, client_gone
+        )
         if user is None or not valid:
             await self._record_failure(user, "unknown_account" if user is None else "wrong_password")
             raise InvalidCredentialsError("Invalid email, username or password")
@@ -67,7 +74,10 @@ class AuthWorkflow:
         user.last_login_at = utcnow()
         issued = await self._sessions.start(user.id)
         await self._audit.record(
-            "auth.login.succeeded", actor=Actor.user(user.id), target_type="session", target_id=issued.session.id
+            "auth.login.succeeded",
+            actor=Actor.user(user.id),
+            target_type="session",
+            target_id=issued.session.id,
         )
         LOGINS.labels("succeeded").inc()
         return self._tokens_for(user, issued)
@@ -106,12 +116,16 @@ class AuthWorkflow:
         await self._db.rollback()
         async with self._factory() as own, own.begin():
             sessions = SessionService(
-                own, refresh_ttl=self._settings.refresh_token_ttl, reuse_grace=self._settings.refresh_reuse_grace
+                own,
+                refresh_ttl=self._settings.refresh_token_ttl,
+                reuse_grace=self._settings.refresh_reuse_grace,
             )
             login = await sessions.revoke_for_reuse(raw_refresh)
             if login is not None:
                 await AuditLog(own).record(
-                    "auth.refresh.reused", actor=Actor.user(login.user_id), target_type="session",
+                    "auth.refresh.reused",
+                    actor=Actor.user(login.user_id),
+                    target_type="session",
                     target_id=login.id,
                 )
                 log.warning("refresh_reused", session_id=str(login.id))
@@ -119,19 +133,25 @@ class AuthWorkflow:
     async def logout(self, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
         if session_id is not None:
             await self._sessions.revoke(session_id)
-        await self._audit.record("auth.logout", actor=Actor.user(user_id), target_type="session", target_id=session_id)
+        await self._audit.record(
+            "auth.logout", actor=Actor.user(user_id), target_type="session", target_id=session_id
+        )
 
     async def logout_all(self, user_id: uuid.UUID) -> None:
         count = await self._sessions.revoke_all(user_id)
         await self._audit.record(
-            "auth.logout", actor=Actor.user(user_id), target_type="user", target_id=user_id,
+            "auth.logout",
+            actor=Actor.user(user_id),
+            target_type="user",
+            target_id=user_id,
             data={"all_sessions": True, "revoked": count},
         )
 
     async def revoke_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         await self._sessions.revoke_own(user_id, session_id)
-        await self._audit.record("session.revoked", actor=Actor.user(user_id), target_type="session",
-                                 target_id=session_id)
+        await self._audit.record(
+            "session.revoked", actor=Actor.user(user_id), target_type="session", target_id=session_id
+        )
 
     async def list_sessions(self, user_id: uuid.UUID) -> list[LoginSession]:
         return await self._sessions.list_active(user_id)

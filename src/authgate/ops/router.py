@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import Field
 from sqlalchemy import text
 
 from authgate.deps import SettingsDep
@@ -18,7 +19,7 @@ router = APIRouter(tags=["operations"])
 
 class HealthRead(APIModel):
     status: str
-    checks: dict[str, str] = {}
+    checks: dict[str, str] = Field(default_factory=dict)
 
 
 @router.get("/health")

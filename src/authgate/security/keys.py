@@ -159,7 +159,9 @@ async def rotate_keys(
     return key
 
 
-async def rotate(factory: async_sessionmaker[AsyncSession], secret: str, algorithm: str, ttl: timedelta) -> str:
+async def rotate(
+    factory: async_sessionmaker[AsyncSession], secret: str, algorithm: str, ttl: timedelta
+) -> str:
     """CLI entry: rotate and return the new `kid`; retired keys stay published for one access TTL."""
     async with factory() as session, session.begin():
         key = await rotate_keys(session, _fernet(secret), algorithm, retire_after=ttl + timedelta(minutes=1))

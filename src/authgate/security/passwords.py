@@ -52,13 +52,17 @@ class PasswordHasher:
         )
         self._threads = threads or os.cpu_count() or 1
         self._limiter = anyio.CapacityLimiter(self._threads)
-        self._max_waiting = max(self._threads, int(policy.max_queue_seconds / _EST_HASH_SECONDS) * self._threads)
+        self._max_waiting = max(
+            self._threads, int(policy.max_queue_seconds / _EST_HASH_SECONDS) * self._threads
+        )
         self._waiting = 0
         self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
 
     async def _run(self, fn: Callable[[], T], client_gone: ClientGone | None) -> T:
         if self._waiting >= self._max_waiting:
-            raise ServiceBusyError(retry_after=max(1, int(self._waiting * _EST_HASH_SECONDS / self._threads) + 1))
+            raise ServiceBusyError(
+                retry_after=max(1, int(self._waiting * _EST_HASH_SECONDS / self._threads) + 1)
+            )
         self._waiting += 1
         PASSWORD_HASH_QUEUE.set(self._waiting)
         try:
@@ -103,7 +107,9 @@ def check_password_policy(password: str, policy: PasswordPolicy, *, user_inputs:
             continue
         parts = {value.casefold(), value.split("@", 1)[0].casefold()}
         if any(len(p) >= 3 and p in lowered for p in parts):
-            raise InvalidInputError("Password must not contain your email or username", loc, "password_personal")
+            raise InvalidInputError(
+                "Password must not contain your email or username", loc, "password_personal"
+            )
     result = zxcvbn(plain[:100], user_inputs=[v for v in user_inputs if v])
     if result["score"] < policy.min_strength:
         hint = result["feedback"].get("warning") or "Use a longer passphrase or more varied characters"

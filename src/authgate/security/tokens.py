@@ -14,7 +14,7 @@ from authgate.db import utcnow
 from authgate.errors import TokenExpiredError, TokenInvalidError
 from authgate.security.keys import KeyRing
 
-ACCESS_TOKEN_TYPE = "at+jwt"  # RFC 9068: the header names the token's one purpose
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT `typ`, not a secret; RFC 9068: the header names the token's one purpose
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"]
 
 

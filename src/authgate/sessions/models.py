@@ -31,7 +31,9 @@ class RefreshToken(Base):
     __tablename__ = "refresh_token"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("login_session.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("login_session.id", ondelete="CASCADE"), index=True
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     generation: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

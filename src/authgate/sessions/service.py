@@ -6,10 +6,11 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import utcnow
 from authgate.errors import NotFoundError, RefreshReusedError, TokenInvalidError
@@ -17,10 +18,26 @@ from authgate.logging import get_request_context
 from authgate.sessions.models import LoginSession, RefreshToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+log = structlog.get_logger("authgate.sessions")
 
 
 def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+async def touch_session(
+    factory: async_sessionmaker[AsyncSession], session_id: uuid.UUID, at: datetime
+) -> None:
+    """Stamp a session's last activity; best effort, so a failure is logged and ignored."""
+    try:
+        async with factory() as db, db.begin():
+            await db.execute(
+                update(LoginSession)
+                .where(LoginSession.id == session_id, LoginSession.last_used_at < at - LAST_USED_RESOLUTION)
+                .values(last_used_at=at)
+            )
+    except Exception:  # an activity stamp is never worth failing anything for
+        log.warning("session_touch_failed", session_id=str(session_id), exc_info=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +56,11 @@ class SessionService:
         ctx = get_request_context()
         now = utcnow()
         login = LoginSession(
-            user_id=user_id, ip=ctx.ip, user_agent=ctx.user_agent, created_at=now, last_used_at=now,
+            user_id=user_id,
+            ip=ctx.ip,
+            user_agent=ctx.user_agent,
+            created_at=now,
+            last_used_at=now,
             expires_at=now + self._refresh_ttl,
         )
         self._db.add(login)
@@ -50,7 +71,9 @@ class SessionService:
         raw = secrets.token_urlsafe(32)
         self._db.add(
             RefreshToken(
-                session_id=login.id, token_hash=hash_token(raw), generation=generation,
+                session_id=login.id,
+                token_hash=hash_token(raw),
+                generation=generation,
                 expires_at=login.expires_at,
             )
         )
@@ -102,13 +125,6 @@ class SessionService:
             await self._db.flush()
         return login
 
-    async def touch(self, login: LoginSession) -> None:
-        """Record activity, at most once a minute per session to avoid a write on every request."""
-        now = utcnow()
-        if now - login.last_used_at >= LAST_USED_RESOLUTION:
-            login.last_used_at = now
-            await self._db.flush()
-
     async def revoke(self, session_id: uuid.UUID) -> None:
         await self._db.execute(
             update(LoginSession)
@@ -126,8 +142,11 @@ class SessionService:
     async def list_active(self, user_id: uuid.UUID) -> list[LoginSession]:
         stmt = (
             select(LoginSession)
-            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None),
-                   LoginSession.expires_at > utcnow())
+            .where(
+                LoginSession.user_id == user_id,
+                LoginSession.revoked_at.is_(None),
+                LoginSession.expires_at > utcnow(),
+            )
             .order_by(LoginSession.id.desc())
         )
         return list((await self._db.scalars(stmt)).all())

@@ -11,7 +11,9 @@ from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 
 
-async def get_user_service(session: SessionDep, passwords: PasswordHasherDep, settings: SettingsDep) -> UserService:
+async def get_user_service(
+    session: SessionDep, passwords: PasswordHasherDep, settings: SettingsDep
+) -> UserService:
     return UserService(UserRepository(session), passwords, settings.password, AuditLog(session))
 
 

@@ -24,10 +24,16 @@ class UserService:
         check_password_policy(password, self._policy, user_inputs=[data.email, data.username])
         digest = await self._passwords.hash(password, client_gone)
         user = await self.create(
-            email=data.email, password_hash=digest, username=data.username, full_name=data.full_name,
-            phone=data.phone, roles=[USER_ROLE],
+            email=data.email,
+            password_hash=digest,
+            username=data.username,
+            full_name=data.full_name,
+            phone=data.phone,
+            roles=[USER_ROLE],
         )
-        await self._audit.record("user.registered", actor=Actor.user(user.id), target_type="user", target_id=user.id)
+        await self._audit.record(
+            "user.registered", actor=Actor.user(user.id), target_type="user", target_id=user.id
+        )
         return user
 
     async def create(
@@ -75,7 +81,10 @@ class UserService:
         await self._users.flush()
         if changes:
             await self._audit.record(
-                "user.updated", actor=Actor.user(user.id), target_type="user", target_id=user.id,
+                "user.updated",
+                actor=Actor.user(user.id),
+                target_type="user",
+                target_id=user.id,
                 data={"fields": sorted(changes)},
             )
         return user
@@ -89,6 +98,11 @@ class UserService:
         user = await self.create(
             email=email, password_hash=digest, roles=[ADMIN_ROLE, USER_ROLE], email_verified=True
         )
-        await self._audit.record("user.registered", actor=Actor.system(), target_type="user", target_id=user.id,
-                                 data={"admin": True})
+        await self._audit.record(
+            "user.registered",
+            actor=Actor.system(),
+            target_type="user",
+            target_id=user.id,
+            data={"admin": True},
+        )
         return user, True

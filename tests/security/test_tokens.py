@@ -1,0 +1,149 @@
+"""Access-token verification against the usual attacks (SPEC §4: pinned algorithms, iss, aud, exp, nbf, sid)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from tests.factories import assert_problem, bearer, login, register
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def _signed_in_claims(client: AsyncClient) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    user = await register(client)
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    token = tokens["access_token"]
+    return token, jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+
+
+def _sign(app: FastAPI, claims: dict[str, Any], header: dict[str, Any]) -> str:
+    key = app.state.keyring.current
+    return jwt.encode(claims, key.signing_key, algorithm=key.algorithm, headers=header)
+
+
+async def _me(client: AsyncClient, token: str) -> Any:
+    return await client.get("/api/v1/users/me", headers=bearer(token))
+
+
+async def test_valid_token_has_the_documented_claims(client: AsyncClient, app: FastAPI) -> None:
+    token, header, claims = await _signed_in_claims(client)
+    assert (
+        header["alg"] == "ES256"
+        and header["typ"] == "at+jwt"
+        and header["kid"] == app.state.keyring.current.kid
+    )
+    assert {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "roles", "scope"} <= set(claims)
+    assert claims["iss"] == "http://test" and claims["aud"] == "authgate"
+    assert (await _me(client, token)).status_code == 200
+
+
+async def test_alg_none_is_rejected(client: AsyncClient) -> None:
+    _, header, claims = await _signed_in_claims(client)
+    forged = f"{_b64(json.dumps({**header, 'alg': 'none'}).encode())}.{_b64(json.dumps(claims).encode())}."
+    assert_problem(await _me(client, forged), 401, "token_invalid")
+
+
+async def test_hs256_signed_with_the_public_key_is_rejected(client: AsyncClient, app: FastAPI) -> None:
+    """The classic key-confusion attack: HMAC over the published public key."""
+    _, header, claims = await _signed_in_claims(client)
+    public_pem = app.state.keyring.current.verifying_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = (
+        f"{_b64(json.dumps({**header, 'alg': 'HS256'}).encode())}.{_b64(json.dumps(claims).encode())}"
+    )
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    assert_problem(await _me(client, f"{signing_input}.{_b64(signature)}"), 401, "token_invalid")
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"iss": "https://evil.example"}, "token_invalid"),
+        ({"aud": "another-service"}, "token_invalid"),
+        ({"exp": int(time.time()) - 60}, "token_expired"),
+        ({"nbf": int(time.time()) + 600}, "token_invalid"),
+        ({"sub": "not-a-uuid"}, "token_invalid"),
+        ({"sid": "00000000-0000-7000-8000-000000000000"}, "token_invalid"),
+    ],
+)
+async def test_claims_are_checked(
+    client: AsyncClient, app: FastAPI, change: dict[str, Any], code: str
+) -> None:
+    _, header, claims = await _signed_in_claims(client)
+    assert_problem(await _me(client, _sign(app, {**claims, **change}, header)), 401, code)
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "exp", "sid", "sub", "jti"])
+async def test_missing_required_claim(client: AsyncClient, app: FastAPI, claim: str) -> None:
+    _, header, claims = await _signed_in_claims(client)
+    claims.pop(claim)
+    assert_problem(await _me(client, _sign(app, claims, header)), 401, "token_invalid")
+
+
+async def test_tampered_signature_and_payload(client: AsyncClient) -> None:
+    token, _, claims = await _signed_in_claims(client)
+    head, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("AA" if not signature.endswith("AA") else "BB")
+    assert_problem(await _me(client, f"{head}.{payload}.{flipped}"), 401, "token_invalid")
+    other = _b64(json.dumps({**claims, "roles": ["admin"]}).encode())
+    assert_problem(await _me(client, f"{head}.{other}.{signature}"), 401, "token_invalid")
+
+
+async def test_unknown_kid_and_wrong_type(client: AsyncClient, app: FastAPI) -> None:
+    _, header, claims = await _signed_in_claims(client)
+    assert_problem(await _me(client, _sign(app, claims, {**header, "kid": "nope"})), 401, "token_invalid")
+    assert_problem(await _me(client, _sign(app, claims, {**header, "typ": "JWT"})), 401, "token_invalid")
+
+
+@pytest.mark.parametrize("garbage", ["abc", "a.b.c", "Bearer", "ag_", "a.b.c.d", "e30.e30.e30"])
+async def test_garbage_tokens(client: AsyncClient, garbage: str) -> None:
+    response = await _me(client, garbage)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_invalid"
+
+
+async def test_revoked_session_token_is_refused(client: AsyncClient) -> None:
+    token, _, _ = await _signed_in_claims(client)
+    assert (await client.post("/api/v1/auth/logout", headers=bearer(token))).status_code == 204
+    assert_problem(await _me(client, token), 401, "session_revoked")
+
+
+async def test_jwks_verifies_issued_tokens(client: AsyncClient) -> None:
+    token, header, _ = await _signed_in_claims(client)
+    keys = (await client.get("/.well-known/jwks.json")).json()["keys"]
+    jwk = next(k for k in keys if k["kid"] == header["kid"])
+    assert "d" not in jwk  # never the private half
+    public = jwt.PyJWK(jwk)
+    claims = jwt.decode(token, public.key, algorithms=["ES256"], audience="authgate", issuer="http://test")
+    assert claims["sub"]
+
+
+async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones(
+    client: AsyncClient, app: FastAPI, sessionmaker: Any, settings: Any
+) -> None:
+    from authgate.security.keys import rotate
+
+    old_token, old_header, _ = await _signed_in_claims(client)
+    new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
+    await app.state.keyring.load(sessionmaker, create=False)
+    assert app.state.keyring.current.kid == new_kid != old_header["kid"]
+    assert (await _me(client, old_token)).status_code == 200
+    kids = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
+    assert {new_kid, old_header["kid"]} <= kids
+    new_token, new_header, _ = await _signed_in_claims(client)
+    assert new_header["kid"] == new_kid and (await _me(client, new_token)).status_code == 200

@@ -1,0 +1,123 @@
+"""Every error FastAPI or Starlette can raise comes back as an RFC 9457 problem, never a stack trace."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.users.models import User
+from tests.factories import PASSWORD, assert_problem, signed_in, unique_email
+
+
+async def _user_count(db: AsyncSession) -> int:
+    return int(await db.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def test_unknown_route_is_404_problem(client: AsyncClient) -> None:
+    body = assert_problem(await client.get("/api/v1/nothing-here"), 404, "not_found")
+    assert body["type"].endswith("/not_found") and body["instance"] == "/api/v1/nothing-here"
+
+
+async def test_wrong_method_is_405_problem(client: AsyncClient) -> None:
+    assert_problem(await client.delete("/api/v1/auth/login"), 405, "method_not_allowed")
+
+
+async def test_malformed_json_is_422_and_writes_nothing(client: AsyncClient, db: AsyncSession) -> None:
+    before = await _user_count(db)
+    response = await client.post(
+        "/api/v1/auth/register",
+        content=b'{"email": "a@example.com", ',
+        headers={"content-type": "application/json"},
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["type"] == "json_invalid"
+    assert await _user_count(db) == before
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "a@example.com", "password": PASSWORD, "unknown": 1},
+        {"email": ["a@example.com"], "password": PASSWORD},
+        {"email": "a" * 400 + "@example.com", "password": PASSWORD},
+        [],
+        "just a string",
+    ],
+)
+async def test_bad_bodies_are_422(client: AsyncClient, db: AsyncSession, body: object) -> None:
+    before = await _user_count(db)
+    body_out = assert_problem(await client.post("/api/v1/auth/register", json=body), 422, "validation_error")
+    assert body_out["errors"] and all({"loc", "msg", "type"} == set(e) for e in body_out["errors"])
+    assert await _user_count(db) == before
+
+
+async def test_huge_body_is_413_by_content_length(client: AsyncClient, db: AsyncSession) -> None:
+    before = await _user_count(db)
+    payload = b'{"email": "' + b"a" * 1_100_000 + b'@example.com", "password": "x"}'
+    response = await client.post(
+        "/api/v1/auth/register", content=payload, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload_too_large")
+    assert await _user_count(db) == before
+
+
+async def test_huge_streamed_body_is_413(client: AsyncClient) -> None:
+    async def chunks():  # no Content-Length: the limit applies while reading
+        for _ in range(20):
+            yield b"x" * 100_000
+
+    response = await client.post(
+        "/api/v1/auth/register", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+async def test_wrong_content_type_is_415(client: AsyncClient, db: AsyncSession) -> None:
+    before = await _user_count(db)
+    response = await client.post(
+        "/api/v1/auth/register",
+        content=f"email={unique_email()}&password=x",
+        headers={"content-type": "text/plain"},
+    )
+    assert_problem(response, 415, "unsupported_media_type")
+    form = await client.post("/api/v1/auth/login", data={"email": "a@example.com", "password": "x"})
+    assert_problem(form, 415, "unsupported_media_type")
+    assert await _user_count(db) == before
+
+
+async def test_invalid_uuid_in_path_is_422(client: AsyncClient) -> None:
+    _, headers = await signed_in(client)
+    assert_problem(await client.delete("/api/v1/auth/sessions/123", headers=headers), 422, "validation_error")
+    missing = await client.delete(f"/api/v1/auth/sessions/{uuid.uuid4()}", headers=headers)
+    assert_problem(missing, 404, "not_found")
+
+
+async def test_unhandled_exception_is_a_generic_500(app: FastAPI) -> None:
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="https://test") as c:
+        response = await c.get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+    assert body["detail"] == "Internal server error"
+
+
+async def test_request_id_is_echoed_or_generated(client: AsyncClient) -> None:
+    echoed = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert generated.headers["x-request-id"] != "bad id with spaces"
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+async def test_problem_request_id_matches_header(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/users/me", headers={"X-Request-ID": "trace-42"})
+    assert assert_problem(response, 401, "not_authenticated")["request_id"] == "trace-42"

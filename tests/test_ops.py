@@ -1,0 +1,107 @@
+"""Health, readiness, metrics, discovery, feature flags and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.factories import login, register
+
+
+async def test_health_and_live(client: AsyncClient) -> None:
+    for path in ("/health", "/live"):
+        response = await client.get(path)
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+async def test_ready_when_database_answers(client: AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok"}
+
+
+async def test_ready_names_the_failed_database(client: AsyncClient, app: FastAPI) -> None:
+    working = app.state.engine
+    app.state.engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    try:
+        response = await client.get("/ready")
+    finally:
+        await app.state.engine.dispose()
+        app.state.engine = working
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["database"].startswith("down")
+    assert "database" in body["detail"]
+
+
+async def test_ready_names_a_failed_redis(client: AsyncClient, app: FastAPI) -> None:
+    from redis.asyncio import Redis
+
+    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        response = await client.get("/ready")
+    finally:
+        await app.state.redis.aclose()
+        app.state.redis = None
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"].startswith("down")
+
+
+async def test_metrics_by_route_template(client: AsyncClient) -> None:
+    user = await register(client)
+    await login(client, user["email"])
+    await client.get("/api/v1/auth/sessions/0190a0b0-0000-7000-8000-000000000000")
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="POST",route="/api/v1/auth/register",status="201"}' in text
+    assert "http_request_duration_seconds_bucket" in text
+    assert 'authgate_logins_total{outcome="succeeded"}' in text
+    assert "authgate_outbox_pending" in text
+    assert "0190a0b0" not in text  # templates, not raw paths
+
+
+async def test_openid_configuration(client: AsyncClient) -> None:
+    doc = (await client.get("/.well-known/openid-configuration")).json()
+    assert doc["issuer"] == "http://test"
+    assert doc["jwks_uri"] == "http://test/.well-known/jwks.json"
+    assert doc["token_endpoint"].endswith("/api/v1/auth/token")
+    assert "ES256" in doc["id_token_signing_alg_values_supported"]
+
+
+async def test_features_are_public(client: AsyncClient) -> None:
+    flags = (await client.get("/api/v1/features")).json()
+    assert flags["require_verified_email"] is False
+    assert flags["enumeration_safe_registration"] is False
+
+
+async def test_docs_pages(client: AsyncClient) -> None:
+    for path in ("/docs", "/redoc"):
+        response = await client.get(path)
+        assert response.status_code == 200 and "html" in response.headers["content-type"]
+        assert "cdn.jsdelivr.net" in response.headers["content-security-policy"]
+
+
+async def test_openapi_documents_every_route_and_error(client: AsyncClient) -> None:
+    schema: dict[str, Any] = (await client.get("/openapi.json")).json()
+    assert "Problem" in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("description"), f"{method.upper()} {path} has no description"
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")) and "content" in response:
+                    content = response["content"]
+                    assert "application/problem+json" in content or path.endswith("/token"), (
+                        method,
+                        path,
+                        status,
+                    )
+            if "security" in operation or any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                assert any(s.startswith("4") for s in operation["responses"]), f"{method} {path}"
+
+
+async def test_swagger_authorize_uses_the_token_endpoint(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    flows = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
+    assert flows["password"]["tokenUrl"] == "/api/v1/auth/token"
