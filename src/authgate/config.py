@@ -6,15 +6,25 @@ import secrets
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
 
 DEV_SECRET_FILE = Path("var/secret_key")
+
+
+def _seconds(value: object) -> object:
+    """Durations from the environment may be plain seconds ("900") as well as ISO 8601 ("PT15M")."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 MIN_SECRET_LENGTH = 32
 
 
@@ -54,6 +64,7 @@ class Settings(BaseSettings):
         env_prefix="AUTHGATE_",
         env_file=".env",
         env_nested_delimiter="__",
+        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -67,9 +78,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8000"
-    access_token_ttl: timedelta = timedelta(minutes=30)
-    refresh_token_ttl: timedelta = timedelta(days=7)
-    refresh_reuse_grace: timedelta = timedelta(seconds=10)
+    access_token_ttl: Duration = timedelta(minutes=30)
+    refresh_token_ttl: Duration = timedelta(days=7)
+    refresh_reuse_grace: Duration = timedelta(seconds=10)
     jwt_algorithm: JWTAlgorithm = "ES256"
     issuer: str | None = None  # defaults to public_url
     audience: str = "authgate"
@@ -90,9 +101,9 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] | None = None  # default: console in development
     log_level: str = "INFO"
     auto_migrate: bool | None = None  # default: on for SQLite outside production
-    features: FeatureFlags = FeatureFlags()
-    password: PasswordPolicy = PasswordPolicy()
-    rate_limit: RateLimits = RateLimits()
+    features: FeatureFlags = Field(default_factory=FeatureFlags)
+    password: PasswordPolicy = Field(default_factory=PasswordPolicy)
+    rate_limit: RateLimits = Field(default_factory=RateLimits)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:

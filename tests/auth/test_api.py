@@ -394,3 +394,11 @@ class TestOAuth2TokenEndpoint:
         response = await client.post("/api/v1/auth/token", data=data)
         assert response.status_code == 400
         assert response.json()["error"] == error
+
+
+async def test_self_registration_can_be_turned_off(client: AsyncClient, app: object) -> None:
+    app.state.settings.features.self_registration = False  # type: ignore[attr-defined]
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD}
+    )
+    assert_problem(response, 403, "permission_denied")

@@ -81,9 +81,8 @@ class AuditLog:
         head = await self._session.scalar(
             select(AuditChainHead).where(AuditChainHead.id == CHAIN_HEAD_ID).with_for_update()
         )
-        if head is None:
-            head = AuditChainHead(id=CHAIN_HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
-            self._session.add(head)
+        if head is None:  # seeded by the initial migration; its absence is a broken database
+            raise RuntimeError("audit chain head row is missing; run `authgate migrate upgrade`")
         ctx = get_request_context()
         event = AuditEvent(
             id=new_id(),

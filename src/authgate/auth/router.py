@@ -26,6 +26,7 @@ from authgate.errors import (
     InvalidCredentialsError,
     NotAuthenticatedError,
     NotFoundError,
+    PermissionDeniedError,
     RefreshReusedError,
     ServiceBusyError,
     TokenInvalidError,
@@ -67,10 +68,17 @@ def _token_response(issued: IssuedTokens, response: Response, settings: Settings
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_schema(EmailTakenError, UsernameTakenError, ServiceBusyError),
+    responses=problem_schema(EmailTakenError, UsernameTakenError, PermissionDeniedError, ServiceBusyError),
 )
-async def register(body: UserRegister, users: UserServiceDep, request: Request) -> UserRead:
-    """Create an account with the `user` role. The password must pass the strength policy (422 otherwise)."""
+async def register(
+    body: UserRegister, users: UserServiceDep, request: Request, settings: SettingsDep
+) -> UserRead:
+    """Create an account with the `user` role. The password must pass the strength policy (422 otherwise).
+
+    403 `permission_denied` when self-registration is turned off (`FEATURES__SELF_REGISTRATION=false`).
+    """
+    if not settings.features.self_registration:
+        raise PermissionDeniedError("Self-registration is disabled")
     return UserRead.model_validate(await users.register(body, request.is_disconnected))
 
 

@@ -191,6 +191,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_refresh_token_session_id"), ["session_id"], unique=False)
 
     # ### end Alembic commands ###
+    # The audit chain starts from a single head row; appenders lock it (see audit/service.py).
+    op.execute("INSERT INTO audit_chain_head (id, last_seq, last_hash) VALUES (1, 0, '" + "0" * 64 + "')")
 
 
 def downgrade() -> None:

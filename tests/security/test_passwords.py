@@ -1,0 +1,126 @@
+"""Password hashing off the event loop: bounded queue, client-gone skip, upgrades, policy."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from authgate.config import PasswordPolicy
+from authgate.errors import InvalidInputError, ServiceBusyError
+from authgate.security.passwords import ClientGoneError, PasswordHasher, check_password_policy
+
+CHEAP = PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1)
+
+
+async def test_hash_and_verify_roundtrip() -> None:
+    hasher = PasswordHasher(CHEAP, threads=1)
+    digest = await hasher.hash("correct horse battery staple")
+    assert digest.startswith("$argon2id$")
+    assert await hasher.verify("correct horse battery staple", digest) == (True, None)
+    assert (await hasher.verify("wrong", digest))[0] is False
+
+
+async def test_unicode_is_nfkc_normalised() -> None:
+    hasher = PasswordHasher(CHEAP, threads=1)
+    digest = await hasher.hash("ｐａｓｓ ｗｏｒｄ ９９")  # fullwidth forms
+    assert (await hasher.verify("pass word 99", digest))[0] is True
+
+
+async def test_bcrypt_hash_verifies_and_is_upgraded() -> None:
+    hasher = PasswordHasher(CHEAP, threads=1)
+    legacy = BcryptHasher().hash("imported secret 123")
+    valid, new_hash = await hasher.verify("imported secret 123", legacy)
+    assert valid is True
+    assert new_hash is not None and new_hash.startswith("$argon2id$")
+
+
+async def test_unknown_account_still_costs_a_hash() -> None:
+    hasher = PasswordHasher(CHEAP, threads=1)
+    calls = 0
+    original = hasher._hash.verify
+
+    def counting(*args: object) -> bool:
+        nonlocal calls
+        calls += 1
+        return original(*args)  # type: ignore[arg-type]
+
+    hasher._hash.verify = counting  # type: ignore[method-assign]
+    assert await hasher.verify("anything", None) == (False, None)
+    assert calls == 1
+
+
+async def test_queue_is_bounded_with_503() -> None:
+    """More waiting hashes than the queue allows are refused at once instead of piling up."""
+    hasher = PasswordHasher(
+        PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1, max_queue_seconds=0), threads=1
+    )
+    gate = threading.Event()
+    original = hasher._hash.hash
+    hasher._hash.hash = lambda p: (gate.wait(5), original(p))[1]  # type: ignore[method-assign,assignment]
+    first = asyncio.create_task(hasher.hash("one two three four"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ServiceBusyError) as refused:
+        await hasher.hash("five six seven eight")
+    assert refused.value.retry_after >= 1
+    gate.set()
+    assert (await first).startswith("$argon2id$")
+
+
+async def test_no_hash_for_a_client_that_has_gone() -> None:
+    hasher = PasswordHasher(CHEAP, threads=1)
+    ran = False
+    original = hasher._hash.hash
+
+    def tracking(p: str) -> str:
+        nonlocal ran
+        ran = True
+        return original(p)
+
+    hasher._hash.hash = tracking  # type: ignore[method-assign]
+
+    async def gone() -> bool:
+        return True
+
+    with pytest.raises(ClientGoneError):
+        await hasher.hash("correct horse battery staple", gone)
+    assert ran is False
+
+
+async def test_event_loop_stays_responsive_while_hashing() -> None:
+    """A burst of real-cost hashes runs in threads: a timer on the loop keeps ticking meanwhile."""
+    hasher = PasswordHasher(PasswordPolicy(), threads=2)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.gather(*(hasher.hash(f"pass phrase number {i}") for i in range(8)))
+    task.cancel()
+    assert ticks >= 5
+
+
+@pytest.mark.parametrize(
+    ("password", "kind"),
+    [
+        ("short", "password_length"),
+        ("x" * 129, "password_length"),
+        ("password123", "password_weak"),
+        ("qwertyuiop", "password_weak"),
+        ("alice-in-wonderland-77", "password_personal"),
+    ],
+)
+def test_policy_rejections(password: str, kind: str) -> None:
+    with pytest.raises(InvalidInputError) as rejected:
+        check_password_policy(password, PasswordPolicy(), user_inputs=["alice@example.com", "alice"])
+    assert rejected.value.extensions["errors"][0]["type"] == kind
+
+
+def test_policy_accepts_a_passphrase() -> None:
+    check_password_policy("correct horse battery staple", PasswordPolicy(), user_inputs=["bob@example.com"])

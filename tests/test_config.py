@@ -1,0 +1,80 @@
+"""Settings: production refuses weak secrets and names them; development defaults are sensible."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from authgate.config import Settings
+
+
+def test_production_without_secret_key_refuses_and_says_why() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="production", _env_file=None)  # type: ignore[call-arg]
+    assert "AUTHGATE_SECRET_KEY is not set" in str(refused.value)
+
+
+def test_production_with_short_secret_refuses() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="production", secret_key="short", _env_file=None)  # type: ignore[call-arg]
+    assert "shorter than 32" in str(refused.value)
+
+
+def test_production_names_every_problem() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(env="production", admin_password="weak", twilio_account_sid="AC1", _env_file=None)  # type: ignore[call-arg]
+    text = str(refused.value)
+    assert "SECRET_KEY" in text and "ADMIN_PASSWORD" in text and "TWILIO_AUTH_TOKEN" in text
+
+
+def test_production_with_strong_secret_starts() -> None:
+    settings = Settings(env="production", secret_key="k" * 48, _env_file=None)  # type: ignore[call-arg]
+    assert settings.secure_cookies is True
+    assert settings.should_auto_migrate is False
+    assert settings.console_logs is False
+
+
+def test_environment_variables_and_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_ACCESS_TOKEN_TTL", "600")
+    monkeypatch.setenv("AUTHGATE_FEATURES__REQUIRE_VERIFIED_EMAIL", "true")
+    monkeypatch.setenv("AUTHGATE_PORT", "9000")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.access_token_ttl == timedelta(minutes=10)
+    assert settings.features.require_verified_email is True
+    assert settings.port == 9000
+
+
+def test_development_generates_and_keeps_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = Settings(_env_file=None).secret()  # type: ignore[call-arg]
+    second = Settings(_env_file=None).secret()  # type: ignore[call-arg]
+    assert first == second and len(first) >= 32
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+ENV_EXAMPLE = Path(__file__).parent.parent / ".env.example"
+
+
+def _names(model: type[BaseModel], prefix: str) -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _names(annotation, f"{prefix}{name.upper()}__")
+        else:
+            names.add(f"{prefix}{name.upper()}")
+    return names
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = ENV_EXAMPLE.read_text()
+    missing = sorted(n for n in _names(Settings, "AUTHGATE_") if f"{n}=" not in text)
+    assert missing == []
+
+
+def test_env_example_parses_to_the_defaults() -> None:
+    from_file = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
+    assert from_file.model_dump() == Settings(_env_file=None).model_dump()  # type: ignore[call-arg]

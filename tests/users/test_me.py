@@ -1,0 +1,66 @@
+"""GET/PATCH /users/me (SPEC §6)."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit.models import AuditEvent
+from tests.factories import assert_problem, signed_in
+
+
+async def test_patch_me_changes_allowed_fields_and_audits(client: AsyncClient, db: AsyncSession) -> None:
+    user, headers = await signed_in(client)
+    response = await client.patch(
+        "/api/v1/users/me",
+        headers=headers,
+        json={"full_name": "Ada L", "username": "Ada.L", "phone": "+442071838750"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["full_name"], body["username"], body["phone"]) == ("Ada L", "ada.l", "+442071838750")
+    assert body["phone_verified"] is False
+    assert (await client.get("/api/v1/users/me", headers=headers)).json()["username"] == "ada.l"
+    event = await db.scalar(
+        select(AuditEvent).where(AuditEvent.action == "user.updated", AuditEvent.target_id == user["id"])
+    )
+    assert event is not None and event.data == {"fields": ["full_name", "phone", "username"]}
+    assert event.request_id == response.headers["x-request-id"]
+
+
+async def test_patch_me_username_taken_in_other_case(client: AsyncClient) -> None:
+    await signed_in(client, username="taken_name")
+    _, headers = await signed_in(client)
+    assert_problem(
+        await client.patch("/api/v1/users/me", headers=headers, json={"username": "TAKEN_NAME"}),
+        409,
+        "username_taken",
+    )
+
+
+async def test_patch_me_cannot_touch_protected_fields(client: AsyncClient) -> None:
+    user, headers = await signed_in(client)
+    for body in (
+        {"email": "x@example.com"},
+        {"is_active": False},
+        {"roles": ["admin"]},
+        {"email_verified": True},
+    ):
+        assert_problem(
+            await client.patch("/api/v1/users/me", headers=headers, json=body), 422, "validation_error"
+        )
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert me["roles"] == ["user"] and me["email"] == user["email"] and me["email_verified"] is False
+
+
+async def test_patch_me_bad_values(client: AsyncClient) -> None:
+    _, headers = await signed_in(client)
+    for body in ({"full_name": "x" * 201}, {"phone": "not a phone"}, {"username": "a"}, {"full_name": 3}):
+        assert_problem(
+            await client.patch("/api/v1/users/me", headers=headers, json=body), 422, "validation_error"
+        )
+
+
+async def test_patch_me_requires_authentication(client: AsyncClient) -> None:
+    assert_problem(await client.patch("/api/v1/users/me", json={"full_name": "X"}), 401, "not_authenticated")
