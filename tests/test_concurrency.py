@@ -50,9 +50,12 @@ async def live_client(live_engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
     app: FastAPI = create_app(
         make_settings(url), sessionmaker=create_sessionmaker(live_engine), engine=live_engine
     )
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as client:
-            yield client
+    transport = ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="https://test") as client,
+    ):
+        yield client
 
 
 @pytest.mark.postgres_only
