@@ -105,3 +105,51 @@ async def test_swagger_authorize_uses_the_token_endpoint(client: AsyncClient) ->
     schema = (await client.get("/openapi.json")).json()
     flows = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
     assert flows["password"]["tokenUrl"] == "/api/v1/auth/token"
+
+
+async def test_cors_from_settings(engine: object, sessionmaker: object) -> None:
+    from httpx import ASGITransport
+
+    from authgate.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(
+        make_settings("sqlite+aiosqlite:///:memory:", cors_origins=["https://app.example.com"]),
+        sessionmaker=sessionmaker,  # type: ignore[arg-type]
+        engine=engine,  # type: ignore[arg-type]
+    )
+    transport = ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="https://test") as c,
+    ):
+        allowed = await c.options(
+            "/api/v1/auth/login",
+            headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+        )
+        denied = await c.get("/health", headers={"Origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert "access-control-allow-origin" not in denied.headers
+
+
+async def test_logs_never_carry_secrets(client: AsyncClient, capsys: object) -> None:
+    from authgate.logging import configure_logging
+    from tests.factories import PASSWORD
+
+    configure_logging(console=False, level="DEBUG")  # every line, as JSON, to the captured stderr
+    user = await register(client)
+    await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong but secret 77"})
+    tokens = await login(client, user["email"])
+    out = capsys.readouterr()  # type: ignore[attr-defined]
+    configure_logging(console=False, level="WARNING")
+    text = out.out + out.err
+    assert '"event": "login_failed"' in text and '"route": "/api/v1/auth/login"' in text
+    for secret in (
+        "wrong but secret 77",
+        PASSWORD,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        "$argon2",
+    ):
+        assert secret not in text

@@ -46,7 +46,8 @@ def serve(
     settings.secret()  # fail early (and create the development key) before serving
     if settings.should_auto_migrate:
         migrations.upgrade(settings.database_url)
-    asyncio.run(_bootstrap_admin(settings, quiet=True))
+    if settings.env != "production":  # production creates its admin explicitly: `authgate create-admin`
+        asyncio.run(_bootstrap_admin(settings, quiet=True))
     uvicorn.run(
         "authgate.main:create_app",
         factory=True,

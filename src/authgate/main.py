@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import __version__
+from authgate.auth.integration import router as integration_router
 from authgate.auth.router import router as auth_router
 from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
@@ -87,7 +88,7 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
-    for router in (auth_router, users_router, ops_router):
+    for router in (auth_router, integration_router, users_router, ops_router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

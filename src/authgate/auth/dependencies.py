@@ -16,10 +16,9 @@ from typing import Annotated, Literal
 import structlog
 from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
+from authgate.auth.service import resolve_access
 from authgate.db import SessionDep, utcnow
 from authgate.deps import TokenServiceDep
 from authgate.errors import (
@@ -31,7 +30,6 @@ from authgate.errors import (
     TokenExpiredError,
     TokenInvalidError,
 )
-from authgate.sessions.models import LoginSession
 from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
 from authgate.users.models import User
 
@@ -100,22 +98,8 @@ async def get_principal(
         raise NotAuthenticatedError()
     if via == "cookie":
         check_csrf(request)
-    claims = await tokens.decode_access(token)
-    stmt = (
-        select(User, LoginSession)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .options(joinedload(User.roles))
-        .where(User.id == claims.user_id, LoginSession.id == claims.session_id, User.deleted_at.is_(None))
-    )
-    row = (await session.execute(stmt)).unique().first()
-    if row is None:
-        raise TokenInvalidError("The token's user or session does not exist")
-    user, login = row[0], row[1]
+    user, login = await resolve_access(session, await tokens.decode_access(token))
     now = utcnow()
-    if login.revoked_at is not None or login.expires_at <= now:
-        raise SessionRevokedError()
-    if not user.is_active:
-        raise AccountDisabledError()
     if now - login.last_used_at >= LAST_USED_RESOLUTION:
         # Coalesced to one write a minute, after the response and in its own transaction, so a
         # read stays a read (and never waits for SQLite's write lock).

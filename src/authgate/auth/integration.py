@@ -1,0 +1,97 @@
+"""How other services check authgate's tokens: RFC 7662 introspection and forward-auth."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Response
+
+from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
+from authgate.auth.service import resolve_access
+from authgate.db import SessionDep
+from authgate.deps import TokenServiceDep
+from authgate.errors import AuthgateError, InvalidInputError, PermissionDeniedError, problem_schema
+from authgate.schemas import APIModel
+
+router = APIRouter(prefix="/api/v1/auth", tags=["integration"])
+
+IntrospectorDep = Annotated[Principal, Depends(require_permission("tokens:introspect"))]
+
+
+class IntrospectionRead(APIModel):
+    """RFC 7662 §2.2; only `active` is present for an inactive token."""
+
+    active: bool
+    sub: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    iss: str | None = None
+    aud: str | None = None
+    jti: str | None = None
+    sid: str | None = None
+    scope: str | None = None
+    username: str | None = None
+    email: str | None = None
+    roles: list[str] | None = None
+    token_type: str | None = None
+
+
+class ForwardAuthRead(APIModel):
+    user_id: str
+    email: str
+    roles: list[str]
+
+
+@router.post(
+    "/introspect",
+    response_model_exclude_none=True,
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, InvalidInputError),
+)
+async def introspect(
+    _: IntrospectorDep,
+    session: SessionDep,
+    tokens: TokenServiceDep,
+    token: Annotated[str | None, Form(max_length=8192, description="The access token to check")] = None,
+    token_type_hint: Annotated[str | None, Form(max_length=32)] = None,
+) -> IntrospectionRead:
+    """RFC 7662 token introspection (form body `token=...`) for services holding `tokens:introspect`.
+
+    Call it with an API key (`X-API-Key` or bearer) that carries the permission. An invalid,
+    expired or revoked token, or one whose user is deactivated, answers `{"active": false}`.
+    """
+    if not token:
+        raise InvalidInputError("token is required", ("body", "token"), "missing")
+    try:
+        claims = await tokens.decode_access(token)
+        user, login = await resolve_access(session, claims)
+    except AuthgateError:
+        return IntrospectionRead(active=False)
+    raw = claims.raw
+    return IntrospectionRead(
+        active=True,
+        sub=str(user.id),
+        exp=int(raw["exp"]),
+        iat=int(raw["iat"]),
+        iss=str(raw["iss"]),
+        aud=str(raw["aud"]),
+        jti=claims.jti,
+        sid=str(login.id),
+        scope=claims.scope,
+        username=user.username,
+        email=user.email,
+        roles=user.role_names,
+        token_type="Bearer",  # noqa: S106 - RFC 7662 token type, not a secret
+    )
+
+
+@router.get("/verify", responses=problem_schema(*AUTH_PROBLEMS))
+async def forward_auth(principal: CurrentUser, response: Response) -> ForwardAuthRead:
+    """Forward-auth for nginx `auth_request` or Traefik ForwardAuth: 200 with identity headers, else 401.
+
+    Headers: `X-Auth-User-Id`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated).
+    """
+    user = principal.user
+    response.headers["X-Auth-User-Id"] = str(user.id)
+    response.headers["X-Auth-Email"] = user.email
+    response.headers["X-Auth-Roles"] = ",".join(user.role_names)
+    return ForwardAuthRead(user_id=str(user.id), email=user.email, roles=user.role_names)

@@ -1,0 +1,78 @@
+"""Introspection (RFC 7662) and forward-auth for the services behind authgate."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.roles.models import Role
+from authgate.users.models import User
+from tests.factories import assert_problem, bearer, login, register, signed_in
+
+
+async def _introspector(client: AsyncClient, db: AsyncSession) -> dict[str, str]:
+    """A signed-in user given the admin role (which holds `tokens:introspect`)."""
+    user = await register(client)
+    account = await db.scalar(select(User).where(User.email == user["email"]))
+    admin = await db.scalar(select(Role).where(Role.name == "admin"))
+    assert account is not None and admin is not None
+    await db.refresh(account, ["roles"])
+    account.roles.append(admin)
+    await db.commit()
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    return bearer(tokens["access_token"])
+
+
+async def test_introspect_active_token(client: AsyncClient, db: AsyncSession) -> None:
+    caller = await _introspector(client, db)
+    subject, _ = await signed_in(client)
+    tokens = await login(client, subject["email"])
+    client.cookies.clear()
+    response = await client.post(
+        "/api/v1/auth/introspect", data={"token": tokens["access_token"]}, headers=caller
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["active"] is True and body["sub"] == subject["id"] and body["roles"] == ["user"]
+    assert body["iss"] == "http://test" and body["aud"] == "authgate" and body["exp"] > body["iat"]
+
+
+async def test_introspect_inactive_tokens(client: AsyncClient, db: AsyncSession) -> None:
+    caller = await _introspector(client, db)
+    subject = await register(client)
+    tokens = await login(client, subject["email"])
+    client.cookies.clear()
+    await client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    for token in (tokens["access_token"], "garbage", tokens["refresh_token"]):
+        response = await client.post("/api/v1/auth/introspect", data={"token": token}, headers=caller)
+        assert response.status_code == 200 and response.json() == {"active": False}
+
+
+async def test_introspect_needs_the_permission(client: AsyncClient) -> None:
+    _, headers = await signed_in(client)
+    response = await client.post("/api/v1/auth/introspect", data={"token": "x"}, headers=headers)
+    assert_problem(response, 403, "permission_denied")
+    assert_problem(
+        await client.post("/api/v1/auth/introspect", data={"token": "x"}), 401, "not_authenticated"
+    )
+
+
+async def test_introspect_without_token_is_422(client: AsyncClient, db: AsyncSession) -> None:
+    caller = await _introspector(client, db)
+    assert_problem(
+        await client.post("/api/v1/auth/introspect", data={}, headers=caller), 422, "validation_error"
+    )
+
+
+async def test_forward_auth_headers(client: AsyncClient, app: FastAPI) -> None:
+    user, headers = await signed_in(client)
+    response = await client.get("/api/v1/auth/verify", headers=headers)
+    assert response.status_code == 200
+    assert response.headers["x-auth-user-id"] == user["id"]
+    assert response.headers["x-auth-email"] == user["email"]
+    assert response.headers["x-auth-roles"] == "user"
+    assert_problem(await client.get("/api/v1/auth/verify"), 401, "not_authenticated")
+    assert_problem(await client.get("/api/v1/auth/verify", headers=bearer("nope")), 401, "token_invalid")
