@@ -72,3 +72,71 @@ def test_openapi_prints_the_schema(cli_env: Path) -> None:
     result = runner.invoke(app, ["openapi"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["info"]["title"] == "authgate"
+
+
+def test_users_import_and_export_keep_hashes(cli_env: Path) -> None:
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    runner.invoke(app, ["migrate", "upgrade"])
+    bcrypt_hash = BcryptHasher().hash("imported pass phrase 1")
+    source = cli_env / "users.csv"
+    source.write_text(
+        "email,username,full_name,password_hash,email_verified,roles\n"
+        f"one@example.com,one,User One,{bcrypt_hash},true,user\n"
+        "two@example.com,,,,false,\n"
+        "not-an-email,,,,,\n"
+        "ONE@example.com,,,,,\n"
+        "three@example.com,,,plaintext-password,,\n"
+    )
+    result = runner.invoke(app, ["users", "import", str(source)])
+    assert result.exit_code == 1, result.output
+    assert "Created 2 accounts; skipped 3." in result.output
+    assert (
+        "row 3: email" in result.output and "row 4: email_taken" in result.output and "row 5" in result.output
+    )
+
+    exported = runner.invoke(app, ["users", "export", "--output", str(cli_env / "out.json")])
+    assert exported.exit_code == 0, exported.output
+    rows = json.loads((cli_env / "out.json").read_text())
+    by_email = {r["email"]: r for r in rows}
+    assert by_email["one@example.com"]["password_hash"] == bcrypt_hash
+    assert by_email["one@example.com"]["email_verified"] is True
+    assert by_email["two@example.com"]["password_hash"] is None
+    assert (cli_env / "out.json").stat().st_mode & 0o777 == 0o600
+
+    again = cli_env / "again.json"
+    again.write_text(json.dumps([{"email": "four@example.com", "roles": ["user"]}]))
+    assert runner.invoke(app, ["users", "import", str(again)]).exit_code == 0
+    as_csv = runner.invoke(app, ["users", "export", "--format", "csv"])
+    assert (
+        as_csv.exit_code == 0 and "four@example.com" in as_csv.stdout and as_csv.stdout.startswith("id,email")
+    )
+
+
+async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, db: object) -> None:
+    from httpx import AsyncClient
+    from pwdlib.hashers.bcrypt import BcryptHasher
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from authgate.audit.service import AuditLog
+    from authgate.config import PasswordPolicy
+    from authgate.security.passwords import PasswordHasher
+    from authgate.users.models import User
+    from authgate.users.repository import UserRepository
+    from authgate.users.service import UserService
+    from authgate.users.transfer import import_users
+
+    assert isinstance(client, AsyncClient) and isinstance(db, AsyncSession)
+    policy = PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1)
+    service = UserService(UserRepository(db), PasswordHasher(policy), policy, AuditLog(db))
+    digest = BcryptHasher().hash("legacy pass phrase 9")
+    report = await import_users(db, service, [{"email": "legacy@example.com", "password_hash": digest}])
+    await db.commit()
+    assert report.created == 1
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": "legacy@example.com", "password": "legacy pass phrase 9"}
+    )
+    assert response.status_code == 200
+    stored = await db.scalar(select(User.password_hash).where(User.email == "legacy@example.com"))
+    assert stored is not None and stored.startswith("$argon2id$")

@@ -20,10 +20,12 @@ app = typer.Typer(help="authgate: self-hosted identity and user management.", no
 migrate_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="Bulk import and export of accounts.", no_args_is_help=True)
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
-console = Console(stderr=True)
+app.add_typer(users_app, name="users")
+console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
 
@@ -170,6 +172,97 @@ def audit_verify() -> None:
     console.print(f"[bold red]Audit chain broken[/] at event {report.broken_event_id}: {report.reason}")
     typer.echo(report.broken_event_id)
     raise typer.Exit(code=1)
+
+
+@users_app.command("import")
+def users_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .csv or .json file")],
+) -> None:
+    """Create accounts from a file; bcrypt and Argon2 hashes are kept (bcrypt is upgraded at first login).
+
+    Columns: email (required), username, full_name, phone, email_verified, password_hash, roles.
+    Invalid or duplicate rows are skipped and listed; exit code 1 if any was skipped.
+    """
+    from rich.progress import track
+
+    from authgate.audit.service import AuditLog
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.security.passwords import PasswordHasher
+    from authgate.users.repository import UserRepository
+    from authgate.users.service import UserService
+    from authgate.users.transfer import ImportReport, import_users, read_rows
+
+    settings = get_settings()
+    try:
+        rows = read_rows(file)
+    except (ValueError, UnicodeDecodeError) as exc:
+        console.print(f"[bold red]Cannot read {file}[/]: {exc}")
+        raise typer.Exit(code=2) from exc
+
+    async def run() -> ImportReport:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                service = UserService(
+                    UserRepository(session),
+                    PasswordHasher(settings.password),
+                    settings.password,
+                    AuditLog(session),
+                )
+                return await import_users(
+                    session, service, track(rows, description="Importing", console=console)
+                )
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    console.print(f"Created {report.created} accounts; skipped {len(report.skipped)}.")
+    for number, reason in report.skipped:
+        console.print(f"  row {number}: {reason}")
+    if report.skipped:
+        raise typer.Exit(code=1)
+
+
+@users_app.command("export")
+def users_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+) -> None:
+    """Write every account (with its password hash) as JSON or CSV. Treat the output as a secret."""
+    import csv
+
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.users.transfer import EXPORT_FIELDS, export_users
+
+    if fmt not in ("json", "csv"):
+        raise typer.BadParameter("json or csv", param_hint="--format")
+    settings = get_settings()
+
+    async def run() -> list[dict[str, object]]:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return [row async for row in export_users(session)]
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(run())
+    stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if fmt == "json":
+            json.dump(rows, stream, indent=2)
+            stream.write("\n")
+        else:
+            writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    finally:
+        if output:
+            stream.close()
+            output.chmod(0o600)
+    console.print(f"Exported {len(rows)} accounts.")
 
 
 @app.command()

@@ -1,0 +1,154 @@
+"""Bulk import and export of accounts (CSV or JSON), keeping bcrypt and Argon2 hashes as they are."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload, undefer
+
+from authgate.roles.permissions import USER_ROLE
+from authgate.schemas import Email, Name, Phone, Username
+from authgate.users.models import User
+from authgate.users.service import UserService
+
+EXPORT_FIELDS = [
+    "id",
+    "email",
+    "username",
+    "full_name",
+    "phone",
+    "email_verified",
+    "phone_verified",
+    "is_active",
+    "roles",
+    "password_hash",
+    "created_at",
+]
+_HASH_PREFIXES = ("$argon2id$", "$argon2i$", "$2a$", "$2b$", "$2y$")
+
+
+class ImportedUser(BaseModel):
+    """One row of an import file; unknown columns are ignored, booleans accept true/false/1/0."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    email: Email
+    username: Username | None = None
+    full_name: Name | None = None
+    phone: Phone | None = None
+    email_verified: bool = False
+    password_hash: str | None = Field(default=None, max_length=255)
+    roles: list[str] = Field(default_factory=lambda: [USER_ROLE])
+
+    @field_validator("username", "full_name", "phone", "password_hash", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("email_verified", mode="before")
+    @classmethod
+    def _blank_is_false(cls, value: Any) -> Any:
+        return False if value in ("", None) else value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [r.strip() for r in value.replace(",", " ").split() if r.strip()] or [USER_ROLE]
+        return value
+
+    @field_validator("password_hash")
+    @classmethod
+    def _known_hash(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_HASH_PREFIXES):
+            raise ValueError("password_hash must be a bcrypt or Argon2 hash")
+        return value
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a `.csv` (header line) or `.json` (a list of objects) file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError("a JSON import file holds a list of objects")
+        return data
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def import_users(
+    session: AsyncSession, service: UserService, rows: Iterable[dict[str, Any]]
+) -> ImportReport:
+    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest."""
+    report = ImportReport()
+    for number, raw in enumerate(rows, start=1):
+        try:
+            row = ImportedUser.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            report.skipped.append((number, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
+            continue
+        try:
+            async with session.begin_nested():
+                await service.create(
+                    email=row.email,
+                    password_hash=row.password_hash,
+                    roles=row.roles,
+                    username=row.username,
+                    full_name=row.full_name,
+                    phone=row.phone,
+                    email_verified=row.email_verified,
+                )
+        except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
+            report.skipped.append((number, getattr(exc, "code", type(exc).__name__)))
+            continue
+        report.created += 1
+    return report
+
+
+async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
+    """Every active (not deleted) account in creation order, with its password hash."""
+    last = None
+    while True:
+        stmt = (
+            select(User)
+            .options(undefer(User.password_hash), selectinload(User.roles))
+            .where(User.deleted_at.is_(None))
+            .order_by(User.id)
+            .limit(batch)
+        )
+        if last is not None:
+            stmt = stmt.where(User.id > last)
+        users = (await session.scalars(stmt)).all()
+        for user in users:
+            yield {
+                "id": str(user.id),
+                "email": user.email,
+                "username": user.username,
+                "full_name": user.full_name,
+                "phone": user.phone,
+                "email_verified": user.email_verified,
+                "phone_verified": user.phone_verified,
+                "is_active": user.is_active,
+                "roles": " ".join(user.role_names),
+                "password_hash": user.password_hash,
+                "created_at": user.created_at.isoformat(),
+            }
+        if len(users) < batch:
+            return
+        last = users[-1].id
