@@ -145,7 +145,7 @@ def keys_rotate() -> None:
 
     kid = asyncio.run(run())
     console.print(
-        f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers pick it up on restart."
+        f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers sign with it within a minute."
     )
 
 

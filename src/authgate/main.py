@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ring = KeyRing(settings.secret(), settings.jwt_algorithm)
     await ring.load(factory)
     app.state.keyring = ring
+    watcher = asyncio.create_task(ring.watch(factory), name="authgate-key-watcher")
     app.state.tokens = TokenService(
         ring, factory, issuer=settings.token_issuer, audience=settings.audience, ttl=settings.access_token_ttl
     )
@@ -59,6 +62,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         if app.state.redis is not None:
             await app.state.redis.aclose()
         if engine is not None:

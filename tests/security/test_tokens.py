@@ -147,3 +147,23 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones(
     assert {new_kid, old_header["kid"]} <= kids
     new_token, new_header, _ = await _signed_in_claims(client)
     assert new_header["kid"] == new_kid and (await _me(client, new_token)).status_code == 200
+
+
+async def test_key_ring_watcher_picks_up_a_rotation(app: FastAPI, sessionmaker: Any, settings: Any) -> None:
+    import asyncio
+    import contextlib
+
+    from authgate.security.keys import rotate
+
+    ring = app.state.keyring
+    new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
+    assert ring.current.kid != new_kid
+    watcher = asyncio.create_task(ring.watch(sessionmaker, interval=0.01))
+    for _ in range(200):
+        if ring.current.kid == new_kid:
+            break
+        await asyncio.sleep(0.01)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    assert ring.current.kid == new_kid

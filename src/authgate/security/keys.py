@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column, undefer
 
 from authgate.db import Base, utcnow
 
+log = structlog.get_logger("authgate.keys")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
@@ -118,6 +121,15 @@ class KeyRing:
             ]
         }
         self._loaded_at = time.monotonic()
+
+    async def watch(self, factory: async_sessionmaker[AsyncSession], interval: float = 60.0) -> None:
+        """Reload periodically, so a `keys rotate` elsewhere is signed with here without a restart."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.load(factory, create=False)
+            except Exception:  # a database hiccup must not end the watcher; the old keys still work
+                log.warning("key_reload_failed", exc_info=True)
 
     async def find(self, kid: str, factory: async_sessionmaker[AsyncSession]) -> LoadedKey | None:
         """The key for `kid`, reloading once (throttled) in case another process rotated."""
