@@ -31,8 +31,12 @@ async def create_ws(client: AsyncClient, headers: dict[str, str], **body: Any) -
     return dict(response.json())
 
 
-async def add_member(db: AsyncSession, workspace_id: str | uuid.UUID, user_id: str | uuid.UUID, role: str) -> None:
-    db.add(WorkspaceMember(workspace_id=uuid.UUID(str(workspace_id)), user_id=uuid.UUID(str(user_id)), role=role))
+async def add_member(
+    db: AsyncSession, workspace_id: str | uuid.UUID, user_id: str | uuid.UUID, role: str
+) -> None:
+    db.add(
+        WorkspaceMember(workspace_id=uuid.UUID(str(workspace_id)), user_id=uuid.UUID(str(user_id)), role=role)
+    )
     await db.commit()
 
 

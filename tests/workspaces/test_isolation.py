@@ -65,7 +65,9 @@ async def test_every_workspace_route_is_listed_in_the_role_table(app: FastAPI) -
     assert len(routes) == len(ROLE_TABLE)
 
 
-async def test_walk_every_workspace_route_with_every_role(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
+async def test_walk_every_workspace_route_with_every_role(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
     install_bound_key_override(app)
     users = {name: await signed_in(client) for name in (*CALLERS, "target")}
     members = {role: users[role][0]["id"] for role in ("viewer", "member", "admin", "owner")}
@@ -90,7 +92,9 @@ async def test_walk_every_workspace_route_with_every_role(app: FastAPI, client: 
                 want = expected_status(caller, minimum) if variant in ("id", "slug") else 404
                 ok = response.status_code == want if want is not None else 200 <= response.status_code < 300
                 if not ok:
-                    failures.append(f"{method} {path} as {caller} ({variant}): {response.status_code} {response.text}")
+                    failures.append(
+                        f"{method} {path} as {caller} ({variant}): {response.status_code} {response.text}"
+                    )
                 elif want in (403, 404):
                     assert response.json()["code"] == ("not_found" if want == 404 else "permission_denied")
     assert not failures, "\n".join(failures)
