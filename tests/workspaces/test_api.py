@@ -50,13 +50,17 @@ async def test_create_returns_workspace_with_owner_role(client: AsyncClient, db:
     assert response.status_code == 201, response.text
     ws = response.json()
     assert set(ws) == {"id", "slug", "name", "description", "owner_id", "my_role", "created_at", "updated_at"}
-    assert ws["slug"] == "acme-inc" and ws["name"] == "Acme Inc" and ws["description"] == "Rockets"
-    assert ws["owner_id"] == user["id"] and ws["my_role"] == "owner"
+    assert ws["slug"] == "acme-inc"
+    assert ws["name"] == "Acme Inc"
+    assert ws["description"] == "Rockets"
+    assert ws["owner_id"] == user["id"]
+    assert ws["my_role"] == "owner"
     assert await actions(db, ws["id"]) == ["workspace.created"]
     member = await db.scalar(
         select(WorkspaceMember).where(WorkspaceMember.workspace_id == uuid.UUID(ws["id"]))
     )
-    assert member is not None and member.role == "owner"
+    assert member is not None
+    assert member.role == "owner"
 
 
 async def test_generated_slugs_get_a_suffix_on_collision(client: AsyncClient) -> None:
@@ -110,13 +114,14 @@ async def test_create_needs_authentication(client: AsyncClient) -> None:
 async def test_read_by_id_or_slug_and_list_mine(client: AsyncClient, db: AsyncSession) -> None:
     user, headers = await signed_in(client)
     mine = await create_ws(client, headers, name="Mine")
-    other_user, other_headers = await signed_in(client)
+    _other_user, other_headers = await signed_in(client)
     theirs = await create_ws(client, other_headers, name="Theirs")
     await add_member(db, theirs["id"], user["id"], "viewer")
     await create_ws(client, other_headers, name="Hidden")
     for ref in (mine["id"], mine["slug"]):
         response = await client.get(f"{WS}/{ref}", headers=headers)
-        assert response.status_code == 200 and response.json() == mine
+        assert response.status_code == 200
+        assert response.json() == mine
     listed = (await client.get(WS, headers=headers)).json()
     assert [(w["name"], w["my_role"]) for w in listed["items"]] == [("Theirs", "viewer"), ("Mine", "owner")]
     assert listed["next_cursor"] is None
@@ -125,7 +130,8 @@ async def test_read_by_id_or_slug_and_list_mine(client: AsyncClient, db: AsyncSe
     second = (
         await client.get(WS, params={"limit": 1, "cursor": first["next_cursor"]}, headers=headers)
     ).json()
-    assert [w["name"] for w in second["items"]] == ["Mine"] and second["next_cursor"] is None
+    assert [w["name"] for w in second["items"]] == ["Mine"]
+    assert second["next_cursor"] is None
 
 
 async def test_unknown_workspace_and_non_member_look_the_same(client: AsyncClient) -> None:
@@ -173,7 +179,7 @@ async def test_update_to_taken_slug_is_409_and_changes_nothing(client: AsyncClie
 
 
 async def test_owner_soft_deletes_and_it_disappears(client: AsyncClient, db: AsyncSession) -> None:
-    user, owner = await signed_in(client)
+    _user, owner = await signed_in(client)
     ws = await create_ws(client, owner)
     member, member_headers = await signed_in(client)
     await add_member(db, ws["id"], member["id"], "admin")
@@ -216,11 +222,13 @@ async def test_members_list_shows_people_and_roles(client: AsyncClient, db: Asyn
         (team[k][0]["id"], k.rstrip("2")) for k in ("owner", "admin", "admin2", "member", "viewer")
     ]
     assert set(items[0]) == {"user_id", "email", "full_name", "role", "joined_at"}
-    assert items[0]["full_name"] == "The Owner" and items[0]["email"] == team["owner"][0]["email"]
+    assert items[0]["full_name"] == "The Owner"
+    assert items[0]["email"] == team["owner"][0]["email"]
     page = (
         await client.get(f"{WS}/{ws['slug']}/members", params={"limit": 2}, headers=team["viewer"][1])
     ).json()
-    assert len(page["items"]) == 2 and page["next_cursor"]
+    assert len(page["items"]) == 2
+    assert page["next_cursor"]
 
 
 async def test_admin_changes_roles_below_itself_only(client: AsyncClient, db: AsyncSession) -> None:
@@ -228,7 +236,8 @@ async def test_admin_changes_roles_below_itself_only(client: AsyncClient, db: As
     ws, admin = team["ws"][0], team["admin"][1]
     url = f"{WS}/{ws['id']}/members"
     response = await client.patch(f"{url}/{team['viewer'][0]['id']}", json={"role": "member"}, headers=admin)
-    assert response.status_code == 200 and response.json()["role"] == "member"
+    assert response.status_code == 200
+    assert response.json()["role"] == "member"
     denied = [
         (team["viewer"][0]["id"], "admin"),  # not up to the admin's own level
         (team["admin2"][0]["id"], "member"),  # a peer
@@ -332,7 +341,8 @@ async def test_transfer_moves_ownership(client: AsyncClient, db: AsyncSession) -
         assert_problem(response, 422, "validation_error")
     response = await client.post(f"{WS}/{ws['id']}/transfer", json={"user_id": target}, headers=owner)
     assert response.status_code == 200, response.text
-    assert response.json()["owner_id"] == target and response.json()["my_role"] == "admin"
+    assert response.json()["owner_id"] == target
+    assert response.json()["my_role"] == "admin"
     roles = dict(
         (
             await db.execute(
@@ -342,7 +352,8 @@ async def test_transfer_moves_ownership(client: AsyncClient, db: AsyncSession) -
             )
         ).all()
     )
-    assert roles[uuid.UUID(target)] == "owner" and roles[uuid.UUID(team["owner"][0]["id"])] == "admin"
+    assert roles[uuid.UUID(target)] == "owner"
+    assert roles[uuid.UUID(team["owner"][0]["id"])] == "admin"
     assert list(roles.values()).count("owner") == 1
     # The new owner can now leave only after transferring; the old one can leave freely.
     old_owner_url = f"{WS}/{ws['id']}/members/{team['owner'][0]['id']}"
@@ -367,19 +378,27 @@ async def test_invite_stores_hash_emails_link_and_lists(client: AsyncClient, db:
     _, owner = await signed_in(client, full_name="Olive Owner")
     ws = await create_ws(client, owner, name="Acme")
     invitation = await _invite(client, ws, owner, "Guest@Example.com", "admin")
-    assert invitation["status"] == "pending" and invitation["role"] == "admin"
+    assert invitation["status"] == "pending"
+    assert invitation["role"] == "admin"
     assert invitation["email"] == "Guest@example.com"
     token = invitation["token"]
     row = await db.get(WorkspaceInvitation, uuid.UUID(invitation["id"]))
-    assert row is not None and row.token_hash == hash_token(token) and token not in row.token_hash
+    assert row is not None
+    assert row.token_hash == hash_token(token)
+    assert token not in row.token_hash
     assert row.expires_at - row.created_at == timedelta(days=7)
     message = await db.scalar(select(OutboxMessage).where(OutboxMessage.recipient == "Guest@example.com"))
-    assert message is not None and message.template == "workspace_invitation" and message.channel == "email"
-    assert message.context["workspace_name"] == "Acme" and message.context["inviter"] == "Olive Owner"
-    assert message.context["role"] == "admin" and token in message.context["link"]
+    assert message is not None
+    assert message.template == "workspace_invitation"
+    assert message.channel == "email"
+    assert message.context["workspace_name"] == "Acme"
+    assert message.context["inviter"] == "Olive Owner"
+    assert message.context["role"] == "admin"
+    assert token in message.context["link"]
     listed = (await client.get(f"{WS}/{ws['id']}/invitations", headers=owner)).json()
     assert [i["id"] for i in listed["items"]] == [invitation["id"]]
-    assert "token" not in listed["items"][0] and token not in str(listed)
+    assert "token" not in listed["items"][0]
+    assert token not in str(listed)
     assert await actions(db, invitation["id"]) == ["invitation.created"]
 
 
@@ -415,7 +434,9 @@ async def test_accept_joins_with_role_once(client: AsyncClient, db: AsyncSession
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["workspace_id"] == ws["id"] and body["user_id"] == guest["id"] and body["role"] == "viewer"
+    assert body["workspace_id"] == ws["id"]
+    assert body["user_id"] == guest["id"]
+    assert body["role"] == "viewer"
     assert body["workspace_slug"] == ws["slug"]
     assert (await client.get(f"{WS}/{ws['id']}", headers=guest_headers)).json()["my_role"] == "viewer"
     again = await client.post(
@@ -431,7 +452,7 @@ async def test_accept_joins_with_role_once(client: AsyncClient, db: AsyncSession
 
 
 async def test_accept_refusals_leave_the_invitation_usable(client: AsyncClient, db: AsyncSession) -> None:
-    owner_user, owner = await signed_in(client)
+    _owner_user, owner = await signed_in(client)
     ws = await create_ws(client, owner)
     guest, guest_headers = await signed_in(client)
     invitation = await _invite(client, ws, owner, guest["email"])
@@ -464,6 +485,11 @@ async def test_already_member_gets_409(client: AsyncClient, db: AsyncSession) ->
         "/api/v1/invitations/accept", json={"token": invitation["token"]}, headers=guest_headers
     )
     assert_problem(response, 409, "already_member")
+    row = await db.get(WorkspaceInvitation, uuid.UUID(invitation["id"]))
+    assert row is not None
+    await db.refresh(row)
+    assert row.accepted_at is None
+    assert row.status == "pending"
 
 
 async def test_expired_revoked_and_replaced_invitations_fail(client: AsyncClient, db: AsyncSession) -> None:
@@ -547,10 +573,12 @@ async def test_workspaces_admin_lists_and_reads_all(client: AsyncClient, db: Asy
     await grant_admin(db, admin["id"])
     listed = (await client.get(WS, params={"all": "true"}, headers=admin_headers)).json()["items"]
     ids = {w["id"]: w["my_role"] for w in listed}
-    assert ids.get(ws["id"], "missing") is None and deleted["id"] not in ids
+    assert ids.get(ws["id"], "missing") is None
+    assert deleted["id"] not in ids
     assert (await client.get(WS, headers=admin_headers)).json()["items"] == []
     read = await client.get(f"{WS}/{ws['slug']}", headers=admin_headers)
-    assert read.status_code == 200 and read.json()["my_role"] is None
+    assert read.status_code == 200
+    assert read.json()["my_role"] is None
     assert (await client.get(f"{WS}/{ws['slug']}/members", headers=admin_headers)).status_code == 200
     # Inspecting is not managing: everything else stays hidden.
     assert_problem(
@@ -585,7 +613,9 @@ async def test_bound_api_key_reaches_only_its_workspace(
     event = await db.scalar(
         select(AuditEvent).where(AuditEvent.action == "workspace.created", AuditEvent.target_id == one["id"])
     )
-    assert event is not None and event.actor_type == "user" and event.actor_id == user["id"]
+    assert event is not None
+    assert event.actor_type == "user"
+    assert event.actor_id == user["id"]
 
 
 async def test_openapi_documents_workspace_routes(client: AsyncClient) -> None:
@@ -594,7 +624,8 @@ async def test_openapi_documents_workspace_routes(client: AsyncClient) -> None:
     assert {"400", "401", "403", "409"} <= set(accept["responses"])
     assert "invitation_email_mismatch" in accept["responses"]["403"]["description"]
     listing = schema["paths"]["/api/v1/workspaces"]["get"]
-    assert "workspaces:admin" in listing["description"] and "all=true" in listing["description"]
+    assert "workspaces:admin" in listing["description"]
+    assert "all=true" in listing["description"]
     for path, operations in schema["paths"].items():
         if path.startswith("/api/v1/workspaces/{"):
             for operation in operations.values():

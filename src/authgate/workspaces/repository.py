@@ -23,7 +23,7 @@ class WorkspaceRepository:
         self.session = session
 
     async def get_by_ref(self, ref: str, *, for_update: bool = False) -> Workspace | None:
-        """A live (not deleted) workspace by id or slug; slugs never parse as UUIDs, so the two cannot clash."""
+        """A live (not deleted) workspace by id or slug; slugs never parse as UUIDs, so they cannot clash."""
         if is_uuid_like(ref):
             condition = Workspace.id == uuid.UUID(ref)
         elif len(ref) <= SLUG_MAX:
@@ -36,7 +36,7 @@ class WorkspaceRepository:
         return await self.session.scalar(stmt)
 
     async def lock(self, workspace_id: uuid.UUID) -> None:
-        """Serialise membership changes of one workspace (row lock on PostgreSQL; SQLite's write lock already does)."""
+        """Serialise membership changes of a workspace (row lock on PostgreSQL; SQLite locks anyway)."""
         await self.session.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
 
     async def slugs_like(self, base: str) -> set[str]:

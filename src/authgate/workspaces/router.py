@@ -119,7 +119,8 @@ async def list_workspaces(
 
     Administrators holding `workspaces:admin` list every workspace with `?all=true` (`my_role` is null
     where they are not a member) and may read any workspace and its members with
-    `GET /workspaces/{ws}` and `GET /workspaces/{ws}/members`. An API key bound to a workspace sees only that one.
+    `GET /workspaces/{ws}` and `GET /workspaces/{ws}/members`.
+    An API key bound to a workspace sees only that one.
     """
     items, cursor = await workspaces.list_workspaces(caller, page, everything=all_)
     return Page[WorkspaceRead](items=[_read(v) for v in items], next_cursor=cursor)
@@ -127,7 +128,7 @@ async def list_workspaces(
 
 @router.get("/{ws}", responses=problem_schema(*WS_PROBLEMS))
 async def read_workspace(access: WorkspaceReader) -> WorkspaceRead:
-    """A workspace you belong to (any role), by id or slug. Non-members get 404, also for deleted workspaces."""
+    """A workspace you belong to (any role), by id or slug. Non-members get 404, as do deleted workspaces."""
     return _read(WorkspaceView(access.workspace, access.role))
 
 
@@ -212,7 +213,7 @@ async def create_invitation(
 async def list_invitations(
     access: WorkspaceAdmin, workspaces: WorkspaceServiceDep, page: PageParamsDep
 ) -> Page[InvitationRead]:
-    """The workspace's invitations, newest first, with their status (admin or owner). Tokens are never listed."""
+    """The workspace's invitations, newest first, with their status (admin or owner); never their tokens."""
     rows, cursor = await workspaces.list_invitations(access, page)
     return Page[InvitationRead](items=[_invitation(i) for i in rows], next_cursor=cursor)
 

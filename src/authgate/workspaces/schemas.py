@@ -64,7 +64,7 @@ class WorkspaceRead(APIModel):
     description: str
     owner_id: uuid.UUID
     my_role: WorkspaceRole | None = Field(
-        description="The caller's role; null when a `workspaces:admin` reads a workspace they do not belong to"
+        description="The caller's role; null when a `workspaces:admin` reads a workspace they are not in"
     )
     created_at: datetime
     updated_at: datetime

@@ -403,10 +403,12 @@ class WorkspaceService:
             raise EmailNotVerifiedError("Verify your email address before accepting an invitation")
         if normalize_email(caller.user.email) != invitation.email_normalized:
             raise InvitationEmailMismatchError()
+        # Consume first: of racing requests only the winner goes on, so the losers all answer
+        # `token_invalid`. A refusal below rolls the consumption back with the request.
+        if not await self._repo.consume_invitation(invitation.id, caller.user.id, now):
+            raise SingleUseTokenInvalidError()
         if await self._repo.get_member(workspace.id, caller.user.id) is not None:
             raise AlreadyMemberError()
-        if not await self._repo.consume_invitation(invitation.id, caller.user.id, now):
-            raise SingleUseTokenInvalidError()  # another request used it first
         member = await self._repo.add_member(
             WorkspaceMember(
                 workspace_id=workspace.id, user_id=caller.user.id, role=invitation.role, joined_at=now
