@@ -606,6 +606,12 @@ async def test_bound_api_key_reaches_only_its_workspace(
     before = await count(db, Workspace)
     assert_problem(await client.post(WS, json={"name": "Three"}, headers=key), 403, "permission_denied")
     assert await count(db, Workspace) == before
+    _, other_owner = await signed_in(client)
+    elsewhere = await create_ws(client, other_owner, name="Elsewhere")
+    await verify_email(db, user["id"])
+    invitation = await _invite(client, elsewhere, other_owner, user["email"])
+    accept = await client.post("/api/v1/invitations/accept", json={"token": invitation["token"]}, headers=key)
+    assert_problem(accept, 403, "permission_denied")
     await grant_admin(db, user["id"])
     assert [w["id"] for w in (await client.get(WS, params={"all": "true"}, headers=key)).json()["items"]] == [
         one["id"]

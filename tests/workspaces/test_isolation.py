@@ -98,3 +98,26 @@ async def test_walk_every_workspace_route_with_every_role(
                 elif want in (403, 404):
                     assert response.json()["code"] == ("not_found" if want == 404 else "permission_denied")
     assert not failures, "\n".join(failures)
+
+
+async def test_outsiders_get_404_before_their_input_is_validated(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    _, owner = await signed_in(client)
+    response = await client.post("/api/v1/workspaces", json={"name": "Quiet"}, headers=owner)
+    ws = response.json()["slug"]
+    viewer, viewer_headers = await signed_in(client)
+    await add_member(db, response.json()["id"], viewer["id"], "viewer")
+    _, stranger = await signed_in(client)
+    bad = [
+        ("PATCH", f"/api/v1/workspaces/{ws}", {"slug": "NOT OK", "extra": 1}),
+        ("PATCH", f"/api/v1/workspaces/{ws}/members/not-a-uuid", {"role": "owner"}),
+        ("POST", f"/api/v1/workspaces/{ws}/transfer", {"user_id": "nope"}),
+        ("POST", f"/api/v1/workspaces/{ws}/invitations", {"email": "bad"}),
+        ("DELETE", f"/api/v1/workspaces/{ws}/invitations/not-a-uuid", None),
+    ]
+    for method, url, body in bad:
+        response = await client.request(method, url, json=body, headers=stranger)
+        assert response.status_code == 404, (method, url, response.text)
+        response = await client.request(method, url, json=body, headers=viewer_headers)
+        assert response.status_code == 403, (method, url, response.text)

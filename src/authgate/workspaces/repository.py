@@ -22,7 +22,7 @@ class WorkspaceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_by_ref(self, ref: str, *, for_update: bool = False) -> Workspace | None:
+    async def get_by_ref(self, ref: str) -> Workspace | None:
         """A live (not deleted) workspace by id or slug; slugs never parse as UUIDs, so they cannot clash."""
         if is_uuid_like(ref):
             condition = Workspace.id == uuid.UUID(ref)
@@ -30,10 +30,7 @@ class WorkspaceRepository:
             condition = Workspace.slug == ref
         else:
             return None
-        stmt = select(Workspace).where(condition, Workspace.deleted_at.is_(None))
-        if for_update:
-            stmt = stmt.with_for_update()
-        return await self.session.scalar(stmt)
+        return await self.session.scalar(select(Workspace).where(condition, Workspace.deleted_at.is_(None)))
 
     async def lock(self, workspace_id: uuid.UUID) -> None:
         """Serialise membership changes of a workspace (row lock on PostgreSQL; SQLite locks anyway)."""
@@ -88,10 +85,15 @@ class WorkspaceRepository:
         )
         return {row[0]: row[1] for row in (await self.session.execute(stmt)).all()}
 
-    async def get_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceMember | None:
+    async def get_member(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, *, fresh: bool = False
+    ) -> WorkspaceMember | None:
+        """One membership; `fresh` re-reads the row even if the session already holds it."""
         stmt = select(WorkspaceMember).where(
             WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id
         )
+        if fresh:
+            stmt = stmt.execution_options(populate_existing=True)
         return await self.session.scalar(stmt)
 
     async def member_by_email(self, workspace_id: uuid.UUID, email_normalized: str) -> bool:

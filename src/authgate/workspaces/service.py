@@ -227,17 +227,27 @@ class WorkspaceService:
         )
         return rows, cursor
 
-    async def _target(self, access: WorkspaceAccess, user_id: uuid.UUID) -> WorkspaceMember:
+    async def _locked(self, access: WorkspaceAccess, user_id: uuid.UUID) -> tuple[str, WorkspaceMember]:
+        """Lock the workspace, then re-read the caller's role and the target member.
+
+        The role the route resolved may be stale by the time the lock is granted (a concurrent
+        demotion or transfer), so decisions use the re-read one.
+        """
         await self._repo.lock(access.workspace.id)
-        member = await self._repo.get_member(access.workspace.id, user_id)
-        if member is None:
+        me = await self._repo.get_member(access.workspace.id, access.caller.user.id, fresh=True)
+        if me is None:
+            raise NotFoundError("Workspace not found")
+        target = await self._repo.get_member(access.workspace.id, user_id, fresh=True)
+        if target is None:
             raise NotFoundError("Member not found")
-        return member
+        return me.role, target
 
     async def change_role(self, access: WorkspaceAccess, user_id: uuid.UUID, role: str) -> WorkspaceMember:
         """Admins manage members below themselves only; nobody becomes owner except by transfer."""
-        target = await self._target(access, user_id)
-        my_rank = ROLE_RANK[access.role or "viewer"]
+        my_role, target = await self._locked(access, user_id)
+        my_rank = ROLE_RANK[my_role]
+        if my_rank < ROLE_RANK["admin"]:
+            raise PermissionDeniedError("This needs the admin role in the workspace")
         if target.role == "owner":
             if target.user_id == access.caller.user.id:
                 raise LastOwnerError("Transfer ownership before changing your own role")
@@ -263,15 +273,14 @@ class WorkspaceService:
 
     async def remove_member(self, access: WorkspaceAccess, user_id: uuid.UUID) -> None:
         """Remove someone below you, or leave yourself (the owner cannot leave: transfer first)."""
-        target = await self._target(access, user_id)
+        my_role, target = await self._locked(access, user_id)
         leaving = target.user_id == access.caller.user.id
         if target.role == "owner":
             if leaving:
                 raise LastOwnerError("Transfer ownership before leaving the workspace")
             raise PermissionDeniedError("Only members below your own role can be removed")
         if not leaving and (
-            ROLE_RANK[access.role or "viewer"] < ROLE_RANK["admin"]
-            or ROLE_RANK[target.role] >= ROLE_RANK[access.role or "viewer"]
+            ROLE_RANK[my_role] < ROLE_RANK["admin"] or ROLE_RANK[target.role] >= ROLE_RANK[my_role]
         ):
             raise PermissionDeniedError("Only members below your own role can be removed")
         await self._repo.delete_member(target)
@@ -291,8 +300,9 @@ class WorkspaceService:
         target = await self._repo.get_member(access.workspace.id, user_id)
         if target is None:
             raise InvalidInputError("The new owner must be a member of the workspace", ("body", "user_id"))
-        me = await self._repo.get_member(access.workspace.id, access.caller.user.id)
-        assert me is not None  # noqa: S101 - resolved as owner by the route's dependency
+        me = await self._repo.get_member(access.workspace.id, access.caller.user.id, fresh=True)
+        if me is None or me.role != "owner":  # lost ownership to a concurrent transfer
+            raise PermissionDeniedError("This needs the owner role in the workspace")
         # Demote first and flush: the one-owner index is checked row by row.
         me.role = "admin"
         await self._repo.session.flush()
