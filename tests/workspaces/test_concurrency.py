@@ -22,12 +22,12 @@ from sqlalchemy.orm import selectinload
 
 from authgate.audit.models import AuditChainHead, AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
-from authgate.config import Settings
 from authgate.db import SessionDep, create_sessionmaker, new_id, utcnow
 from authgate.main import create_app
 from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from authgate.workspaces.service import hash_token
+from tests.conftest import make_settings
 
 RACERS = 6
 
@@ -88,13 +88,7 @@ async def real(engine: AsyncEngine) -> AsyncIterator[RealWorld]:
 @pytest.fixture
 async def real_client(engine: AsyncEngine, real: RealWorld) -> AsyncIterator[AsyncClient]:
     """An app on the real sessionmaker; `X-Test-User` names the caller (authentication is not under test)."""
-    settings: Settings = Settings(
-        env="test",
-        database_url=engine.url.render_as_string(hide_password=False),
-        secret_key="x" * 40,
-        log_level="WARNING",
-        _env_file=None,  # type: ignore[call-arg]
-    )
+    settings = make_settings(engine.url.render_as_string(hide_password=False))
     app: FastAPI = create_app(settings, sessionmaker=real.factory, engine=engine)
 
     async def principal(session: SessionDep, x_test_user: Annotated[str, Header()]) -> Principal:
