@@ -29,6 +29,8 @@ from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.users.router import router as users_router
+from authgate.workspaces.router import invitations_router as workspace_invitations_router
+from authgate.workspaces.router import router as workspaces_router
 
 DESCRIPTION = """\
 Self-hosted identity and user management: accounts, JWT sessions with rotating refresh tokens,
@@ -94,7 +96,15 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
-    for router in (auth_router, integration_router, users_router, ops_router):
+    routers = [
+        auth_router,
+        integration_router,
+        users_router,
+        workspaces_router,
+        workspace_invitations_router,
+        ops_router,
+    ]
+    for router in routers:
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

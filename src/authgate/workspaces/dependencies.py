@@ -1,0 +1,63 @@
+"""The one dependency every workspace route uses: resolve `{ws}` (id or slug) and the caller's role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Path
+
+from authgate.audit.service import Actor
+from authgate.auth.dependencies import CurrentUser, Principal
+from authgate.db import SessionDep
+from authgate.deps import SettingsDep
+from authgate.workspaces.service import Caller, WorkspaceAccess, WorkspaceService
+
+
+async def get_workspace_service(session: SessionDep, settings: SettingsDep) -> WorkspaceService:
+    return WorkspaceService(session, public_url=settings.public_url)
+
+
+WorkspaceServiceDep = Annotated[WorkspaceService, Depends(get_workspace_service)]
+
+
+def caller_of(principal: Principal) -> Caller:
+    actor = (
+        Actor("api_key", str(principal.api_key_id)) if principal.is_api_key else Actor.user(principal.user_id)
+    )
+    return Caller(
+        user=principal.user,
+        actor=actor,
+        permissions=principal.permissions,
+        bound_workspace_id=principal.workspace_id,
+    )
+
+
+async def get_caller(principal: CurrentUser) -> Caller:
+    return caller_of(principal)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def workspace_access(minimum: str, *, admin_read: bool = False) -> Callable[..., Awaitable[WorkspaceAccess]]:
+    """A dependency admitting members with at least `minimum` (404 for non-members, 403 when too low).
+
+    With `admin_read`, holders of `workspaces:admin` may read a workspace they do not belong to.
+    """
+
+    async def dependency(
+        ws: Annotated[str, Path(description="The workspace's id or slug")],
+        caller: CallerDep,
+        workspaces: WorkspaceServiceDep,
+    ) -> WorkspaceAccess:
+        return await workspaces.resolve(ws, caller, minimum=minimum, admin_read=admin_read)
+
+    dependency.__name__ = f"workspace_{minimum}{'_or_admin' if admin_read else ''}"
+    return dependency
+
+
+WorkspaceReader = Annotated[WorkspaceAccess, Depends(workspace_access("viewer", admin_read=True))]
+WorkspaceMemberAccess = Annotated[WorkspaceAccess, Depends(workspace_access("viewer"))]
+WorkspaceAdmin = Annotated[WorkspaceAccess, Depends(workspace_access("admin"))]
+WorkspaceOwner = Annotated[WorkspaceAccess, Depends(workspace_access("owner"))]
