@@ -40,13 +40,23 @@ class PasswordPolicy(BaseModel):
 
 
 class RateLimits(BaseModel):
-    """Per-IP and per-account limits, in the `limits` library's notation."""
+    """Per-IP and per-account limits, in the `limits` library's notation.
+
+    `enabled=False` switches off these request limits; the per-account brute-force wait
+    (`failed_logins_before_delay` and the `lockout_*` fields) always applies.
+    """
 
     enabled: bool = True
     login_per_ip: str = "120/minute"
+    login_per_account: str = "30/minute"
     register_per_ip: str = "120/minute"
     refresh_per_session: str = "60/minute"
-    failed_logins_before_delay: int = 10
+    verification_per_ip: str = "30/minute"
+    verification_per_account: str = "10/hour"
+    failed_logins_before_delay: int = Field(default=10, ge=1)
+    lockout_base_wait: timedelta = timedelta(minutes=1)  # doubles with each further failure
+    lockout_max_wait: timedelta = timedelta(minutes=15)  # the cap: no account waits longer
+    lockout_failure_reset: timedelta = timedelta(hours=12)  # a quiet period that forgets old failures
 
 
 class Settings(BaseSettings):

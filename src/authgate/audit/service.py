@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditChainHead, AuditEvent
@@ -78,12 +80,18 @@ class AuditLog:
         The chain head row is locked (FOR UPDATE on PostgreSQL; SQLite's write lock does the
         same), so concurrent appenders queue instead of forking the chain.
         """
-        head = await self._session.scalar(
-            select(AuditChainHead).where(AuditChainHead.id == CHAIN_HEAD_ID).with_for_update()
-        )
+        head = await self._locked_head()
         if head is None:
-            head = AuditChainHead(id=CHAIN_HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
-            self._session.add(head)
+            # The first event ever: create the head without racing a concurrent first appender
+            # (both would insert id 1), then lock it like any other append.
+            insert = pg_insert if self._session.get_bind().dialect.name == "postgresql" else sqlite_insert
+            await self._session.execute(
+                insert(AuditChainHead)
+                .values(id=CHAIN_HEAD_ID, last_seq=0, last_hash=GENESIS_HASH)
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+            head = await self._locked_head()
+            assert head is not None  # noqa: S101 - inserted just above
         ctx = get_request_context()
         event = AuditEvent(
             id=new_id(),
@@ -105,6 +113,14 @@ class AuditLog:
         self._session.add(event)
         await self._session.flush()
         return event
+
+    async def _locked_head(self) -> AuditChainHead | None:
+        return await self._session.scalar(
+            select(AuditChainHead)
+            .where(AuditChainHead.id == CHAIN_HEAD_ID)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
 
 @dataclass(frozen=True, slots=True)
