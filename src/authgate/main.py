@@ -59,7 +59,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.redis_url)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit, settings.redis_url,
+        connection_pool=app.state.redis.connection_pool if app.state.redis is not None else None,
+    )
     try:
         yield
     finally:

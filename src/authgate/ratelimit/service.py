@@ -15,6 +15,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from redis.asyncio import ConnectionPool
 
 from authgate.config import RateLimits
 from authgate.ratelimit.errors import RateLimitExceededError
@@ -52,11 +53,15 @@ def _key_part(value: str) -> str:
 class RateLimiter:
     """Counts hits per (policy, key) and raises `RateLimitExceededError` past the policy's limit."""
 
-    def __init__(self, config: RateLimits, redis_url: str | None = None) -> None:
+    def __init__(
+        self, config: RateLimits, redis_url: str | None = None, *, connection_pool: ConnectionPool | None = None
+    ) -> None:
         self.config = config
+        self._owns_client = connection_pool is None
         if redis_url:
-            uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
-            storage = storage_from_string(uri, implementation="redispy", key_prefix="authgate")
+            uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
+            options: dict[str, object] = {"connection_pool": connection_pool} if connection_pool else {}
+            storage = storage_from_string(uri, implementation="redispy", key_prefix="authgate", **options)
         else:
             storage = storage_from_string("async+memory://")
         assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme always yields one
@@ -92,9 +97,7 @@ class RateLimiter:
         await self.storage.reset()
 
     async def close(self) -> None:
-        """Release the Redis connection pool, if any."""
-        close = getattr(self.storage, "close", None)
-        if close is not None:
-            result = close()
-            if hasattr(result, "__await__"):
-                await result
+        """Close the Redis client this limiter opened itself (a shared connection pool stays open)."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if self._owns_client and client is not None:
+            await client.aclose()
