@@ -40,7 +40,9 @@ class MfaLoginWorkflow:
         """
         challenge = await self._mfa.open_challenge(raw_token)
         identifier = mfa_identifier(challenge.user_id)
-        await self._guard.check(self._db, identifier, challenge.user_id)
+        # No known-address pass here: only someone holding the password reaches this step, so the
+        # lock-out-the-owner concern of the password step does not apply, and guessing codes must wait.
+        await self._guard.check(self._db, identifier, None)
         user = await UserRepository(self._db).get(challenge.user_id)
         if user is None:
             raise MfaInvalidError("The MFA token is invalid or expired; sign in again")
