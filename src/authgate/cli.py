@@ -49,7 +49,7 @@ def serve(
     asyncio.run(_bootstrap_admin(settings, quiet=True))
     uvicorn.run(
         "authgate.main:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-        reload=reload, proxy_headers=True, access_log=False, log_level="warning",
+        reload=reload, proxy_headers=True, access_log=False, log_level="warning", server_header=False,
     )
 
 
