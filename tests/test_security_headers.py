@@ -20,7 +20,9 @@ async def plain_http_client(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> AsyncIterator[AsyncClient]:
     """A development-style app without Secure cookies (local plain HTTP)."""
-    app = create_app(settings.model_copy(update={"cookie_secure": False}), sessionmaker=sessionmaker, engine=engine)
+    app = create_app(
+        settings.model_copy(update={"cookie_secure": False}), sessionmaker=sessionmaker, engine=engine
+    )
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app, client=("127.0.0.1", 1))
         async with AsyncClient(transport=transport, base_url="http://test") as c:

@@ -209,7 +209,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     return problem_response(
-        request, status=exc.status_code, code=code, title=title, detail=detail, headers=exc.headers
+        request, status=exc.status_code, code=code, title=title, detail=detail,
+        headers=dict(exc.headers) if exc.headers else None,
     )
 
 

@@ -20,8 +20,8 @@ from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
 from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
-from authgate.middleware import RequestContextMiddleware
 from authgate.mfa.router import router as mfa_router
+from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
 from authgate.ratelimit.service import RateLimiter
 from authgate.roles.service import ensure_builtin_roles
@@ -60,7 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     app.state.rate_limiter = RateLimiter(
-        settings.rate_limit, settings.redis_url,
+        settings.rate_limit,
+        settings.redis_url,
         connection_pool=app.state.redis.connection_pool if app.state.redis is not None else None,
     )
     try:

@@ -12,8 +12,18 @@ from authgate.audit.models import AuditEvent
 from tests.factories import PASSWORD, assert_problem, grant_role, signed_in
 
 FIELDS = {
-    "id", "occurred_at", "actor_type", "actor_id", "action", "target_type", "target_id", "ip", "user_agent",
-    "request_id", "data", "hash",
+    "id",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_id",
+    "ip",
+    "user_agent",
+    "request_id",
+    "data",
+    "hash",
 }
 
 
@@ -45,7 +55,9 @@ async def test_audit_filters(client: AsyncClient, db: AsyncSession) -> None:
     other, _ = await signed_in(client)
     await client.post("/api/v1/auth/login", json={"email": other["email"], "password": "wrong password"})
 
-    by_action = (await client.get("/api/v1/audit-events", params={"action": "auth.login.failed"}, headers=headers))
+    by_action = await client.get(
+        "/api/v1/audit-events", params={"action": "auth.login.failed"}, headers=headers
+    )
     assert {i["action"] for i in by_action.json()["items"]} == {"auth.login.failed"}
     by_actor = await client.get("/api/v1/audit-events", params={"actor_id": other["id"]}, headers=headers)
     assert by_actor.json()["items"]
@@ -58,8 +70,12 @@ async def test_audit_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert (await client.get("/api/v1/audit-events", params={"since": future}, headers=headers)).json()[
         "items"
     ] == []
-    assert (await client.get("/api/v1/audit-events", params={"until": past}, headers=headers)).json()["items"] == []
-    window = await client.get("/api/v1/audit-events", params={"since": past, "until": future}, headers=headers)
+    assert (await client.get("/api/v1/audit-events", params={"until": past}, headers=headers)).json()[
+        "items"
+    ] == []
+    window = await client.get(
+        "/api/v1/audit-events", params={"since": past, "until": future}, headers=headers
+    )
     total = await db.scalar(select(func.count()).select_from(AuditEvent))
     assert len(window.json()["items"]) == min(total or 0, 50)
 
@@ -87,10 +103,16 @@ async def test_audit_pages_with_cursor(client: AsyncClient, db: AsyncSession) ->
 async def test_audit_bad_filters_are_422(client: AsyncClient, db: AsyncSession) -> None:
     admin, headers = await signed_in(client)
     await grant_role(db, admin["id"])
-    for params in ({"since": "yesterday"}, {"since": "2026-01-01T00:00:00"}, {"limit": 0}, {"cursor": "!!"},
-                   {"action": "x" * 65}):
-        assert_problem(await client.get("/api/v1/audit-events", params=params, headers=headers), 422,
-                       "validation_error")
+    for params in (
+        {"since": "yesterday"},
+        {"since": "2026-01-01T00:00:00"},
+        {"limit": 0},
+        {"cursor": "!!"},
+        {"action": "x" * 65},
+    ):
+        assert_problem(
+            await client.get("/api/v1/audit-events", params=params, headers=headers), 422, "validation_error"
+        )
 
 
 async def test_security_events_show_only_own(client: AsyncClient) -> None:

@@ -28,7 +28,9 @@ async def _verify(sessionmaker: async_sessionmaker[AsyncSession]):  # type: igno
         return await verify_chain(fresh)
 
 
-async def test_intact_chain_verifies(db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_intact_chain_verifies(
+    db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     await _append(db, 3)
     await db.commit()
     report = await _verify(sessionmaker)
@@ -49,10 +51,14 @@ async def test_edited_row_is_caught(
         "occurred_at": "occurred_at",  # replaced below: a portable way to shift a timestamp is an ORM value
     }
     if column == "occurred_at":
-        await db.execute(update(AuditEvent).where(AuditEvent.seq == events[1].seq).values(occurred_at=utcnow()))
+        await db.execute(
+            update(AuditEvent).where(AuditEvent.seq == events[1].seq).values(occurred_at=utcnow())
+        )
     else:
-        await db.execute(text(f"UPDATE audit_event SET {column} = {values[column]} WHERE seq = :seq"),  # noqa: S608
-                         {"seq": events[1].seq})
+        await db.execute(
+            text(f"UPDATE audit_event SET {column} = {values[column]} WHERE seq = :seq"),
+            {"seq": events[1].seq},
+        )
     await db.commit()
     report = await _verify(sessionmaker)
     assert report.broken_event_id == str(events[1].id)
@@ -65,13 +71,17 @@ async def test_recomputed_hash_after_edit_breaks_the_next_link(
 ) -> None:
     events = await _append(db, 3)
     await db.commit()
-    await db.execute(text("UPDATE audit_event SET hash = :h WHERE seq = :seq"), {"h": "f" * 64, "seq": events[1].seq})
+    await db.execute(
+        text("UPDATE audit_event SET hash = :h WHERE seq = :seq"), {"h": "f" * 64, "seq": events[1].seq}
+    )
     await db.commit()
     report = await _verify(sessionmaker)
     assert report.broken_event_id == str(events[1].id)
 
 
-async def test_deleted_row_is_caught(db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_deleted_row_is_caught(
+    db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     events = await _append(db, 3)
     await db.commit()
     await db.execute(text("DELETE FROM audit_event WHERE seq = :seq"), {"seq": events[1].seq})
@@ -93,20 +103,39 @@ async def test_deleted_last_row_is_caught_by_the_head(
     assert "head" in (report.reason or "")
 
 
-async def test_inserted_row_is_caught(db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+async def test_inserted_row_is_caught(
+    db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
     events = await _append(db, 2)
     await db.commit()
     last = events[-1]
     forged = AuditEvent(
-        id=new_id(), seq=last.seq + 1, occurred_at=utcnow(), actor_type="user", actor_id="forger",
-        action="auth.login.succeeded", target_type=None, target_id=None, ip=None, user_agent=None,
-        request_id=None, data={}, prev_hash=last.hash,
+        id=new_id(),
+        seq=last.seq + 1,
+        occurred_at=utcnow(),
+        actor_type="user",
+        actor_id="forger",
+        action="auth.login.succeeded",
+        target_type=None,
+        target_id=None,
+        ip=None,
+        user_agent=None,
+        request_id=None,
+        data={},
+        prev_hash=last.hash,
     )
     # Even with a correctly computed hash the row is caught: the chain head was not moved.
     await db.execute(
         insert(AuditEvent.__table__).values(
-            id=forged.id, seq=forged.seq, occurred_at=forged.occurred_at, actor_type="user", actor_id="forger",
-            action=forged.action, data={}, prev_hash=last.hash, hash=chain_hash(last.hash, forged),
+            id=forged.id,
+            seq=forged.seq,
+            occurred_at=forged.occurred_at,
+            actor_type="user",
+            actor_id="forger",
+            action=forged.action,
+            data={},
+            prev_hash=last.hash,
+            hash=chain_hash(last.hash, forged),
         )
     )
     await db.commit()
@@ -124,8 +153,15 @@ async def test_inserted_row_in_the_middle_is_caught(
     await db.execute(text("UPDATE audit_event SET seq = seq + 1 WHERE seq = :seq"), {"seq": events[1].seq})
     await db.execute(
         insert(AuditEvent.__table__).values(
-            id=new_id(), seq=events[1].seq, occurred_at=utcnow(), actor_type="user", actor_id="forger",
-            action="auth.login.succeeded", data={}, prev_hash=events[0].hash, hash="0" * 64,
+            id=new_id(),
+            seq=events[1].seq,
+            occurred_at=utcnow(),
+            actor_type="user",
+            actor_id="forger",
+            action="auth.login.succeeded",
+            data={},
+            prev_hash=events[0].hash,
+            hash="0" * 64,
         )
     )
     await db.commit()
@@ -152,9 +188,7 @@ async def committed(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asy
             if before is None:
                 await s.execute(delete(AuditChainHead))
             else:
-                await s.execute(
-                    update(AuditChainHead).values(last_seq=before[0], last_hash=before[1])
-                )
+                await s.execute(update(AuditChainHead).values(last_seq=before[0], last_hash=before[1]))
 
 
 @pytest.mark.postgres_only
@@ -183,7 +217,9 @@ def _run_cli(url: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-async def test_cli_verify_exit_codes(engine: AsyncEngine, committed: async_sessionmaker[AsyncSession]) -> None:
+async def test_cli_verify_exit_codes(
+    engine: AsyncEngine, committed: async_sessionmaker[AsyncSession]
+) -> None:
     url = engine.url.render_as_string(hide_password=False)
     async with committed() as s, s.begin():
         events = await _append(s, 3)
@@ -192,8 +228,10 @@ async def test_cli_verify_exit_codes(engine: AsyncEngine, committed: async_sessi
     assert "intact" in output
 
     async with committed() as s, s.begin():
-        await s.execute(text("UPDATE audit_event SET action = 'auth.login.succeeded' WHERE seq = :seq"),
-                        {"seq": events[1].seq})
+        await s.execute(
+            text("UPDATE audit_event SET action = 'auth.login.succeeded' WHERE seq = :seq"),
+            {"seq": events[1].seq},
+        )
     code, output = await asyncio.to_thread(_run_cli, url)
     assert code == 1
     assert str(events[1].id) in output
@@ -201,8 +239,18 @@ async def test_cli_verify_exit_codes(engine: AsyncEngine, committed: async_sessi
 
 def test_chain_hash_covers_the_previous_hash() -> None:
     event = AuditEvent(
-        id=new_id(), seq=1, occurred_at=utcnow(), actor_type="system", actor_id=None, action="a",
-        target_type=None, target_id=None, ip=None, user_agent=None, request_id=None, data={},
+        id=new_id(),
+        seq=1,
+        occurred_at=utcnow(),
+        actor_type="system",
+        actor_id=None,
+        action="a",
+        target_type=None,
+        target_id=None,
+        ip=None,
+        user_agent=None,
+        request_id=None,
+        data={},
     )
     assert chain_hash("0" * 64, event) != chain_hash("1" * 64, event)
     assert len(hashlib.sha256(b"").hexdigest()) == len(chain_hash("0" * 64, event))

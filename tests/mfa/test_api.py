@@ -52,7 +52,11 @@ async def password_step(client: AsyncClient, email: str) -> str:
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body == {"mfa_required": True, "mfa_token": body["mfa_token"], "methods": ["totp", "recovery_code"]}
+    assert body == {
+        "mfa_required": True,
+        "mfa_token": body["mfa_token"],
+        "methods": ["totp", "recovery_code"],
+    }
     return str(body["mfa_token"])
 
 
@@ -72,21 +76,31 @@ async def test_setup_returns_secret_uri_and_svg(client: AsyncClient, db: AsyncSe
     assert body["otpauth_uri"].startswith("otpauth://totp/")
     assert f"secret={body['secret']}" in body["otpauth_uri"]
     assert body["qr_svg"].lstrip().startswith("<svg")
-    stored = await db.scalar(select(TotpCredential.secret_encrypted).where(TotpCredential.user_id == uuid.UUID(user["id"])))
+    stored = await db.scalar(
+        select(TotpCredential.secret_encrypted).where(TotpCredential.user_id == uuid.UUID(user["id"]))
+    )
     assert stored is not None
     assert body["secret"] not in stored  # encrypted at rest
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     assert me["mfa_enabled"] is False  # not until a code confirms it
 
 
-async def test_enable_with_wrong_code_is_400_and_changes_nothing(client: AsyncClient, db: AsyncSession) -> None:
+async def test_enable_with_wrong_code_is_400_and_changes_nothing(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     user, headers = await signed_in(client)
     secret = (await client.post(SETUP, headers=headers)).json()["secret"]
     wrong = str((int(code_at(secret, now_step())) + 1) % 1_000_000).zfill(6)
     assert_problem(await client.post(ENABLE, json={"code": wrong}, headers=headers), 400, "code_invalid")
     assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is False
-    assert await db.scalar(select(func.count()).select_from(RecoveryCode)
-                           .where(RecoveryCode.user_id == uuid.UUID(user["id"]))) == 0
+    assert (
+        await db.scalar(
+            select(func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == uuid.UUID(user["id"]))
+        )
+        == 0
+    )
 
 
 async def test_enable_before_setup_is_409(client: AsyncClient) -> None:
@@ -98,7 +112,9 @@ async def test_enable_returns_ten_recovery_codes_stored_hashed(client: AsyncClie
     user, headers, _, codes = await mfa_user(client)
     assert len(codes) == len(set(codes)) == 10
     assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is True
-    stored = (await db.scalars(select(RecoveryCode.code_hash).where(RecoveryCode.user_id == uuid.UUID(user["id"])))).all()
+    stored = (
+        await db.scalars(select(RecoveryCode.code_hash).where(RecoveryCode.user_id == uuid.UUID(user["id"])))
+    ).all()
     assert len(stored) == 10
     assert not set(codes) & set(stored)
     assert "mfa.enabled" in await actions(db, user["id"])
@@ -118,19 +134,25 @@ async def test_login_with_mfa_gives_a_challenge_and_no_tokens(client: AsyncClien
 async def test_totp_finishes_sign_in_once(client: AsyncClient, db: AsyncSession) -> None:
     user, _, secret, _ = await mfa_user(client)
     token = await password_step(client, user["email"])
-    response = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)})
+    response = await client.post(
+        LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["user"]["id"] == user["id"]
     assert {c.split("=")[0] for c in response.headers.get_list("set-cookie")} >= {
-        "authgate_access", "authgate_refresh", "authgate_csrf",
+        "authgate_access",
+        "authgate_refresh",
+        "authgate_csrf",
     }
     me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     succeeded = await db.scalar(
-        select(AuditEvent).where(AuditEvent.actor_id == user["id"], AuditEvent.action == "auth.login.succeeded")
-        .order_by(AuditEvent.seq.desc()).limit(1)
+        select(AuditEvent)
+        .where(AuditEvent.actor_id == user["id"], AuditEvent.action == "auth.login.succeeded")
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
     )
     assert succeeded is not None
     assert succeeded.data == {"mfa": "totp"}
@@ -142,12 +164,18 @@ async def test_totp_finishes_sign_in_once(client: AsyncClient, db: AsyncSession)
 async def test_a_totp_code_is_accepted_only_once(client: AsyncClient) -> None:
     user, _, secret, _ = await mfa_user(client)
     code = code_at(secret, now_step() + 1)
-    first = await client.post(LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": code})
+    first = await client.post(
+        LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": code}
+    )
     assert first.status_code == 200
-    replay = await client.post(LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": code})
+    replay = await client.post(
+        LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": code}
+    )
     assert_problem(replay, 400, "mfa_invalid")
     older = code_at(secret, now_step())  # the step used to enable, and older than the last one used
-    stale = await client.post(LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": older})
+    stale = await client.post(
+        LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": older}
+    )
     assert_problem(stale, 400, "mfa_invalid")
 
 
@@ -157,20 +185,34 @@ async def test_recovery_code_signs_in_once(client: AsyncClient, db: AsyncSession
     response = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": codes[0].upper()})
     assert response.status_code == 200, response.text
     assert "mfa.recovery_code.used" in await actions(db, user["id"])
-    reuse = await client.post(LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": codes[0]})
+    reuse = await client.post(
+        LOGIN_MFA, json={"mfa_token": await password_step(client, user["email"]), "code": codes[0]}
+    )
     assert_problem(reuse, 400, "mfa_invalid")
-    used = await db.scalar(select(func.count()).select_from(RecoveryCode).where(
-        RecoveryCode.user_id == uuid.UUID(user["id"]), RecoveryCode.used_at.is_not(None)))
+    used = await db.scalar(
+        select(func.count())
+        .select_from(RecoveryCode)
+        .where(RecoveryCode.user_id == uuid.UUID(user["id"]), RecoveryCode.used_at.is_not(None))
+    )
     assert used == 1
 
 
-async def test_wrong_code_is_400_recorded_and_the_token_stays_usable(client: AsyncClient, db: AsyncSession) -> None:
+async def test_wrong_code_is_400_recorded_and_the_token_stays_usable(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     user, _, secret, _ = await mfa_user(client)
     token = await password_step(client, user["email"])
     for wrong in ("000000", "not-a-recovery-code"):
-        assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": token, "code": wrong}), 400, "mfa_invalid")
-    failed = (await db.scalars(select(AuditEvent.data).where(
-        AuditEvent.actor_id == user["id"], AuditEvent.action == "auth.login.failed"))).all()
+        assert_problem(
+            await client.post(LOGIN_MFA, json={"mfa_token": token, "code": wrong}), 400, "mfa_invalid"
+        )
+    failed = (
+        await db.scalars(
+            select(AuditEvent.data).where(
+                AuditEvent.actor_id == user["id"], AuditEvent.action == "auth.login.failed"
+            )
+        )
+    ).all()
     assert {"reason": "mfa_invalid"} in failed
     ok = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)})
     assert ok.status_code == 200
@@ -181,7 +223,9 @@ async def test_wrong_codes_count_toward_the_brute_force_wait(app: FastAPI, clien
     app.state.settings.rate_limit = RateLimits(failed_logins_before_delay=2)
     token = await password_step(client, user["email"])
     for _ in range(2):
-        assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": token, "code": "000000"}), 400, "mfa_invalid")
+        assert_problem(
+            await client.post(LOGIN_MFA, json={"mfa_token": token, "code": "000000"}), 400, "mfa_invalid"
+        )
     blocked = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)})
     assert_problem(blocked, 429, "rate_limited")
     assert int(blocked.headers["retry-after"]) >= 1
@@ -194,7 +238,9 @@ async def test_expired_or_unknown_mfa_token_is_400(client: AsyncClient, db: Asyn
     await db.commit()
     code = code_at(secret, now_step() + 1)
     assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code}), 400, "mfa_invalid")
-    assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": "made-up", "code": code}), 400, "mfa_invalid")
+    assert_problem(
+        await client.post(LOGIN_MFA, json={"mfa_token": "made-up", "code": code}), 400, "mfa_invalid"
+    )
 
 
 async def test_mfa_token_is_stored_hashed_and_short_lived(client: AsyncClient, db: AsyncSession) -> None:
@@ -212,8 +258,14 @@ async def test_password_grant_for_mfa_user_is_refused(client: AsyncClient, db: A
     response = await client.post("/api/v1/auth/token", data=form)
     assert response.status_code == 400
     assert response.json() == {"error": "invalid_grant", "error_description": "mfa_required"}
-    assert await db.scalar(select(func.count()).select_from(MfaChallenge)
-                           .where(MfaChallenge.user_id == uuid.UUID(user["id"]))) == 0
+    assert (
+        await db.scalar(
+            select(func.count())
+            .select_from(MfaChallenge)
+            .where(MfaChallenge.user_id == uuid.UUID(user["id"]))
+        )
+        == 0
+    )
 
 
 async def test_disable_checks_password_then_code(client: AsyncClient, db: AsyncSession) -> None:
@@ -225,11 +277,19 @@ async def test_disable_checks_password_then_code(client: AsyncClient, db: AsyncS
     assert_problem(wrong_code, 400, "code_invalid")
     assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is True
 
-    assert (await client.post(DISABLE, json={"password": PASSWORD, "code": code}, headers=headers)).status_code == 204
+    assert (
+        await client.post(DISABLE, json={"password": PASSWORD, "code": code}, headers=headers)
+    ).status_code == 204
     assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is False
     uid = uuid.UUID(user["id"])
-    assert await db.scalar(select(func.count()).select_from(RecoveryCode).where(RecoveryCode.user_id == uid)) == 0
-    assert await db.scalar(select(func.count()).select_from(TotpCredential).where(TotpCredential.user_id == uid)) == 0
+    assert (
+        await db.scalar(select(func.count()).select_from(RecoveryCode).where(RecoveryCode.user_id == uid))
+        == 0
+    )
+    assert (
+        await db.scalar(select(func.count()).select_from(TotpCredential).where(TotpCredential.user_id == uid))
+        == 0
+    )
     assert "mfa.disabled" in await actions(db, user["id"])
     direct = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     assert "access_token" in direct.json()
@@ -247,17 +307,26 @@ async def test_mfa_management_refuses_api_keys(app: FastAPI, client: AsyncClient
     assert row is not None
 
     async def as_api_key() -> Principal:
-        return Principal(user=row, via="api_key", session_id=None, permissions=frozenset(), api_key_id=uuid.uuid4())
+        return Principal(
+            user=row, via="api_key", session_id=None, permissions=frozenset(), api_key_id=uuid.uuid4()
+        )
 
     app.dependency_overrides[get_principal] = as_api_key
     try:
-        for path, body in ((SETUP, None), (ENABLE, {"code": "123456"}),
-                           (DISABLE, {"password": PASSWORD, "code": "123456"})):
+        for path, body in (
+            (SETUP, None),
+            (ENABLE, {"code": "123456"}),
+            (DISABLE, {"password": PASSWORD, "code": "123456"}),
+        ):
             assert_problem(await client.post(path, json=body, headers=headers), 403, "permission_denied")
     finally:
         app.dependency_overrides.clear()
-    assert await db.scalar(select(func.count()).select_from(TotpCredential)
-                           .where(TotpCredential.user_id == row.id)) == 0
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(TotpCredential).where(TotpCredential.user_id == row.id)
+        )
+        == 0
+    )
 
 
 async def test_mfa_needs_sign_in_and_valid_bodies(client: AsyncClient) -> None:

@@ -29,7 +29,9 @@ def client_at(app: FastAPI, ip: str) -> AsyncClient:
 
 async def fail(client: AsyncClient, email: str, times: int) -> None:
     for _ in range(times):
-        response = await client.post("/api/v1/auth/login", json={"email": email, "password": "not the password"})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": email, "password": "not the password"}
+        )
         assert_problem(response, 401, "invalid_credentials")
 
 
@@ -54,10 +56,14 @@ async def test_unknown_and_known_accounts_are_answered_alike(app: FastAPI, clien
     await fail(client, user["email"], N)
     await fail(client, "nobody-here@example.com", N)
     known = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "x"})
-    unknown = await client.post("/api/v1/auth/login", json={"email": "nobody-here@example.com", "password": "x"})
+    unknown = await client.post(
+        "/api/v1/auth/login", json={"email": "nobody-here@example.com", "password": "x"}
+    )
     a, b = assert_problem(known, 429, "rate_limited"), assert_problem(unknown, 429, "rate_limited")
     varying = ("request_id", "retry_after")
-    assert {k: v for k, v in a.items() if k not in varying} == {k: v for k, v in b.items() if k not in varying}
+    assert {k: v for k, v in a.items() if k not in varying} == {
+        k: v for k, v in b.items() if k not in varying
+    }
     assert abs(a["retry_after"] - b["retry_after"]) <= 1
     assert set(known.headers) - {"x-request-id"} == set(unknown.headers) - {"x-request-id"}
 
@@ -66,7 +72,9 @@ async def test_identifier_is_normalised(app: FastAPI, client: AsyncClient) -> No
     guard_after(app)
     user = await register(client, username="casey_b")
     await fail(client, user["email"].upper(), N)
-    blocked = await client.post("/api/v1/auth/login", json={"email": f"  {user['email']} ", "password": PASSWORD})
+    blocked = await client.post(
+        "/api/v1/auth/login", json={"email": f"  {user['email']} ", "password": PASSWORD}
+    )
     assert_problem(blocked, 429, "rate_limited")
     # The username is a different identifier with its own count.
     ok = await client.post("/api/v1/auth/login", json={"username": "CASEY_B", "password": PASSWORD})
@@ -77,18 +85,24 @@ async def test_success_resets_the_count(app: FastAPI, client: AsyncClient, db: A
     guard_after(app)
     user = await register(client)
     await fail(client, user["email"], N - 1)
-    assert (await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    ).status_code == 200
     assert await throttle_row(db, login_identifier(user["email"], None)) is None
     await fail(client, user["email"], N - 1)  # would be N + 1 without the reset
 
 
-async def test_refused_attempts_do_not_extend_the_wait(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
+async def test_refused_attempts_do_not_extend_the_wait(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
     guard_after(app)
     await fail(client, "ghost@example.com", N)
     before = await throttle_row(db, login_identifier("ghost@example.com", None))
     assert before is not None
     for _ in range(3):
-        response = await client.post("/api/v1/auth/login", json={"email": "ghost@example.com", "password": "x"})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": "ghost@example.com", "password": "x"}
+        )
         assert_problem(response, 429, "rate_limited")
     after = await throttle_row(db, login_identifier("ghost@example.com", None))
     assert after is not None
@@ -103,10 +117,15 @@ async def test_the_wait_grows_and_is_capped(app: FastAPI, client: AsyncClient, d
         await fail(client, "grow@example.com", 1)
         row = await throttle_row(db, identifier)
         assert row is not None
-        waits.append(round((row.locked_until - row.last_failure_at).total_seconds()) if row.locked_until else 0)
+        waits.append(
+            round((row.locked_until - row.last_failure_at).total_seconds()) if row.locked_until else 0
+        )
         # Let the wait pass so the next attempt is counted.
-        await db.execute(update(LoginThrottle).where(LoginThrottle.key_hash == row.key_hash).values(
-            locked_until=utcnow() - timedelta(seconds=1)))
+        await db.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key_hash == row.key_hash)
+            .values(locked_until=utcnow() - timedelta(seconds=1))
+        )
         await db.commit()
     assert waits == [0, 0, 60, 120, 240, 300]
 
@@ -149,12 +168,15 @@ async def test_attacker_elsewhere_cannot_lock_the_owner_out_of_a_known_network(
     """The trade-off: the wait holds every address except ones the account has signed in from."""
     guard_after(app)
     user = await register(client)
-    assert (await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    ).status_code == 200
     async with client_at(app, ATTACKER_IP) as attacker:
         await fail(attacker, user["email"], N)
         assert_problem(
             await attacker.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}),
-            429, "rate_limited",
+            429,
+            "rate_limited",
         )
     # The owner, from the address they signed in from before, still gets in (and that resets the count).
     ok = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
@@ -166,14 +188,20 @@ async def test_attacker_elsewhere_cannot_lock_the_owner_out_of_a_known_network(
 async def test_failures_from_a_known_network_still_count(app: FastAPI, client: AsyncClient) -> None:
     guard_after(app)
     user = await register(client)
-    assert (await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    ).status_code == 200
     await fail(client, user["email"], N + 2)  # never 429 here, but each failure still counts
     async with client_at(app, ATTACKER_IP) as elsewhere:
-        blocked = await elsewhere.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+        blocked = await elsewhere.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
     assert_problem(blocked, 429, "rate_limited")
 
 
-async def test_parallel_failures_all_count(sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession) -> None:
+async def test_parallel_failures_all_count(
+    sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
     guard = LoginGuard(RateLimits(failed_logins_before_delay=100))
     for _ in range(5):
         async with sessionmaker() as s, s.begin():

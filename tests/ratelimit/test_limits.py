@@ -45,7 +45,9 @@ async def test_login_per_ip_limit(app: FastAPI, client: AsyncClient) -> None:
     use_limits(app, login_per_ip="3/minute")
     remaining = []
     for user in users[:3]:
-        response = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
         assert response.status_code == 200
         assert response.headers["ratelimit-limit"] == "3"
         remaining.append(int(response.headers["ratelimit-remaining"]))
@@ -53,7 +55,9 @@ async def test_login_per_ip_limit(app: FastAPI, client: AsyncClient) -> None:
     blocked = await client.post("/api/v1/auth/login", json={"email": users[3]["email"], "password": PASSWORD})
     assert_rate_limited(blocked, 3)
     async with other_client(app, "198.51.100.9") as elsewhere:  # another address has its own allowance
-        ok = await elsewhere.post("/api/v1/auth/login", json={"email": users[3]["email"], "password": PASSWORD})
+        ok = await elsewhere.post(
+            "/api/v1/auth/login", json={"email": users[3]["email"], "password": PASSWORD}
+        )
         assert ok.status_code == 200
 
 
@@ -62,13 +66,19 @@ async def test_login_per_account_limit_spans_addresses(app: FastAPI, client: Asy
     use_limits(app, login_per_account="2/minute")
     for ip in ("198.51.100.1", "198.51.100.2"):
         async with other_client(app, ip) as c:
-            assert (await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})).status_code == 200
+            assert (
+                await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+            ).status_code == 200
     async with other_client(app, "198.51.100.3") as c:
-        blocked = await c.post("/api/v1/auth/login", json={"email": user["email"].upper(), "password": PASSWORD})
+        blocked = await c.post(
+            "/api/v1/auth/login", json={"email": user["email"].upper(), "password": PASSWORD}
+        )
     assert_rate_limited(blocked, 2)
 
 
-async def test_register_per_ip_limit_creates_nothing(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
+async def test_register_per_ip_limit_creates_nothing(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
     use_limits(app, register_per_ip="2/minute")
     await register(client)
     await register(client)
@@ -100,7 +110,9 @@ async def test_refresh_per_session_limit_rolls_back_the_rotation(
     # A new session has its own allowance.
     fresh = await login(client, user["email"])
     client.cookies.clear()
-    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})).status_code == 200
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    ).status_code == 200
 
 
 async def test_token_endpoint_counts_password_grants(app: FastAPI, client: AsyncClient) -> None:
@@ -115,7 +127,9 @@ async def test_disabled_limits_let_requests_through(app: FastAPI, client: AsyncC
     user = await register(client)
     use_limits(app, enabled=False, login_per_ip="1/minute", login_per_account="1/minute")
     for _ in range(3):
-        response = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
         assert response.status_code == 200
         assert "ratelimit-limit" not in response.headers
 
@@ -124,7 +138,9 @@ async def test_disabled_limits_keep_the_brute_force_wait(app: FastAPI, client: A
     user = await register(client)
     use_limits(app, enabled=False, failed_logins_before_delay=2)
     for _ in range(2):
-        wrong = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong pass"})
+        wrong = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": "wrong pass"}
+        )
         assert_problem(wrong, 401, "invalid_credentials")
     async with other_client(app, "198.51.100.20") as c:
         blocked = await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
@@ -132,7 +148,7 @@ async def test_disabled_limits_keep_the_brute_force_wait(app: FastAPI, client: A
 
 
 def test_unknown_policy_string_is_refused() -> None:
-    with pytest.raises(ValueError, match="couldn't parse|invalid|parse"):
+    with pytest.raises(ValueError, match="parse rate limit string"):
         RateLimiter(RateLimits(login_per_ip="lots"))
 
 

@@ -54,14 +54,24 @@ class RateLimiter:
     """Counts hits per (policy, key) and raises `RateLimitExceededError` past the policy's limit."""
 
     def __init__(
-        self, config: RateLimits, redis_url: str | None = None, *, connection_pool: ConnectionPool | None = None
+        self,
+        config: RateLimits,
+        redis_url: str | None = None,
+        *,
+        connection_pool: ConnectionPool | None = None,
     ) -> None:
         self.config = config
         self._owns_client = connection_pool is None
         if redis_url:
             uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
-            options: dict[str, object] = {"connection_pool": connection_pool} if connection_pool else {}
-            storage = storage_from_string(uri, implementation="redispy", key_prefix="authgate", **options)
+            options = {"connection_pool": connection_pool} if connection_pool else {}
+            # `limits` types its pass-through options as scalars, but documents `connection_pool`.
+            storage = storage_from_string(
+                uri,
+                implementation="redispy",
+                key_prefix="authgate",
+                **options,  # type: ignore[arg-type]
+            )
         else:
             storage = storage_from_string("async+memory://")
         assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme always yields one
