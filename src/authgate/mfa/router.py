@@ -10,7 +10,7 @@ from sqlalchemy import select
 from authgate.auth.dependencies import AUTH_PROBLEMS, UserSession
 from authgate.auth.router import AuthWorkflowDep, _token_response
 from authgate.auth.schemas import TokenResponse
-from authgate.db import SessionDep
+from authgate.db import SessionDep, end_read
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
 from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
@@ -69,6 +69,7 @@ async def totp_disable(
 ) -> None:
     """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
     digest = await session.scalar(select(User.password_hash).where(User.id == principal.user_id))
+    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
     valid, _ = await passwords.verify(body.password.get_secret_value(), digest, request.is_disconnected)
     if not valid:
         raise WrongPasswordError()
