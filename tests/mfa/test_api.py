@@ -338,3 +338,14 @@ async def test_mfa_needs_sign_in_and_valid_bodies(client: AsyncClient) -> None:
     assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is False
     for body in ({"mfa_token": "x"}, {"mfa_token": "x", "code": "123456", "more": True}):
         assert_problem(await client.post(LOGIN_MFA, json=body), 422, "validation_error")
+
+
+async def test_setup_again_before_enabling_replaces_the_secret(client: AsyncClient) -> None:
+    _, headers = await signed_in(client)
+    first = (await client.post(SETUP, headers=headers)).json()["secret"]
+    second = (await client.post(SETUP, headers=headers)).json()["secret"]
+    assert first != second
+    stale = await client.post(ENABLE, json={"code": code_at(first, now_step())}, headers=headers)
+    assert_problem(stale, 400, "code_invalid")
+    ok = await client.post(ENABLE, json={"code": code_at(second, now_step())}, headers=headers)
+    assert ok.status_code == 200

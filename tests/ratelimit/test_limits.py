@@ -183,3 +183,12 @@ async def test_two_app_instances_share_one_limit_in_redis(redis_apps: tuple[Fast
         assert (await a.post("/api/v1/auth/login", json=body)).status_code == 200
         assert_rate_limited(await b.post("/api/v1/auth/login", json=body), 3)
         assert_rate_limited(await a.post("/api/v1/auth/login", json=body), 3)
+
+
+async def test_unreachable_redis_fails_open() -> None:
+    limiter = RateLimiter(RateLimits(login_per_ip="1/minute"), "redis://127.0.0.1:1/0")
+    try:
+        assert await limiter.hit("login_per_ip", "192.0.2.1") is None
+        assert await limiter.hit("login_per_ip", "192.0.2.1") is None
+    finally:
+        await limiter.close()

@@ -11,14 +11,18 @@ import math
 import time
 from dataclasses import dataclass
 
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from authgate.config import RateLimits
 from authgate.ratelimit.errors import RateLimitExceededError
+
+log = structlog.get_logger("authgate.ratelimit")
 
 # The policies a route may name; each is a field of `RateLimits` holding a `limits` string.
 POLICIES = (
@@ -90,13 +94,21 @@ class RateLimiter:
         return self._items[policy]
 
     async def hit(self, policy: str, key: str) -> LimitStatus | None:
-        """Count one request; None when limits are switched off."""
+        """Count one request; None when limits are switched off or their storage is unreachable.
+
+        An unreachable Redis fails open (logged): request limits are a throttle, and the
+        per-account brute-force wait, kept in the database, still holds.
+        """
         if not self.config.enabled:
             return None
         item = self._items[policy]
         ident = _key_part(key)
-        allowed = await self._strategy.hit(item, policy, ident)
-        stats = await self._strategy.get_window_stats(item, policy, ident)
+        try:
+            allowed = await self._strategy.hit(item, policy, ident)
+            stats = await self._strategy.get_window_stats(item, policy, ident)
+        except (RedisError, OSError) as exc:
+            log.warning("rate_limit_storage_unavailable", policy=policy, error=type(exc).__name__)
+            return None
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         limit = item.amount
         if not allowed:
