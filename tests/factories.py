@@ -48,3 +48,16 @@ def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]
     assert body["status"] == status
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+async def grant_role(db: Any, user_id: str, role_name: str = "admin") -> None:
+    """Give a user a role directly in the database (the roles API is another feature)."""
+    import uuid
+
+    from sqlalchemy import insert, select
+
+    from authgate.roles.models import Role, user_role
+
+    role_id = await db.scalar(select(Role.id).where(Role.name == role_name))
+    await db.execute(insert(user_role).values(user_id=uuid.UUID(user_id), role_id=role_id))
+    await db.commit()

@@ -78,3 +78,14 @@ def test_env_example_lists_every_setting() -> None:
 def test_env_example_parses_to_the_defaults() -> None:
     from_file = Settings(_env_file=ENV_EXAMPLE)  # type: ignore[call-arg]
     assert from_file.model_dump() == Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
+
+
+def test_production_has_stricter_ip_limits_unless_set() -> None:
+    strict = Settings(env="production", secret_key="k" * 48, _env_file=None)  # type: ignore[call-arg]
+    assert strict.rate_limit.login_per_ip == "30/minute"
+    assert strict.rate_limit.register_per_ip == "10/minute"
+    chosen = Settings(
+        env="production", secret_key="k" * 48, rate_limit={"login_per_ip": "500/minute"}, _env_file=None
+    )  # type: ignore[call-arg]
+    assert chosen.rate_limit.login_per_ip == "500/minute"
+    assert Settings(_env_file=None).rate_limit.login_per_ip == "120/minute"  # type: ignore[call-arg]

@@ -59,6 +59,7 @@ def serve(
         proxy_headers=True,
         access_log=False,
         log_level="warning",
+        server_header=False,
     )
 
 

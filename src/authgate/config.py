@@ -50,13 +50,26 @@ class PasswordPolicy(BaseModel):
 
 
 class RateLimits(BaseModel):
-    """Per-IP and per-account limits, in the `limits` library's notation."""
+    """Per-IP and per-account limits, in the `limits` library's notation.
+
+    `enabled=False` switches off these request limits; the per-account brute-force wait
+    (`failed_logins_before_delay` and the `lockout_*` fields) always applies.
+    """
 
     enabled: bool = True
     login_per_ip: str = "120/minute"
+    login_per_account: str = "30/minute"
     register_per_ip: str = "120/minute"
     refresh_per_session: str = "60/minute"
-    failed_logins_before_delay: int = 10
+    verification_per_ip: str = "30/minute"
+    verification_per_account: str = "10/hour"
+    failed_logins_before_delay: int = Field(default=10, ge=1)
+    lockout_base_wait: Duration = timedelta(minutes=1)  # doubles with each further failure
+    lockout_max_wait: Duration = timedelta(minutes=15)  # the cap: no account waits longer
+    lockout_failure_reset: Duration = timedelta(hours=12)  # a quiet period that forgets old failures
+
+
+PRODUCTION_IP_LIMITS = {"login_per_ip": "30/minute", "register_per_ip": "10/minute"}
 
 
 class Settings(BaseSettings):
@@ -109,6 +122,10 @@ class Settings(BaseSettings):
     def _refuse_weak_secrets_in_production(self) -> Self:
         if self.env != "production":
             return self
+        # Stricter per-IP defaults in production, unless set explicitly.
+        for name, value in PRODUCTION_IP_LIMITS.items():
+            if name not in self.rate_limit.model_fields_set:
+                setattr(self.rate_limit, name, value)
         problems = []
         if self.secret_key is None:
             problems.append("AUTHGATE_SECRET_KEY is not set")

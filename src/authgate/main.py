@@ -15,14 +15,18 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import __version__
+from authgate.audit.router import me_router as security_events_router
+from authgate.audit.router import router as audit_router
 from authgate.auth.integration import router as integration_router
 from authgate.auth.router import router as auth_router
 from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
 from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
+from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.ratelimit.service import RateLimiter
 from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
@@ -61,12 +65,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit,
+        settings.redis_url,
+        connection_pool=app.state.redis.connection_pool if app.state.redis is not None else None,
+    )
     try:
         yield
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        await app.state.rate_limiter.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         if engine is not None:
@@ -98,8 +108,11 @@ def create_app(
     register_error_handlers(app)
     routers = [
         auth_router,
+        mfa_router,
         integration_router,
         users_router,
+        security_events_router,
+        audit_router,
         workspaces_router,
         workspace_invitations_router,
         ops_router,

@@ -23,6 +23,8 @@ from authgate.ops.metrics import observe_request
 log = structlog.get_logger("authgate.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
+# Sign-out answers also tell the browser to drop this origin's cookies and storage (OWASP Secure Headers).
+_LOGOUT_PATHS = frozenset({"/api/v1/auth/logout", "/api/v1/auth/logout-all"})
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 _DOCS_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -159,6 +161,10 @@ class RequestContextMiddleware:
                     headers.append((b"content-security-policy", csp))
                 if b"cache-control" not in names and path.startswith("/api/"):
                     headers.append((b"cache-control", b"no-store"))
+                if not path.startswith(_DOCS_PATHS):  # the docs pages load their scripts from a CDN
+                    headers.append((b"cross-origin-embedder-policy", b"require-corp"))
+                if path in _LOGOUT_PATHS and 200 <= message["status"] < 300:
+                    headers.append((b"clear-site-data", b'"cache", "cookies", "storage"'))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and state["too_large"]:
                 return

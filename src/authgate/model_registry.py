@@ -2,7 +2,9 @@
 
 from authgate.audit import models as audit_models
 from authgate.db import Base
+from authgate.mfa import models as mfa_models
 from authgate.outbox import models as outbox_models
+from authgate.ratelimit import models as ratelimit_models
 from authgate.roles import models as roles_models
 from authgate.security import keys as key_models
 from authgate.sessions import models as session_models
@@ -13,7 +15,9 @@ __all__ = [
     "Base",
     "audit_models",
     "key_models",
+    "mfa_models",
     "outbox_models",
+    "ratelimit_models",
     "roles_models",
     "session_models",
     "user_models",

@@ -79,7 +79,10 @@ class AuditLog:
         same), so concurrent appenders queue instead of forking the chain.
         """
         head = await self._session.scalar(
-            select(AuditChainHead).where(AuditChainHead.id == CHAIN_HEAD_ID).with_for_update()
+            select(AuditChainHead)
+            .where(AuditChainHead.id == CHAIN_HEAD_ID)
+            .with_for_update()
+            .execution_options(populate_existing=True)  # the values as locked, not as cached
         )
         if head is None:  # seeded by the initial migration; its absence is a broken database
             raise RuntimeError("audit chain head row is missing; run `authgate migrate upgrade`")

@@ -32,6 +32,12 @@ from authgate.errors import (
     TokenInvalidError,
     problem_schema,
 )
+from authgate.mfa.errors import MfaRequiredError
+from authgate.mfa.schemas import MfaRequiredRead
+from authgate.mfa.service import MfaPending
+from authgate.ratelimit.bruteforce import AccountThrottledError, login_identifier
+from authgate.ratelimit.dependencies import RateLimiterDep, client_ip, limit_by_ip
+from authgate.ratelimit.errors import RateLimitExceededError
 from authgate.schemas import Page
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.errors import EmailTakenError, UsernameTakenError
@@ -68,7 +74,10 @@ def _token_response(issued: IssuedTokens, response: Response, settings: Settings
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_schema(EmailTakenError, UsernameTakenError, PermissionDeniedError, ServiceBusyError),
+    dependencies=[Depends(limit_by_ip("register_per_ip"))],
+    responses=problem_schema(
+        EmailTakenError, UsernameTakenError, PermissionDeniedError, ServiceBusyError, RateLimitExceededError
+    ),
 )
 async def register(
     body: UserRegister, users: UserServiceDep, request: Request, settings: SettingsDep
@@ -84,23 +93,42 @@ async def register(
 
 @router.post(
     "/login",
-    responses=problem_schema(InvalidCredentialsError, AccountDisabledError, ServiceBusyError),
+    dependencies=[Depends(limit_by_ip("login_per_ip"))],
+    responses=problem_schema(
+        InvalidCredentialsError,
+        AccountDisabledError,
+        ServiceBusyError,
+        AccountThrottledError,
+        RateLimitExceededError,
+    ),
 )
 async def login(
-    body: LoginRequest, auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep
-) -> TokenResponse:
+    body: LoginRequest,
+    auth: AuthWorkflowDep,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+) -> TokenResponse | MfaRequiredRead:
     """Sign in with an email or a username and the password.
 
     Returns an access token, a refresh token and the user, and sets the `authgate_access`,
     `authgate_refresh` and `authgate_csrf` cookies. An unknown account and a wrong password
     answer the same 401 in about the same time.
+
+    With MFA on, the answer is `{mfa_required: true, mfa_token, methods}` and no tokens: finish at
+    `POST /api/v1/auth/login/mfa`. After 10 failures in a row an account (known or not) must wait,
+    longer with each further failure: 429 `rate_limited` with `Retry-After`.
     """
+    await limiter.hit("login_per_account", login_identifier(body.email, body.username))
     issued = await auth.login(
         email=body.email,
         username=body.username,
         password=body.password.get_secret_value(),
         client_gone=request.is_disconnected,
     )
+    if isinstance(issued, MfaPending):
+        return MfaRequiredRead(mfa_token=issued.mfa_token, methods=list(issued.methods))
     return _token_response(issued, response, settings)
 
 
@@ -119,6 +147,7 @@ def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONRe
 async def oauth2_token(
     auth: AuthWorkflowDep,
     request: Request,
+    limiter: RateLimiterDep,
     grant_type: Annotated[str | None, Form(max_length=64)] = None,
     username: Annotated[str | None, Form(max_length=320, description="Email or username")] = None,
     password: Annotated[str | None, Form(max_length=1024)] = None,
@@ -135,20 +164,28 @@ async def oauth2_token(
             if not username or not password:
                 return _oauth_error("invalid_request", "username and password are required")
             is_email = "@" in username
+            email, name = (username, None) if is_email else (None, username)
+            await limiter.hit("login_per_ip", client_ip(request))
+            await limiter.hit("login_per_account", login_identifier(email, name))
             issued = await auth.login(
-                email=username if is_email else None,
-                username=None if is_email else username,
+                email=email,
+                username=name,
                 password=password,
                 client_gone=request.is_disconnected,
+                allow_mfa=False,
             )
+            assert not isinstance(issued, MfaPending)  # noqa: S101 - allow_mfa=False raises instead
         elif grant_type == "refresh_token":
             if not refresh_token:
                 return _oauth_error("invalid_request", "refresh_token is required")
             issued = await auth.refresh(refresh_token)
+            await limiter.hit("refresh_per_session", str(issued.session_id))
         elif grant_type is None:
             return _oauth_error("invalid_request", "grant_type is required")
         else:
             return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
+    except MfaRequiredError:
+        return _oauth_error("invalid_grant", "mfa_required")
     except (InvalidCredentialsError, AccountDisabledError, TokenInvalidError, RefreshReusedError) as exc:
         return _oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
@@ -162,7 +199,12 @@ async def oauth2_token(
 @router.post(
     "/refresh",
     responses=problem_schema(
-        NotAuthenticatedError, TokenInvalidError, RefreshReusedError, AccountDisabledError, CSRFError
+        NotAuthenticatedError,
+        TokenInvalidError,
+        RefreshReusedError,
+        AccountDisabledError,
+        CSRFError,
+        RateLimitExceededError,
     ),
 )
 async def refresh(
@@ -170,6 +212,7 @@ async def refresh(
     request: Request,
     response: Response,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
     body: RefreshRequest | None = None,
 ) -> TokenResponse:
     """Trade a refresh token (body or `authgate_refresh` cookie) for a new pair; the old one stops working.
@@ -184,7 +227,12 @@ async def refresh(
         if raw is None:
             raise NotAuthenticatedError("No refresh token in the body or cookie")
         check_csrf(request)
-    return _token_response(await auth.refresh(raw), response, settings)
+    issued = await auth.refresh(raw)
+    # Counted once the session is known; past the limit the rotation above rolls back with the 429.
+    limit_status = await limiter.hit("refresh_per_session", str(issued.session_id))
+    if limit_status is not None:
+        response.headers.update(limit_status.headers())
+    return _token_response(issued, response, settings)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)

@@ -17,7 +17,10 @@ from authgate.errors import (
     RefreshReusedError,
     TokenInvalidError,
 )
+from authgate.mfa.errors import MfaRequiredError
+from authgate.mfa.service import MfaPending, MfaService
 from authgate.ops.metrics import LOGINS
+from authgate.ratelimit.bruteforce import LoginGuard, login_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.sessions.models import LoginSession
@@ -53,24 +56,47 @@ class AuthWorkflow:
             session, refresh_ttl=settings.refresh_token_ttl, reuse_grace=settings.refresh_reuse_grace
         )
         self._audit = AuditLog(session)
+        self._guard = LoginGuard(settings.rate_limit)
 
     async def login(
-        self, *, email: str | None, username: str | None, password: str, client_gone: ClientGone | None = None
-    ) -> IssuedTokens:
-        """Check the password and open a session; unknown accounts cost the same hash as known ones."""
+        self,
+        *,
+        email: str | None,
+        username: str | None,
+        password: str,
+        client_gone: ClientGone | None = None,
+        allow_mfa: bool = True,
+    ) -> IssuedTokens | MfaPending:
+        """Check the password and open a session; unknown accounts cost the same hash as known ones.
+
+        With MFA on, a correct password yields an `MfaPending` challenge instead of tokens (or
+        `MfaRequiredError` where there is no second step, `allow_mfa=False`).
+        """
+        identifier = login_identifier(email, username)
         user = await self._users.get_for_login(email=email, username=username)
+        await self._guard.check(self._db, identifier, user.id if user else None)  # 429 while it must wait
         await end_read(self._db)  # no pooled connection is held while the hash runs
         valid, new_hash = await self._passwords.verify(
             password, user.password_hash if user else None, client_gone
         )
         if user is None or not valid:
-            await self._record_failure(user, "unknown_account" if user is None else "wrong_password")
+            reason = "unknown_account" if user is None else "wrong_password"
+            await self._record_failure(user, reason, identifier)
             raise InvalidCredentialsError("Invalid email, username or password")
         if not user.is_active:
-            await self._record_failure(user, "account_disabled")
+            await self._record_failure(user, "account_disabled", identifier)
             raise AccountDisabledError()
         if new_hash is not None:
             user.password_hash = new_hash  # bcrypt or outdated Argon2 parameters: upgraded on the way in
+        await self._guard.reset(self._db, identifier)
+        if user.mfa_enabled:
+            if not allow_mfa:
+                raise MfaRequiredError()
+            return await MfaService(self._db, self._settings.secret()).issue_challenge(user.id)
+        return await self.complete_login(user)
+
+    async def complete_login(self, user: User, *, mfa: str | None = None) -> IssuedTokens:
+        """Open a session for a user who has proved who they are (password, and the MFA step if on)."""
         user.last_login_at = utcnow()
         issued = await self._sessions.start(user.id)
         await self._audit.record(
@@ -78,11 +104,12 @@ class AuthWorkflow:
             actor=Actor.user(user.id),
             target_type="session",
             target_id=issued.session.id,
+            data={"mfa": mfa} if mfa else None,
         )
         LOGINS.labels("succeeded").inc()
         return self._tokens_for(user, issued)
 
-    async def _record_failure(self, user: User | None, reason: str) -> None:
+    async def _record_failure(self, user: User | None, reason: str, identifier: str | None = None) -> None:
         # Its own short transaction: the request's own transaction is rolled back with the error,
         # and the record of a rejected attempt must survive that.
         LOGINS.labels("failed").inc()
@@ -95,6 +122,8 @@ class AuthWorkflow:
                 target_id=user.id if user else None,
                 data={"reason": reason},
             )
+            if identifier is not None:
+                await self._guard.record_failure(own, identifier)
 
     async def refresh(self, raw_refresh: str) -> IssuedTokens:
         """Rotate a refresh token; a reused one revokes its whole session (outside the grace window)."""

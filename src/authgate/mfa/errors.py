@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from authgate.errors import AuthgateError
+
+
+class CodeInvalidError(AuthgateError):
+    """A wrong TOTP code while managing MFA (setup confirmation, disable)."""
+
+    status, code, title = 400, "code_invalid", "Code is invalid"
+
+
+class MfaInvalidError(AuthgateError):
+    """A wrong code, or a wrong, expired or used `mfa_token`, at the second sign-in step."""
+
+    status, code, title = 400, "mfa_invalid", "MFA code or token is invalid"
+
+
+class MfaRequiredError(AuthgateError):
+    """The account has MFA on, so a password alone does not sign in (the password grant)."""
+
+    status, code, title = 400, "mfa_required", "Multi-factor authentication required"
+
+
+class MfaStateError(AuthgateError):
+    status, code, title = 409, "conflict", "MFA is not in the state this needs"

@@ -1,0 +1,101 @@
+"""TOTP MFA (SPEC §5) and the second sign-in step (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy import select
+
+from authgate.auth.dependencies import AUTH_PROBLEMS, UserSession
+from authgate.auth.router import AuthWorkflowDep, _token_response
+from authgate.auth.schemas import TokenResponse
+from authgate.db import SessionDep, end_read
+from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
+from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
+from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
+from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
+from authgate.mfa.service import MfaService
+from authgate.mfa.workflows import MfaLoginWorkflow
+from authgate.ratelimit.bruteforce import AccountThrottledError
+from authgate.ratelimit.dependencies import limit_by_ip
+from authgate.ratelimit.errors import RateLimitExceededError
+from authgate.users.models import User
+
+router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
+
+
+async def get_mfa_service(session: SessionDep, settings: SettingsDep) -> MfaService:
+    return MfaService(session, settings.secret(), issuer=settings.token_issuer)
+
+
+MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
+
+
+@router.post("/mfa/totp/setup", responses=problem_schema(*MANAGE_PROBLEMS))
+async def totp_setup(principal: UserSession, mfa: MfaServiceDep) -> TotpSetupRead:
+    """Start TOTP set-up: a new secret, its `otpauth://` URI and a QR code of it as SVG.
+
+    Scan the code with an authenticator app, then confirm with `/mfa/totp/enable`. Calling this
+    again before confirming replaces the secret. Not available to API keys.
+    """
+    setup = await mfa.setup(principal.user)
+    return TotpSetupRead(secret=setup.secret, otpauth_uri=setup.otpauth_uri, qr_svg=setup.qr_svg)
+
+
+@router.post("/mfa/totp/enable", responses=problem_schema(*MANAGE_PROBLEMS, CodeInvalidError))
+async def totp_enable(body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep) -> RecoveryCodesRead:
+    """Confirm set-up with a current code: MFA is on from now, and 10 single-use recovery codes come back.
+
+    The recovery codes are shown only in this response; each signs in once in place of a TOTP code.
+    """
+    return RecoveryCodesRead(recovery_codes=await mfa.enable(principal.user, body.code))
+
+
+@router.post(
+    "/mfa/totp/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_schema(*MANAGE_PROBLEMS, WrongPasswordError, CodeInvalidError),
+)
+async def totp_disable(
+    body: MfaDisableBody,
+    principal: UserSession,
+    mfa: MfaServiceDep,
+    session: SessionDep,
+    passwords: PasswordHasherDep,
+    request: Request,
+) -> None:
+    """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
+    digest = await session.scalar(select(User.password_hash).where(User.id == principal.user_id))
+    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
+    valid, _ = await passwords.verify(body.password.get_secret_value(), digest, request.is_disconnected)
+    if not valid:
+        raise WrongPasswordError()
+    await mfa.disable(principal.user, body.code)
+
+
+@router.post(
+    "/login/mfa",
+    dependencies=[Depends(limit_by_ip("login_per_ip"))],
+    responses=problem_schema(
+        MfaInvalidError, AccountDisabledError, AccountThrottledError, RateLimitExceededError
+    ),
+)
+async def login_mfa(
+    body: MfaLoginBody,
+    auth: AuthWorkflowDep,
+    mfa: MfaServiceDep,
+    session: SessionDep,
+    factory: SessionmakerDep,
+    settings: SettingsDep,
+    response: Response,
+) -> TokenResponse:
+    """Finish a sign-in that answered `mfa_required`: the `mfa_token` and a TOTP or recovery code.
+
+    Returns the usual token response and cookies. A wrong code is 400 `mfa_invalid` (the token stays
+    usable until it expires); repeated wrong codes make the account wait (429), like passwords.
+    """
+    workflow = MfaLoginWorkflow(session, factory, settings, auth, mfa)
+    return _token_response(await workflow.finish(body.mfa_token, body.code), response, settings)

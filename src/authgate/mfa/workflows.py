@@ -1,0 +1,73 @@
+"""The second sign-in step: an `mfa_token` from the password step plus a TOTP or recovery code."""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from authgate.audit.service import Actor, AuditLog
+from authgate.auth.workflows import AuthWorkflow, IssuedTokens
+from authgate.config import Settings
+from authgate.db import utcnow
+from authgate.errors import AccountDisabledError
+from authgate.mfa.errors import MfaInvalidError
+from authgate.mfa.service import MfaService
+from authgate.ops.metrics import LOGINS
+from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
+from authgate.users.repository import UserRepository
+
+log = structlog.get_logger("authgate.mfa")
+
+
+class MfaLoginWorkflow:
+    def __init__(
+        self,
+        session: AsyncSession,
+        factory: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        auth: AuthWorkflow,
+        mfa: MfaService,
+    ) -> None:
+        self._db, self._factory, self._auth, self._mfa = session, factory, auth, mfa
+        self._guard = LoginGuard(settings.rate_limit)
+
+    async def finish(self, raw_token: str, code: str) -> IssuedTokens:
+        """Check the code for the challenge's user; the token is spent only by a success.
+
+        Wrong codes count toward the same kind of brute-force wait as passwords (per user).
+        """
+        challenge = await self._mfa.open_challenge(raw_token)
+        identifier = mfa_identifier(challenge.user_id)
+        # No known-address pass here: only someone holding the password reaches this step, so the
+        # lock-out-the-owner concern of the password step does not apply, and guessing codes must wait.
+        await self._guard.check(self._db, identifier, None)
+        user = await UserRepository(self._db).get(challenge.user_id)
+        if user is None:
+            raise MfaInvalidError("The MFA token is invalid or expired; sign in again")
+        if not user.is_active:
+            raise AccountDisabledError()
+        method = await self._mfa.verify_code(user.id, code)
+        if method is None:
+            await self._record_failure(user.id, identifier)
+            raise MfaInvalidError("The code is wrong or was used already")
+        challenge.used_at = utcnow()
+        await self._guard.reset(self._db, identifier)
+        return await self._auth.complete_login(user, mfa=method)
+
+    async def _record_failure(self, user_id: uuid.UUID, identifier: str) -> None:
+        # The request's transaction rolls back with the error; the failed attempt is recorded in its
+        # own. End ours first: on SQLite it holds the write lock the short transaction needs.
+        await self._db.rollback()
+        LOGINS.labels("failed").inc()
+        log.info("mfa_failed", user_id=str(user_id))
+        async with self._factory() as own, own.begin():
+            await AuditLog(own).record(
+                "auth.login.failed",
+                actor=Actor.user(user_id),
+                target_type="user",
+                target_id=user_id,
+                data={"reason": "mfa_invalid"},
+            )
+            await self._guard.record_failure(own, identifier)

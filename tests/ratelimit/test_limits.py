@@ -1,0 +1,194 @@
+"""Request rate limits (the `limits` library): per IP, per account, per session; Redis shared across apps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from authgate.config import RateLimits, Settings
+from authgate.main import create_app
+from authgate.ratelimit.service import RateLimiter
+from authgate.sessions.models import RefreshToken
+from authgate.sessions.service import hash_token
+from authgate.users.models import User
+from tests.conftest import REDIS_URL, unavailable
+from tests.factories import PASSWORD, assert_problem, login, register, unique_email
+
+
+def use_limits(app: FastAPI, **policies: object) -> None:
+    config = RateLimits(**policies)  # type: ignore[arg-type]
+    app.state.settings.rate_limit = config
+    app.state.rate_limiter = RateLimiter(config)
+
+
+def other_client(app: FastAPI, ip: str) -> AsyncClient:
+    return AsyncClient(transport=ASGITransport(app=app, client=(ip, 50000)), base_url="https://test")
+
+
+def assert_rate_limited(response: object, limit: int) -> None:
+    body = assert_problem(response, 429, "rate_limited")  # type: ignore[arg-type]
+    headers = response.headers  # type: ignore[attr-defined]
+    assert int(headers["retry-after"]) >= 1
+    assert headers["ratelimit-limit"] == str(limit)
+    assert headers["ratelimit-remaining"] == "0"
+    assert int(headers["ratelimit-reset"]) >= 1
+    assert body["retry_after"] >= 1
+
+
+async def test_login_per_ip_limit(app: FastAPI, client: AsyncClient) -> None:
+    users = [await register(client) for _ in range(4)]
+    use_limits(app, login_per_ip="3/minute")
+    remaining = []
+    for user in users[:3]:
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
+        assert response.status_code == 200
+        assert response.headers["ratelimit-limit"] == "3"
+        remaining.append(int(response.headers["ratelimit-remaining"]))
+    assert remaining == [2, 1, 0]
+    blocked = await client.post("/api/v1/auth/login", json={"email": users[3]["email"], "password": PASSWORD})
+    assert_rate_limited(blocked, 3)
+    async with other_client(app, "198.51.100.9") as elsewhere:  # another address has its own allowance
+        ok = await elsewhere.post(
+            "/api/v1/auth/login", json={"email": users[3]["email"], "password": PASSWORD}
+        )
+        assert ok.status_code == 200
+
+
+async def test_login_per_account_limit_spans_addresses(app: FastAPI, client: AsyncClient) -> None:
+    user = await register(client)
+    use_limits(app, login_per_account="2/minute")
+    for ip in ("198.51.100.1", "198.51.100.2"):
+        async with other_client(app, ip) as c:
+            assert (
+                await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+            ).status_code == 200
+    async with other_client(app, "198.51.100.3") as c:
+        blocked = await c.post(
+            "/api/v1/auth/login", json={"email": user["email"].upper(), "password": PASSWORD}
+        )
+    assert_rate_limited(blocked, 2)
+
+
+async def test_register_per_ip_limit_creates_nothing(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    use_limits(app, register_per_ip="2/minute")
+    await register(client)
+    await register(client)
+    email = unique_email()
+    blocked = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert_rate_limited(blocked, 2)
+    assert await db.scalar(select(User).where(User.email_normalized == email)) is None
+
+
+async def test_refresh_per_session_limit_rolls_back_the_rotation(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    user = await register(client)
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    use_limits(app, refresh_per_session="2/minute")
+    raw = tokens["refresh_token"]
+    for _ in range(2):
+        response = await client.post("/api/v1/auth/refresh", json={"refresh_token": raw})
+        assert response.status_code == 200
+        assert response.headers["ratelimit-limit"] == "2"
+        raw = response.json()["refresh_token"]
+    client.cookies.clear()
+    blocked = await client.post("/api/v1/auth/refresh", json={"refresh_token": raw})
+    assert_rate_limited(blocked, 2)
+    row = await db.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(raw)))
+    assert row is not None
+    assert row.used_at is None  # still usable once the window frees up
+    # A new session has its own allowance.
+    fresh = await login(client, user["email"])
+    client.cookies.clear()
+    assert (
+        await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    ).status_code == 200
+
+
+async def test_token_endpoint_counts_password_grants(app: FastAPI, client: AsyncClient) -> None:
+    user = await register(client)
+    use_limits(app, login_per_ip="1/minute")
+    form = {"grant_type": "password", "username": user["email"], "password": PASSWORD}
+    assert (await client.post("/api/v1/auth/token", data=form)).status_code == 200
+    assert_rate_limited(await client.post("/api/v1/auth/token", data=form), 1)
+
+
+async def test_disabled_limits_let_requests_through(app: FastAPI, client: AsyncClient) -> None:
+    user = await register(client)
+    use_limits(app, enabled=False, login_per_ip="1/minute", login_per_account="1/minute")
+    for _ in range(3):
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
+        assert response.status_code == 200
+        assert "ratelimit-limit" not in response.headers
+
+
+async def test_disabled_limits_keep_the_brute_force_wait(app: FastAPI, client: AsyncClient) -> None:
+    user = await register(client)
+    use_limits(app, enabled=False, failed_logins_before_delay=2)
+    for _ in range(2):
+        wrong = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": "wrong pass"}
+        )
+        assert_problem(wrong, 401, "invalid_credentials")
+    async with other_client(app, "198.51.100.20") as c:
+        blocked = await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(blocked, 429, "rate_limited")
+
+
+def test_unknown_policy_string_is_refused() -> None:
+    with pytest.raises(ValueError, match="parse rate limit string"):
+        RateLimiter(RateLimits(login_per_ip="lots"))
+
+
+# --- Redis: every API process shares the counters ----------------------------------------------
+
+
+@pytest.fixture
+async def redis_apps(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> AsyncIterator[tuple[FastAPI, FastAPI]]:
+    shared = settings.model_copy(
+        update={"redis_url": REDIS_URL, "rate_limit": RateLimits(login_per_ip="3/minute")}
+    )
+    apps = [create_app(shared, sessionmaker=sessionmaker, engine=engine) for _ in range(2)]
+    async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
+        try:
+            await apps[0].state.redis.ping()
+        except Exception as exc:
+            unavailable("Redis", exc)
+        await apps[0].state.rate_limiter.reset()
+        yield apps[0], apps[1]
+        await apps[0].state.rate_limiter.reset()
+
+
+async def test_two_app_instances_share_one_limit_in_redis(redis_apps: tuple[FastAPI, FastAPI]) -> None:
+    first, second = redis_apps
+    async with other_client(first, "192.0.2.50") as a, other_client(second, "192.0.2.50") as b:
+        user = await register(a)
+        body = {"email": user["email"], "password": PASSWORD}
+        assert (await a.post("/api/v1/auth/login", json=body)).status_code == 200
+        assert (await b.post("/api/v1/auth/login", json=body)).status_code == 200
+        assert (await a.post("/api/v1/auth/login", json=body)).status_code == 200
+        assert_rate_limited(await b.post("/api/v1/auth/login", json=body), 3)
+        assert_rate_limited(await a.post("/api/v1/auth/login", json=body), 3)
+
+
+async def test_unreachable_redis_fails_open() -> None:
+    limiter = RateLimiter(RateLimits(login_per_ip="1/minute"), "redis://127.0.0.1:1/0")
+    try:
+        assert await limiter.hit("login_per_ip", "192.0.2.1") is None
+        assert await limiter.hit("login_per_ip", "192.0.2.1") is None
+    finally:
+        await limiter.close()
