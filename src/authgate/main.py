@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import __version__
+from authgate.api_keys.router import router as api_keys_router
 from authgate.auth.router import router as auth_router
 from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
@@ -20,6 +21,8 @@ from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.profiles.router import router as profiles_router
+from authgate.roles.router import router as roles_router
 from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
@@ -87,7 +90,7 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
-    for router in (auth_router, users_router, ops_router):
+    for router in (auth_router, users_router, profiles_router, roles_router, api_keys_router, ops_router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(
