@@ -36,7 +36,15 @@ async def test_create_shows_key_once_and_stores_only_a_hash(client: AsyncClient,
     _, headers = await signed_in(client)
     created = await issue_key(client, headers, name="ci")
     assert set(created) == {
-        "id", "name", "prefix", "scopes", "workspace_id", "expires_at", "created_at", "last_used_at", "key",
+        "id",
+        "name",
+        "prefix",
+        "scopes",
+        "workspace_id",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "key",
     }
     match = KEY_RE.match(created["key"])
     assert match is not None and match.group(1) == created["prefix"]
@@ -115,7 +123,9 @@ async def test_scopes_wider_than_the_owner_are_403_and_nothing_is_created(
         {"name": "k", "workspace_id": "not-a-uuid"},
     ],
 )
-async def test_bad_create_bodies_are_422(client: AsyncClient, db: AsyncSession, body: dict[str, object]) -> None:
+async def test_bad_create_bodies_are_422(
+    client: AsyncClient, db: AsyncSession, body: dict[str, object]
+) -> None:
     _, headers = await signed_in(client)
     assert_problem(await client.post("/api/v1/api-keys", json=body, headers=headers), 422, "validation_error")
     assert await db.scalar(select(func.count()).select_from(ApiKey)) == 0
@@ -148,16 +158,24 @@ async def test_a_key_cannot_manage_keys_account_or_sessions(
     assert await db.scalar(select(func.count()).select_from(ApiKey)) == 1
 
 
-async def test_revoked_key_stops_at_once_and_others_keys_are_404(client: AsyncClient, db: AsyncSession) -> None:
+async def test_revoked_key_stops_at_once_and_others_keys_are_404(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     _, headers = await signed_in(client)
     _, other_headers = await signed_in(client)
     created = await issue_key(client, headers)
-    assert_problem(await client.delete(f"/api/v1/api-keys/{created['id']}", headers=other_headers), 404, "not_found")
+    assert_problem(
+        await client.delete(f"/api/v1/api-keys/{created['id']}", headers=other_headers), 404, "not_found"
+    )
     assert_problem(await client.delete(f"/api/v1/api-keys/{uuid.uuid4()}", headers=headers), 404, "not_found")
     assert (await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers)).status_code == 204
-    assert_problem(await client.get("/api/v1/users/me", headers=key_headers(created["key"])), 401, "token_invalid")
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=key_headers(created["key"])), 401, "token_invalid"
+    )
     assert (await client.get("/api/v1/api-keys", headers=headers)).json()["items"] == []
-    assert_problem(await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers), 404, "not_found")
+    assert_problem(
+        await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers), 404, "not_found"
+    )
     event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "api_key.revoked"))
     assert event is not None and event.target_id == created["id"]
 
@@ -168,11 +186,15 @@ async def test_expired_key_is_401(client: AsyncClient, db: AsyncSession) -> None
     row = await _key_row(db, created["id"])
     row.expires_at = utcnow() - timedelta(seconds=1)
     await db.commit()
-    assert_problem(await client.get("/api/v1/users/me", headers=key_headers(created["key"])), 401, "token_expired")
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=key_headers(created["key"])), 401, "token_expired"
+    )
 
 
 @pytest.mark.parametrize("change", ["deactivate", "delete"])
-async def test_key_of_deactivated_or_deleted_owner_is_401(client: AsyncClient, db: AsyncSession, change: str) -> None:
+async def test_key_of_deactivated_or_deleted_owner_is_401(
+    client: AsyncClient, db: AsyncSession, change: str
+) -> None:
     user, headers = await signed_in(client)
     raw = (await issue_key(client, headers))["key"]
     owner = await account(db, user["id"])
@@ -197,7 +219,9 @@ async def test_wrong_or_malformed_keys_are_401(client: AsyncClient, mangle: obje
     _, headers = await signed_in(client)
     raw = (await issue_key(client, headers))["key"]
     assert callable(mangle)
-    assert_problem(await client.get("/api/v1/users/me", headers=key_headers(mangle(raw))), 401, "token_invalid")
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=key_headers(mangle(raw))), 401, "token_invalid"
+    )
 
 
 async def test_last_used_at_is_written_at_most_once_a_minute(client: AsyncClient, db: AsyncSession) -> None:
@@ -221,7 +245,9 @@ async def test_list_pages_and_hides_other_users_keys(client: AsyncClient) -> Non
     ids = [(await issue_key(client, headers, name=f"k{i}"))["id"] for i in range(3)]
     await issue_key(client, other)
     first = (await client.get("/api/v1/api-keys?limit=2", headers=headers)).json()
-    second = (await client.get(f"/api/v1/api-keys?limit=2&cursor={first['next_cursor']}", headers=headers)).json()
+    second = (
+        await client.get(f"/api/v1/api-keys?limit=2&cursor={first['next_cursor']}", headers=headers)
+    ).json()
     assert [k["id"] for k in first["items"] + second["items"]] == ids[::-1]
     assert second["next_cursor"] is None
 

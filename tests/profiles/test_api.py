@@ -43,20 +43,36 @@ async def test_new_users_get_a_profile_and_settings(client: AsyncClient, db: Asy
     assert await db.get(UserProfile, uuid.UUID(user["id"])) is not None
     assert await db.get(UserSettings, uuid.UUID(user["id"])) is not None
     profile = await client.get("/api/v1/users/me/profile", headers=headers)
-    assert profile.json() == {"bio": None, "locale": None, "timezone": None, "website": None, "avatar_url": None}
+    assert profile.json() == {
+        "bio": None,
+        "locale": None,
+        "timezone": None,
+        "website": None,
+        "avatar_url": None,
+    }
     settings = await client.get("/api/v1/users/me/settings", headers=headers)
     assert settings.json() == {
-        "profile_visibility": "members", "security_alerts": True, "marketing_emails": False, "theme": "system",
+        "profile_visibility": "members",
+        "security_alerts": True,
+        "marketing_emails": False,
+        "theme": "system",
     }
 
 
 async def test_update_profile(client: AsyncClient) -> None:
     _, headers = await signed_in(client)
-    body = {"bio": "b" * 2000, "locale": "pt-BR", "timezone": "America/Sao_Paulo", "website": "https://ex.com/me"}
+    body = {
+        "bio": "b" * 2000,
+        "locale": "pt-BR",
+        "timezone": "America/Sao_Paulo",
+        "website": "https://ex.com/me",
+    }
     response = await client.patch("/api/v1/users/me/profile", json=body, headers=headers)
     assert response.status_code == 200
     assert response.json() == {**body, "avatar_url": None}
-    cleared = await client.patch("/api/v1/users/me/profile", json={"bio": None, "locale": "zh-Hant-TW"}, headers=headers)
+    cleared = await client.patch(
+        "/api/v1/users/me/profile", json={"bio": None, "locale": "zh-Hant-TW"}, headers=headers
+    )
     assert cleared.json()["bio"] is None and cleared.json()["locale"] == "zh-Hant-TW"
     assert cleared.json()["timezone"] == "America/Sao_Paulo"
 
@@ -81,7 +97,9 @@ async def test_bad_profile_input_is_422_and_changes_nothing(
 ) -> None:
     user, headers = await signed_in(client)
     await client.patch("/api/v1/users/me/profile", json={"bio": "kept"}, headers=headers)
-    assert_problem(await client.patch("/api/v1/users/me/profile", json=body, headers=headers), 422, "validation_error")
+    assert_problem(
+        await client.patch("/api/v1/users/me/profile", json=body, headers=headers), 422, "validation_error"
+    )
     row = await _profile(db, user["id"])
     assert (row.bio, row.timezone, row.locale, row.website) == ("kept", None, None, None)
 
@@ -92,9 +110,17 @@ async def test_update_settings(client: AsyncClient) -> None:
     response = await client.patch("/api/v1/users/me/settings", json=body, headers=headers)
     assert response.status_code == 200
     assert response.json() == {**body, "security_alerts": True}
-    for bad in ({"profile_visibility": "everyone"}, {"theme": "neon"}, {"security_alerts": "yes please"}, {"x": 1}):
-        assert_problem(await client.patch("/api/v1/users/me/settings", json=bad, headers=headers), 422,
-                       "validation_error")
+    for bad in (
+        {"profile_visibility": "everyone"},
+        {"theme": "neon"},
+        {"security_alerts": "yes please"},
+        {"x": 1},
+    ):
+        assert_problem(
+            await client.patch("/api/v1/users/me/settings", json=bad, headers=headers),
+            422,
+            "validation_error",
+        )
     assert (await client.get("/api/v1/users/me/settings", headers=headers)).json()["theme"] == "dark"
 
 
@@ -169,7 +195,9 @@ async def test_png_polyglot_is_accepted_but_only_pixels_survive(client: AsyncCli
     assert image.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_path_traversal_in_the_filename_is_ignored(client: AsyncClient, db: AsyncSession, settings: Settings) -> None:
+async def test_path_traversal_in_the_filename_is_ignored(
+    client: AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
     user, headers = await signed_in(client)
     name = "../../../../tmp/authgate-evil.png"
     response = await client.put(AVATAR, headers=headers, **upload(images.png(), name))  # type: ignore[arg-type]
@@ -200,8 +228,11 @@ async def test_replacing_and_deleting_the_avatar_removes_files(
 async def test_upload_needs_a_file_field(client: AsyncClient) -> None:
     _, headers = await signed_in(client)
     assert_problem(await client.put(AVATAR, headers=headers, json={"file": "x"}), 422, "validation_error")
-    assert_problem(await client.put(AVATAR, files={"file": ("a.png", images.png(), "image/png")}), 401,
-                   "not_authenticated")
+    assert_problem(
+        await client.put(AVATAR, files={"file": ("a.png", images.png(), "image/png")}),
+        401,
+        "not_authenticated",
+    )
 
 
 async def test_avatar_caching_headers_and_304(client: AsyncClient) -> None:
@@ -227,7 +258,12 @@ async def test_avatar_caching_headers_and_304(client: AsyncClient) -> None:
     ],
 )
 async def test_avatar_visibility(
-    client: AsyncClient, db: AsyncSession, visibility: str, anonymous: int, member: int, owner: int,
+    client: AsyncClient,
+    db: AsyncSession,
+    visibility: str,
+    anonymous: int,
+    member: int,
+    owner: int,
     admin_viewer: int,
 ) -> None:
     user, headers = await signed_in(client)
@@ -311,7 +347,9 @@ async def test_streamed_oversize_body_is_cut_off_before_it_is_read(small_client:
         yield f"\r\n--{boundary}--\r\n".encode()
 
     response = await small_client.put(
-        AVATAR, content=body(), headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        AVATAR,
+        content=body(),
+        headers={**headers, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert_problem(response, 413, "payload_too_large")
     assert sent["chunks"] < 100

@@ -23,7 +23,15 @@ async def test_save_read_delete_roundtrip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["../secret", "../../etc/passwd", "/etc/passwd", "a" * 32 + ".webp/../x", "A" * 32 + ".webp", "x.webp", ""],
+    [
+        "../secret",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a" * 32 + ".webp/../x",
+        "A" * 32 + ".webp",
+        "x.webp",
+        "",
+    ],
 )
 async def test_names_outside_the_generated_shape_are_refused(tmp_path: Path, name: str) -> None:
     (tmp_path / "secret").write_bytes(b"do not read")

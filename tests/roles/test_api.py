@@ -38,8 +38,12 @@ async def test_list_and_read_roles_need_roles_read(client: AsyncClient, db: Asyn
     assert listed.status_code == 200
     by_name = {r["name"]: r for r in listed.json()["items"]}
     assert by_name["admin"]["builtin"] is True and set(by_name["admin"]["permissions"]) == set(PERMISSIONS)
-    assert by_name["user"] == {"name": "user", "description": by_name["user"]["description"], "permissions": [],
-                               "builtin": True}
+    assert by_name["user"] == {
+        "name": "user",
+        "description": by_name["user"]["description"],
+        "permissions": [],
+        "builtin": True,
+    }
     assert (await client.get("/api/v1/roles/user", headers=reader)).json()["name"] == "user"
     assert_problem(await client.get("/api/v1/roles/nope", headers=reader), 404, "not_found")
 
@@ -50,7 +54,10 @@ async def test_create_role(client: AsyncClient, db: AsyncSession) -> None:
     response = await client.post("/api/v1/roles", json=body, headers=headers)
     assert response.status_code == 201
     assert response.json() == {
-        "name": "support", "description": "Helpdesk", "permissions": ["audit:read", "users:read"], "builtin": False,
+        "name": "support",
+        "description": "Helpdesk",
+        "permissions": ["audit:read", "users:read"],
+        "builtin": False,
     }
     event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "role.created"))
     assert event is not None and event.data["name"] == "support"
@@ -82,11 +89,15 @@ async def test_nobody_grants_a_permission_they_do_not_hold(client: AsyncClient, 
     _, headers = await signed_in_with(client, db, "roles:manage", "users:read")
     before = await _role_count(db)
     response = await client.post(
-        "/api/v1/roles", json={"name": "sneaky", "permissions": ["users:read", "users:delete"]}, headers=headers
+        "/api/v1/roles",
+        json={"name": "sneaky", "permissions": ["users:read", "users:delete"]},
+        headers=headers,
     )
     assert_problem(response, 403, "permission_denied")
     assert await _role_count(db) == before
-    ok = await client.post("/api/v1/roles", json={"name": "reader", "permissions": ["users:read"]}, headers=headers)
+    ok = await client.post(
+        "/api/v1/roles", json={"name": "reader", "permissions": ["users:read"]}, headers=headers
+    )
     assert ok.status_code == 201
     widen = await client.patch("/api/v1/roles/reader", json={"permissions": ["users:write"]}, headers=headers)
     assert_problem(widen, 403, "permission_denied")
@@ -96,17 +107,23 @@ async def test_nobody_grants_a_permission_they_do_not_hold(client: AsyncClient, 
 
 async def test_create_needs_roles_manage(client: AsyncClient, db: AsyncSession) -> None:
     _, headers = await signed_in_with(client, db, "roles:read")
-    assert_problem(await client.post("/api/v1/roles", json={"name": "r1"}, headers=headers), 403, "permission_denied")
+    assert_problem(
+        await client.post("/api/v1/roles", json={"name": "r1"}, headers=headers), 403, "permission_denied"
+    )
 
 
-async def test_update_role_takes_effect_on_holders_next_request(client: AsyncClient, db: AsyncSession) -> None:
+async def test_update_role_takes_effect_on_holders_next_request(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     _, headers = await admin(client, db)
     await client.post("/api/v1/roles", json={"name": "viewer"}, headers=headers)
     holder, holder_headers = await signed_in(client)
     await grant(db, holder["id"], "viewer")
     assert_problem(await client.get("/api/v1/users", headers=holder_headers), 403, "permission_denied")
     response = await client.patch(
-        "/api/v1/roles/viewer", json={"permissions": ["users:read"], "description": "Sees users"}, headers=headers
+        "/api/v1/roles/viewer",
+        json={"permissions": ["users:read"], "description": "Sees users"},
+        headers=headers,
     )
     assert response.status_code == 200
     assert response.json()["permissions"] == ["users:read"] and response.json()["description"] == "Sees users"
@@ -117,7 +134,9 @@ async def test_update_role_takes_effect_on_holders_next_request(client: AsyncCli
     assert_problem(await client.patch("/api/v1/roles/ghost", json={}, headers=headers), 404, "not_found")
 
 
-async def test_builtin_roles_keep_permissions_and_cannot_be_deleted(client: AsyncClient, db: AsyncSession) -> None:
+async def test_builtin_roles_keep_permissions_and_cannot_be_deleted(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     _, headers = await admin(client, db)
     changed = await client.patch("/api/v1/roles/user", json={"permissions": ["users:read"]}, headers=headers)
     assert_problem(changed, 409, "conflict")
@@ -132,13 +151,18 @@ async def test_builtin_roles_keep_permissions_and_cannot_be_deleted(client: Asyn
 
 async def test_delete_role_in_use_needs_force(client: AsyncClient, db: AsyncSession) -> None:
     _, headers = await admin(client, db)
-    await client.post("/api/v1/roles", json={"name": "auditor", "permissions": ["audit:read"]}, headers=headers)
+    await client.post(
+        "/api/v1/roles", json={"name": "auditor", "permissions": ["audit:read"]}, headers=headers
+    )
     await client.post("/api/v1/roles", json={"name": "unused"}, headers=headers)
     holder, holder_headers = await signed_in(client)
     await grant(db, holder["id"], "auditor")
     assert (await client.delete("/api/v1/roles/unused", headers=headers)).status_code == 204
     assert_problem(await client.delete("/api/v1/roles/auditor", headers=headers), 409, "conflict")
-    assert (await client.get("/api/v1/users/me", headers=holder_headers)).json()["roles"] == ["auditor", "user"]
+    assert (await client.get("/api/v1/users/me", headers=holder_headers)).json()["roles"] == [
+        "auditor",
+        "user",
+    ]
     assert (await client.delete("/api/v1/roles/auditor?force=true", headers=headers)).status_code == 204
     assert (await client.get("/api/v1/users/me", headers=holder_headers)).json()["roles"] == ["user"]
     assert_problem(await client.get("/api/v1/roles/auditor", headers=headers), 404, "not_found")
@@ -152,6 +176,8 @@ async def test_roles_list_pages(client: AsyncClient, db: AsyncSession) -> None:
     for i in range(3):
         await client.post("/api/v1/roles", json={"name": f"page-{i}"}, headers=headers)
     first = (await client.get("/api/v1/roles?limit=2", headers=headers)).json()
-    rest = (await client.get(f"/api/v1/roles?limit=200&cursor={first['next_cursor']}", headers=headers)).json()
+    rest = (
+        await client.get(f"/api/v1/roles?limit=200&cursor={first['next_cursor']}", headers=headers)
+    ).json()
     names = [r["name"] for r in first["items"] + rest["items"]]
     assert len(names) == len(set(names)) == await _role_count(db)

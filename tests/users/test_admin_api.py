@@ -78,7 +78,9 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert await ids(f"created_after={future}") == set()
     assert zed["id"] in await ids(f"created_before={future}")
-    assert_problem(await client.get("/api/v1/users?created_after=yesterday", headers=headers), 422, "validation_error")
+    assert_problem(
+        await client.get("/api/v1/users?created_after=yesterday", headers=headers), 422, "validation_error"
+    )
     assert_problem(await client.get("/api/v1/users?cursor=!!", headers=headers), 422, "validation_error")
 
 
@@ -88,7 +90,9 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
 async def test_create_without_password_sends_an_invitation(client: AsyncClient, db: AsyncSession) -> None:
     inviter, headers = await signed_in_with(client, db, "users:write", full_name="Ada Admin")
     email = unique_email("invited")
-    response = await client.post("/api/v1/users", json={"email": email, "full_name": "New One"}, headers=headers)
+    response = await client.post(
+        "/api/v1/users", json={"email": email, "full_name": "New One"}, headers=headers
+    )
     assert response.status_code == 201
     user = response.json()
     assert user["roles"] == ["user"] and user["email"] == email
@@ -146,9 +150,13 @@ async def test_read_self_other_and_unknown(client: AsyncClient, db: AsyncSession
     other = await register(client)
     _, reader = await signed_in_with(client, db, "users:read")
     assert (await client.get(f"/api/v1/users/{me['id']}", headers=headers)).json()["id"] == me["id"]
-    assert_problem(await client.get(f"/api/v1/users/{other['id']}", headers=headers), 403, "permission_denied")
+    assert_problem(
+        await client.get(f"/api/v1/users/{other['id']}", headers=headers), 403, "permission_denied"
+    )
     # Without the permission an unknown id is 403 too, so existence is not revealed.
-    assert_problem(await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=headers), 403, "permission_denied")
+    assert_problem(
+        await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=headers), 403, "permission_denied"
+    )
     assert (await client.get(f"/api/v1/users/{other['id']}", headers=reader)).json()["id"] == other["id"]
     assert_problem(await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=reader), 404, "not_found")
     assert (await client.get("/api/v1/users/not-a-uuid", headers=reader)).status_code == 422
@@ -165,7 +173,9 @@ async def test_admin_update_fields(client: AsyncClient, db: AsyncSession) -> Non
     assert response.status_code == 200
     user = response.json()
     assert user["username"] == "renamed_1" and user["full_name"] == "Re Named"
-    assert user["phone"] == "+14155550101" and user["phone_verified"] is False and user["email_verified"] is True
+    assert (
+        user["phone"] == "+14155550101" and user["phone_verified"] is False and user["email_verified"] is True
+    )
     events = await _events(db, "user.updated", target["id"])
     assert events[-1].actor_id == actor["id"]
     assert events[-1].data["fields"] == ["email_verified", "full_name", "phone", "username"]
@@ -190,9 +200,13 @@ async def test_admin_update_username_taken_and_unknown_user(client: AsyncClient,
     _, headers = await signed_in_with(client, db, "users:write")
     await register(client, username="taken_name")
     target = await register(client)
-    response = await client.patch(f"/api/v1/users/{target['id']}", json={"username": "TAKEN_NAME"}, headers=headers)
+    response = await client.patch(
+        f"/api/v1/users/{target['id']}", json={"username": "TAKEN_NAME"}, headers=headers
+    )
     assert_problem(response, 409, "username_taken")
-    assert_problem(await client.patch(f"/api/v1/users/{uuid.uuid4()}", json={}, headers=headers), 404, "not_found")
+    assert_problem(
+        await client.patch(f"/api/v1/users/{uuid.uuid4()}", json={}, headers=headers), 404, "not_found"
+    )
 
 
 async def test_deactivation_cuts_access_at_once(client: AsyncClient, db: AsyncSession) -> None:
@@ -213,7 +227,9 @@ async def test_a_weaker_admin_cannot_manage_a_stronger_one(client: AsyncClient, 
     boss, boss_headers = await admin(client, db)
     patch = await client.patch(f"/api/v1/users/{boss['id']}", json={"is_active": False}, headers=headers)
     assert_problem(patch, 403, "permission_denied")
-    assert_problem(await client.delete(f"/api/v1/users/{boss['id']}", headers=headers), 403, "permission_denied")
+    assert_problem(
+        await client.delete(f"/api/v1/users/{boss['id']}", headers=headers), 403, "permission_denied"
+    )
     row = await account(db, boss["id"])
     assert row.is_active is True and row.deleted_at is None
     assert (await client.get("/api/v1/users/me", headers=boss_headers)).status_code == 200
@@ -248,13 +264,17 @@ async def test_delete_needs_users_delete_and_restore_needs_users_write(
 ) -> None:
     _, writer = await signed_in_with(client, db, "users:write")
     target = await register(client)
-    assert_problem(await client.delete(f"/api/v1/users/{target['id']}", headers=writer), 403, "permission_denied")
+    assert_problem(
+        await client.delete(f"/api/v1/users/{target['id']}", headers=writer), 403, "permission_denied"
+    )
     _, deleter = await signed_in_with(client, db, "users:delete")
     assert (await client.delete(f"/api/v1/users/{target['id']}", headers=deleter)).status_code == 204
     restore = await client.post(f"/api/v1/users/{target['id']}/restore", headers=deleter)
     assert_problem(restore, 403, "permission_denied")
     assert (await client.post(f"/api/v1/users/{target['id']}/restore", headers=writer)).status_code == 200
-    assert_problem(await client.post(f"/api/v1/users/{uuid.uuid4()}/restore", headers=writer), 404, "not_found")
+    assert_problem(
+        await client.post(f"/api/v1/users/{uuid.uuid4()}/restore", headers=writer), 404, "not_found"
+    )
 
 
 async def test_restore_when_the_email_was_taken_again_is_409(client: AsyncClient, db: AsyncSession) -> None:
@@ -262,7 +282,9 @@ async def test_restore_when_the_email_was_taken_again_is_409(client: AsyncClient
     target = await register(client)
     await client.delete(f"/api/v1/users/{target['id']}", headers=headers)
     await register(client, email=target["email"])
-    assert_problem(await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers), 409, "email_taken")
+    assert_problem(
+        await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers), 409, "email_taken"
+    )
     assert (await account(db, target["id"])).deleted_at is not None
 
 
@@ -271,9 +293,13 @@ async def test_restore_when_the_email_was_taken_again_is_409(client: AsyncClient
 
 async def test_set_roles_replaces_the_set(client: AsyncClient, db: AsyncSession) -> None:
     actor, headers = await admin(client, db)
-    await client.post("/api/v1/roles", json={"name": "support", "permissions": ["users:read"]}, headers=headers)
+    await client.post(
+        "/api/v1/roles", json={"name": "support", "permissions": ["users:read"]}, headers=headers
+    )
     target, target_headers = await signed_in(client)
-    response = await client.put(f"/api/v1/users/{target['id']}/roles", json={"roles": ["support"]}, headers=headers)
+    response = await client.put(
+        f"/api/v1/users/{target['id']}/roles", json={"roles": ["support"]}, headers=headers
+    )
     assert response.status_code == 200 and response.json()["roles"] == ["support"]
     assert (await client.get("/api/v1/users", headers=target_headers)).status_code == 200  # next request
     await client.put(f"/api/v1/users/{target['id']}/roles", json={"roles": ["user"]}, headers=headers)
@@ -287,9 +313,13 @@ async def test_assigning_a_role_you_do_not_fully_hold_is_403(client: AsyncClient
     me, headers = await signed_in_with(client, db, "roles:assign", "users:read")
     target = await register(client)
     for roles in (["admin"], ["user", "admin"]):
-        response = await client.put(f"/api/v1/users/{target['id']}/roles", json={"roles": roles}, headers=headers)
+        response = await client.put(
+            f"/api/v1/users/{target['id']}/roles", json={"roles": roles}, headers=headers
+        )
         assert_problem(response, 403, "permission_denied")
-    self_grant = await client.put(f"/api/v1/users/{me['id']}/roles", json={"roles": ["admin"]}, headers=headers)
+    self_grant = await client.put(
+        f"/api/v1/users/{me['id']}/roles", json={"roles": ["admin"]}, headers=headers
+    )
     assert_problem(self_grant, 403, "permission_denied")
     assert (await client.get(f"/api/v1/users/{target['id']}", headers=headers)).json()["roles"] == ["user"]
     # Removing a role that grants more than the caller holds is refused too.
@@ -316,20 +346,28 @@ async def test_set_roles_bad_input(client: AsyncClient, db: AsyncSession) -> Non
 # --- self-service delete ----------------------------------------------------------------------------
 
 
-async def test_delete_me_wrong_password_is_403_and_changes_nothing(client: AsyncClient, db: AsyncSession) -> None:
+async def test_delete_me_wrong_password_is_403_and_changes_nothing(
+    client: AsyncClient, db: AsyncSession
+) -> None:
     user, headers = await signed_in(client)
-    response = await client.request("DELETE", "/api/v1/users/me", json={"password": "not it at all"}, headers=headers)
+    response = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": "not it at all"}, headers=headers
+    )
     assert_problem(response, 403, "invalid_credentials")
     assert (await account(db, user["id"])).deleted_at is None
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
-    assert_problem(await client.request("DELETE", "/api/v1/users/me", json={}, headers=headers), 422, "validation_error")
+    assert_problem(
+        await client.request("DELETE", "/api/v1/users/me", json={}, headers=headers), 422, "validation_error"
+    )
 
 
 async def test_delete_me_ends_sessions_and_frees_the_email(client: AsyncClient, db: AsyncSession) -> None:
     user, headers = await signed_in(client)
     second = await login(client, user["email"])
     client.cookies.clear()
-    response = await client.request("DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers)
+    response = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers
+    )
     assert response.status_code == 204
     for h in (headers, {"Authorization": f"Bearer {second['access_token']}"}):
         assert_problem(await client.get("/api/v1/users/me", headers=h), 401, "token_invalid")
