@@ -47,8 +47,10 @@ async def test_create_shows_key_once_and_stores_only_a_hash(client: AsyncClient,
         "key",
     }
     match = KEY_RE.match(created["key"])
-    assert match is not None and match.group(1) == created["prefix"]
-    assert created["scopes"] == [] and created["last_used_at"] is None
+    assert match is not None
+    assert match.group(1) == created["prefix"]
+    assert created["scopes"] == []
+    assert created["last_used_at"] is None
     row = await _key_row(db, created["id"])
     assert row.secret_hash == hashlib.sha256(match.group(2).encode()).hexdigest()
     assert created["key"] not in str(row.__dict__)
@@ -59,7 +61,8 @@ async def test_create_shows_key_once_and_stores_only_a_hash(client: AsyncClient,
     assert "key" not in listed.json()["items"][0]
     assert created["key"] not in listed.text
     event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "api_key.created"))
-    assert event is not None and event.target_id == created["id"]
+    assert event is not None
+    assert event.target_id == created["id"]
 
 
 @pytest.mark.parametrize("style", ["x-api-key", "bearer"])
@@ -177,7 +180,8 @@ async def test_revoked_key_stops_at_once_and_others_keys_are_404(
         await client.delete(f"/api/v1/api-keys/{created['id']}", headers=headers), 404, "not_found"
     )
     event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "api_key.revoked"))
-    assert event is not None and event.target_id == created["id"]
+    assert event is not None
+    assert event.target_id == created["id"]
 
 
 async def test_expired_key_is_401(client: AsyncClient, db: AsyncSession) -> None:

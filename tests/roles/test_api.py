@@ -37,7 +37,8 @@ async def test_list_and_read_roles_need_roles_read(client: AsyncClient, db: Asyn
     listed = await client.get("/api/v1/roles", headers=reader)
     assert listed.status_code == 200
     by_name = {r["name"]: r for r in listed.json()["items"]}
-    assert by_name["admin"]["builtin"] is True and set(by_name["admin"]["permissions"]) == set(PERMISSIONS)
+    assert by_name["admin"]["builtin"] is True
+    assert set(by_name["admin"]["permissions"]) == set(PERMISSIONS)
     assert by_name["user"] == {
         "name": "user",
         "description": by_name["user"]["description"],
@@ -60,7 +61,8 @@ async def test_create_role(client: AsyncClient, db: AsyncSession) -> None:
         "builtin": False,
     }
     event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "role.created"))
-    assert event is not None and event.data["name"] == "support"
+    assert event is not None
+    assert event.data["name"] == "support"
     duplicate = await client.post("/api/v1/roles", json={"name": "support"}, headers=headers)
     assert_problem(duplicate, 409, "conflict")
 
@@ -126,7 +128,8 @@ async def test_update_role_takes_effect_on_holders_next_request(
         headers=headers,
     )
     assert response.status_code == 200
-    assert response.json()["permissions"] == ["users:read"] and response.json()["description"] == "Sees users"
+    assert response.json()["permissions"] == ["users:read"]
+    assert response.json()["description"] == "Sees users"
     assert (await client.get("/api/v1/users", headers=holder_headers)).status_code == 200
     assert await db.scalar(select(AuditEvent).where(AuditEvent.action == "role.updated")) is not None
     bad = await client.patch("/api/v1/roles/viewer", json={"permissions": ["nope:nope"]}, headers=headers)
@@ -141,7 +144,8 @@ async def test_builtin_roles_keep_permissions_and_cannot_be_deleted(
     changed = await client.patch("/api/v1/roles/user", json={"permissions": ["users:read"]}, headers=headers)
     assert_problem(changed, 409, "conflict")
     described = await client.patch("/api/v1/roles/user", json={"description": "Everyone"}, headers=headers)
-    assert described.status_code == 200 and described.json()["permissions"] == []
+    assert described.status_code == 200
+    assert described.json()["permissions"] == []
     for name in ("admin", "user"):
         assert_problem(await client.delete(f"/api/v1/roles/{name}", headers=headers), 409, "conflict")
         assert_problem(

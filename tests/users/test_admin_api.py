@@ -73,7 +73,8 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert await ids("q=_") == set()
     assert await ids("is_active=false") == {other["id"]}
     assert other["id"] not in await ids("is_active=true")
-    assert other["id"] in await ids("role=admin") and zed["id"] not in await ids("role=admin")
+    assert other["id"] in await ids("role=admin")
+    assert zed["id"] not in await ids("role=admin")
     assert await ids("role=no-such-role") == set()
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert await ids(f"created_after={future}") == set()
@@ -95,13 +96,16 @@ async def test_create_without_password_sends_an_invitation(client: AsyncClient, 
     )
     assert response.status_code == 201
     user = response.json()
-    assert user["roles"] == ["user"] and user["email"] == email
+    assert user["roles"] == ["user"]
+    assert user["email"] == email
     message = await db.scalar(select(OutboxMessage).where(OutboxMessage.recipient == email))
-    assert message is not None and message.template == "user_invite"
+    assert message is not None
+    assert message.template == "user_invite"
     assert message.context["inviter"] == "Ada Admin"
     assert message.context["link"].startswith("http://test/")
     created = await _events(db, "user.registered", user["id"])
-    assert created and created[0].actor_id == inviter["id"]
+    assert created
+    assert created[0].actor_id == inviter["id"]
     bad = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert_problem(bad, 401, "invalid_credentials")  # no password yet
 
@@ -111,7 +115,8 @@ async def test_create_with_password_can_sign_in(client: AsyncClient, db: AsyncSe
     email = unique_email()
     body = {"email": email, "password": PASSWORD, "username": "made_by_admin", "email_verified": True}
     response = await client.post("/api/v1/users", json=body, headers=headers)
-    assert response.status_code == 201 and response.json()["email_verified"] is True
+    assert response.status_code == 201
+    assert response.json()["email_verified"] is True
     assert (await login(client, email))["user"]["id"] == response.json()["id"]
     assert await db.scalar(select(OutboxMessage).where(OutboxMessage.recipient == email)) is None
 
@@ -172,10 +177,11 @@ async def test_admin_update_fields(client: AsyncClient, db: AsyncSession) -> Non
     response = await client.patch(f"/api/v1/users/{target['id']}", json=body, headers=headers)
     assert response.status_code == 200
     user = response.json()
-    assert user["username"] == "renamed_1" and user["full_name"] == "Re Named"
-    assert (
-        user["phone"] == "+14155550101" and user["phone_verified"] is False and user["email_verified"] is True
-    )
+    assert user["username"] == "renamed_1"
+    assert user["full_name"] == "Re Named"
+    assert user["phone"] == "+14155550101"
+    assert user["phone_verified"] is False
+    assert user["email_verified"] is True
     events = await _events(db, "user.updated", target["id"])
     assert events[-1].actor_id == actor["id"]
     assert events[-1].data["fields"] == ["email_verified", "full_name", "phone", "username"]
@@ -193,7 +199,9 @@ async def test_admin_update_bad_input_changes_nothing(
     response = await client.patch(f"/api/v1/users/{target['id']}", json=body, headers=headers)
     assert_problem(response, 422, "validation_error")
     row = await account(db, target["id"])
-    assert row.email == target["email"] and row.is_active is True and row.username is None
+    assert row.email == target["email"]
+    assert row.is_active is True
+    assert row.username is None
 
 
 async def test_admin_update_username_taken_and_unknown_user(client: AsyncClient, db: AsyncSession) -> None:
@@ -215,7 +223,8 @@ async def test_deactivation_cuts_access_at_once(client: AsyncClient, db: AsyncSe
     raw = (await issue_key(client, target_headers))["key"]
     assert (await client.get("/api/v1/users/me", headers=target_headers)).status_code == 200
     response = await client.patch(f"/api/v1/users/{target['id']}", json={"is_active": False}, headers=headers)
-    assert response.status_code == 200 and response.json()["is_active"] is False
+    assert response.status_code == 200
+    assert response.json()["is_active"] is False
     assert_problem(await client.get("/api/v1/users/me", headers=target_headers), 403, "account_disabled")
     assert_problem(await client.get("/api/v1/users/me", headers={"X-API-Key": raw}), 401, "token_invalid")
     await client.patch(f"/api/v1/users/{target['id']}", json={"is_active": True}, headers=headers)
@@ -231,7 +240,8 @@ async def test_a_weaker_admin_cannot_manage_a_stronger_one(client: AsyncClient, 
         await client.delete(f"/api/v1/users/{boss['id']}", headers=headers), 403, "permission_denied"
     )
     row = await account(db, boss["id"])
-    assert row.is_active is True and row.deleted_at is None
+    assert row.is_active is True
+    assert row.deleted_at is None
     assert (await client.get("/api/v1/users/me", headers=boss_headers)).status_code == 200
 
 
@@ -252,7 +262,8 @@ async def test_admin_soft_delete_and_restore(client: AsyncClient, db: AsyncSessi
     assert await _events(db, "user.deleted", target["id"])
 
     restored = await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers)
-    assert restored.status_code == 200 and restored.json()["email"] == target["email"]
+    assert restored.status_code == 200
+    assert restored.json()["email"] == target["email"]
     assert await _events(db, "user.restored", target["id"])
     # Sessions and keys stay ended; the user signs in again.
     assert_problem(await client.get("/api/v1/users/me", headers={"X-API-Key": raw}), 401, "token_invalid")
@@ -300,7 +311,8 @@ async def test_set_roles_replaces_the_set(client: AsyncClient, db: AsyncSession)
     response = await client.put(
         f"/api/v1/users/{target['id']}/roles", json={"roles": ["support"]}, headers=headers
     )
-    assert response.status_code == 200 and response.json()["roles"] == ["support"]
+    assert response.status_code == 200
+    assert response.json()["roles"] == ["support"]
     assert (await client.get("/api/v1/users", headers=target_headers)).status_code == 200  # next request
     await client.put(f"/api/v1/users/{target['id']}/roles", json={"roles": ["user"]}, headers=headers)
     assert_problem(await client.get("/api/v1/users", headers=target_headers), 403, "permission_denied")
@@ -376,7 +388,8 @@ async def test_delete_me_ends_sessions_and_frees_the_email(client: AsyncClient, 
     failed = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     assert_problem(failed, 401, "invalid_credentials")
     row = await account(db, user["id"])
-    assert row.deleted_at is not None and row.email == user["email"]
+    assert row.deleted_at is not None
+    assert row.email == user["email"]
     assert row.email_normalized.endswith("@deleted.invalid")
     again = await register(client, email=user["email"])  # the address can register again
     assert again["id"] != user["id"]
