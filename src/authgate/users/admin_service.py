@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from authgate.api_keys.models import ApiKey
 from authgate.audit.service import Actor, AuditLog
@@ -23,7 +23,7 @@ from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.errors import InvalidInputError, NotFoundError, PermissionDeniedError, WrongPasswordError
 from authgate.outbox.service import Outbox
-from authgate.pagination import PageParams, fetch_page
+from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
 from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
@@ -46,6 +46,11 @@ class UserFilters:
     deleted: bool = False
 
 
+def uuid7_floor(moment: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 that could be generated at `moment` (ids sort by their embedded time)."""
+    return uuid.UUID(int=int(moment.timestamp() * 1000) << 80)
+
+
 def tombstone_email(user_id: uuid.UUID) -> str:
     return f"deleted+{user_id.hex}@deleted.invalid"
 
@@ -58,7 +63,14 @@ class UserAdminService:
         self._accounts = UserService(self._users, passwords, settings.password, self._audit)
 
     async def list_page(self, filters: UserFilters, params: PageParams) -> tuple[list[User], str | None]:
-        """One page of users, newest first; every filter is served by an index (see users/models.py)."""
+        """One page of users, newest first, shaped so every filter stays index-served at 1M users.
+
+        The keyset is the id (UUIDv7, creation order). Two filters change the ordering column so
+        PostgreSQL can walk an index instead of scanning the primary key past non-matching rows:
+        `role` orders by `user_role.user_id` (index `(role_id, user_id)`), `created_before` by
+        `(created_at, id)` (index on `created_at`). `created_after` also bounds the id, since an
+        id is never older than its row's `created_at`.
+        """
         stmt = select(User).options(selectinload(User.roles))
         stmt = stmt.where(User.deleted_at.is_not(None) if filters.deleted else User.deleted_at.is_(None))
         if filters.q:
@@ -72,16 +84,35 @@ class UserAdminService:
             )
         if filters.is_active is not None:
             stmt = stmt.where(User.is_active.is_(filters.is_active))
+        key: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID] = User.id
         if filters.role is not None:
             role_id = await self._db.scalar(select(Role.id).where(Role.name == filters.role))
             if role_id is None:
                 return [], None
             stmt = stmt.join(user_role, (user_role.c.user_id == User.id) & (user_role.c.role_id == role_id))
+            key = user_role.c.user_id
         if filters.created_after is not None:
-            stmt = stmt.where(User.created_at >= filters.created_after)
+            stmt = stmt.where(
+                User.created_at >= filters.created_after, User.id >= uuid7_floor(filters.created_after)
+            )
         if filters.created_before is not None:
             stmt = stmt.where(User.created_at < filters.created_before)
-        return await fetch_page(self._db, stmt, User.id, params)
+            if params.after is not None:
+                anchor = await self._db.scalar(select(User.created_at).where(User.id == params.after))
+                if anchor is None:
+                    raise InvalidInputError("Invalid cursor", ("query", "cursor"))
+                stmt = stmt.where(
+                    or_(User.created_at < anchor, and_(User.created_at == anchor, User.id < params.after))
+                )
+            stmt = stmt.order_by(User.created_at.desc(), User.id.desc())
+        else:
+            if params.after is not None:
+                stmt = stmt.where(key < params.after)
+            stmt = stmt.order_by(key.desc())
+        rows = list((await self._db.scalars(stmt.limit(params.limit + 1))).unique().all())
+        has_more = len(rows) > params.limit
+        rows = rows[: params.limit]
+        return rows, encode_cursor(rows[-1].id) if has_more and rows else None
 
     async def get(self, user_id: uuid.UUID, *, include_deleted: bool = False) -> User:
         user = await self._users.get(user_id, include_deleted=include_deleted)
