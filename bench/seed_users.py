@@ -185,6 +185,11 @@ async def measure(url: str) -> None:
             UserFilters(created_after=datetime.now(UTC) - timedelta(days=30)),
             None,
         ),
+        (
+            "created_before=1000 days ago",
+            UserFilters(created_before=datetime.now(UTC) - timedelta(days=1000)),
+            None,
+        ),
     ]
     print(f"{'query':<32} {'median ms':>10} {'rows':>6}")
     for label, filters, cursor in cases:
