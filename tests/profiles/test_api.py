@@ -234,7 +234,11 @@ async def test_replacing_and_deleting_the_avatar_removes_files(
 
 async def test_upload_needs_a_file_field(client: AsyncClient) -> None:
     _, headers = await signed_in(client)
-    assert_problem(await client.put(AVATAR, headers=headers, json={"file": "x"}), 422, "validation_error")
+    assert_problem(
+        await client.put(AVATAR, headers=headers, json={"file": "x"}), 415, "unsupported_media_type"
+    )
+    empty = await client.put(AVATAR, headers=headers, files={"other": ("a.png", images.png(), "image/png")})
+    assert_problem(empty, 422, "validation_error")
     assert_problem(
         await client.put(AVATAR, files={"file": ("a.png", images.png(), "image/png")}),
         401,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, OptionalPrincipal
+from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, OptionalPrincipal, Principal
 from authgate.errors import NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, problem_schema
 from authgate.profiles.dependencies import ProfileServiceDep
 from authgate.profiles.images import OUTPUT_MEDIA_TYPE
@@ -47,12 +47,19 @@ async def update_settings(
     return SettingsRead.model_validate(await profiles.update_settings(principal.user_id, body))
 
 
+async def require_multipart(request: Request, principal: CurrentUser) -> Principal:
+    """Uploads are multipart only: any other content type is 415 (checked after authentication)."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaTypeError("Send the image as multipart/form-data in the field `file`")
+    return principal
+
+
 @router.put(
     "/me/avatar",
     responses=problem_schema(*AUTH_PROBLEMS, PayloadTooLargeError, UnsupportedMediaTypeError),
 )
 async def upload_avatar(
-    principal: CurrentUser,
+    principal: Annotated[Principal, Depends(require_multipart)],
     profiles: ProfileServiceDep,
     file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
 ) -> ProfileRead:
