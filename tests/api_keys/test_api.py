@@ -147,7 +147,7 @@ async def test_workspace_binding_and_expiry_are_kept(client: AsyncClient) -> Non
     [
         ("POST", "/api/v1/api-keys", {"name": "child"}),
         ("DELETE", "/api/v1/users/me", {"password": PASSWORD}),
-        ("DELETE", f"/api/v1/auth/sessions/{uuid.uuid4()}", None),
+        ("DELETE", "/api/v1/auth/sessions/0192f0c4-0000-7000-8000-000000000000", None),
         ("GET", "/api/v1/auth/sessions", None),
     ],
 )
