@@ -11,6 +11,13 @@ from authgate.sessions import models as session_models
 from authgate.users import models as user_models
 
 __all__ = [
-    "Base", "api_key_models", "audit_models", "key_models", "outbox_models", "profile_models", "roles_models",
-    "session_models", "user_models",
+    "Base",
+    "api_key_models",
+    "audit_models",
+    "key_models",
+    "outbox_models",
+    "profile_models",
+    "roles_models",
+    "session_models",
+    "user_models",
 ]
