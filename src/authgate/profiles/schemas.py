@@ -20,13 +20,21 @@ Visibility = Literal["public", "members", "private"]
 Theme = Literal["system", "light", "dark"]
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+_ZONE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")  # no dots: no path tricks
+
+
+@lru_cache(maxsize=1024)
+def _is_zone(key: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(key)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # unknown, malformed, a directory
+        return False
+    return True
 
 
 def _timezone(value: str) -> str:
-    if value not in _zones():
+    """An IANA zone that zoneinfo can load (cheaper than listing every zone on first use)."""
+    if not _ZONE_KEY.match(value) or not _is_zone(value):
         raise ValueError("not an IANA time zone, e.g. Europe/Paris")
     return value
 
