@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import __version__
+from authgate.api_keys.router import router as api_keys_router
 from authgate.audit.router import me_router as security_events_router
 from authgate.audit.router import router as audit_router
 from authgate.auth.integration import router as integration_router
@@ -26,7 +27,9 @@ from authgate.logging import configure_logging
 from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.profiles.router import router as profiles_router
 from authgate.ratelimit.service import RateLimiter
+from authgate.roles.router import router as roles_router
 from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
@@ -111,6 +114,9 @@ def create_app(
         mfa_router,
         integration_router,
         users_router,
+        profiles_router,
+        roles_router,
+        api_keys_router,
         security_events_router,
         audit_router,
         workspaces_router,

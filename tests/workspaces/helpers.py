@@ -13,7 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.auth.dependencies import Principal, bearer_scheme, get_principal
+from authgate.auth.dependencies import Principal, api_key_scheme, bearer_scheme, get_principal
 from authgate.db import SessionDep, new_id, utcnow
 from authgate.deps import TokenServiceDep
 from authgate.roles.models import Role, user_role
@@ -86,9 +86,10 @@ def install_bound_key_override(app: FastAPI) -> None:
         session: SessionDep,
         tokens: TokenServiceDep,
         bearer: Annotated[str | None, Depends(bearer_scheme)],
+        api_key: Annotated[str | None, Depends(api_key_scheme)],
         background: BackgroundTasks,
     ) -> Principal:
-        principal = await get_principal(request, session, tokens, bearer, background)
+        principal = await get_principal(request, session, tokens, bearer, api_key, background)
         bound = request.headers.get(BOUND_HEADER)
         if bound is None:
             return principal

@@ -15,8 +15,12 @@ from typing import Annotated, Literal
 
 import structlog
 from fastapi import BackgroundTasks, Depends, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
+from authgate.api_keys.models import ApiKey
+from authgate.api_keys.service import KEY_PREFIX, secret_matches, split_key, touch_api_key
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
 from authgate.auth.service import resolve_access
 from authgate.db import SessionDep, utcnow
@@ -49,6 +53,10 @@ bearer_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
     auto_error=False,
     description="An access token from `/api/v1/auth/login` or `/api/v1/auth/token`, or an API key (`ag_...`).",
+)
+
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key (`ag_...`) from `/api/v1/api-keys`."
 )
 
 
@@ -87,8 +95,13 @@ async def get_principal(
     session: SessionDep,
     tokens: TokenServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
     background: BackgroundTasks,
 ) -> Principal:
+    if api_key is not None or (bearer is not None and bearer.startswith(KEY_PREFIX)):
+        principal = await _principal_from_api_key(request, session, api_key or bearer or "", background)
+        request.state.principal = principal
+        return principal
     via: Literal["bearer", "cookie"] = "bearer"
     token = bearer
     if token is None:
@@ -108,6 +121,44 @@ async def get_principal(
     principal = Principal(user=user, via=via, session_id=login.id, permissions=user.permissions)
     request.state.principal = principal
     return principal
+
+
+async def _principal_from_api_key(
+    request: Request, session: SessionDep, raw: str, background: BackgroundTasks
+) -> Principal:
+    """Authenticate an API key: key, owner and roles in one query; permissions = scopes ∩ owner's."""
+    parts = split_key(raw)
+    if parts is None:
+        raise TokenInvalidError("Malformed API key")
+    prefix, secret = parts
+    stmt = (
+        select(ApiKey, User)
+        .join(User, User.id == ApiKey.user_id)
+        .options(joinedload(User.roles))
+        .where(ApiKey.prefix == prefix)
+    )
+    row = (await session.execute(stmt)).unique().first()
+    if row is None or not secret_matches(row[0], secret):
+        raise TokenInvalidError("Unknown API key")
+    key, user = row[0], row[1]
+    now = utcnow()
+    if key.revoked_at is not None:
+        raise TokenInvalidError("API key revoked")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise TokenExpiredError("API key expired")
+    if user.deleted_at is not None or not user.is_active:  # 401: the key no longer authenticates anyone
+        raise TokenInvalidError("The API key's owner is deactivated")
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        background.add_task(touch_api_key, request.app.state.sessionmaker, key.id, now)  # coalesced, after
+    structlog.contextvars.bind_contextvars(user_id=str(user.id), api_key_id=str(key.id))
+    return Principal(
+        user=user,
+        via="api_key",
+        session_id=None,
+        permissions=user.permissions & frozenset(key.scopes),
+        api_key_id=key.id,
+        workspace_id=key.workspace_id,
+    )
 
 
 CurrentUser = Annotated[Principal, Depends(get_principal)]
@@ -134,3 +185,20 @@ async def require_user_session(principal: CurrentUser) -> Principal:
 
 
 UserSession = Annotated[Principal, Depends(require_user_session)]
+
+
+async def get_optional_principal(
+    request: Request,
+    session: SessionDep,
+    tokens: TokenServiceDep,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    background: BackgroundTasks,
+) -> Principal | None:
+    """The caller if any credentials came with the request (bad ones are still 401), else None."""
+    if bearer is None and api_key is None and not request.cookies.get(ACCESS_COOKIE):
+        return None
+    return await get_principal(request, session, tokens, bearer, api_key, background)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]

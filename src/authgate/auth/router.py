@@ -246,7 +246,7 @@ async def logout(
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
 async def logout_all(
-    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+    principal: UserSession, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
 ) -> None:
     """Revoke every session of the caller, on every device. Clears the cookies."""
     await auth.logout_all(principal.user_id)

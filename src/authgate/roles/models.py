@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, ForeignKey, String, Table
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Table
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.db import Base, new_id, utcnow
@@ -13,6 +13,7 @@ user_role = Table(
     Base.metadata,
     Column("user_id", ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True),
     Column("role_id", ForeignKey("role.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Index("ix_user_role_role_id_user_id", "role_id", "user_id"),  # the admin list's `role` filter, by id
 )
 
 

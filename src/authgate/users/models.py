@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authgate.db import Base, new_id, utcnow
@@ -38,3 +38,19 @@ class User(Base):
     @property
     def permissions(self) -> frozenset[str]:
         return frozenset(p for role in self.roles for p in role.permissions)
+
+
+# Admin list (`GET /api/v1/users`): prefix search on `q` and the `is_active` filter, both ordered by id.
+# text_pattern_ops lets PostgreSQL use an index for LIKE 'x%' whatever the database collation.
+Index(
+    "ix_user_account_email_prefix",
+    User.email_normalized,
+    postgresql_ops={"email_normalized": "text_pattern_ops"},
+)
+Index("ix_user_account_username_prefix", User.username, postgresql_ops={"username": "text_pattern_ops"})
+Index(
+    "ix_user_account_name_prefix",
+    func.lower(User.full_name).label("full_name_lower"),
+    postgresql_ops={"full_name_lower": "text_pattern_ops"},
+)
+Index("ix_user_account_is_active_id", User.is_active, User.id)

@@ -1,18 +1,38 @@
-"""The caller's own account (SPEC §6)."""
+"""The caller's own account and user administration (SPEC §6)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from datetime import datetime
+from typing import Annotated
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser
-from authgate.errors import problem_schema
-from authgate.users.dependencies import UserServiceDep
-from authgate.users.errors import PhoneTakenError, UsernameTakenError
-from authgate.users.schemas import UserRead, UserUpdateMe
+from fastapi import APIRouter, Depends, Query, status
+
+from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, UserSession, require_permission
+from authgate.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceBusyError,
+    WrongPasswordError,
+    problem_schema,
+)
+from authgate.pagination import PageParamsDep
+from authgate.roles.schemas import RoleAssignment
+from authgate.schemas import Page
+from authgate.users.admin_service import UserFilters
+from authgate.users.dependencies import UserAdminServiceDep, UserServiceDep
+from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
+from authgate.users.schemas import UserCreateAdmin, UserDeleteMe, UserRead, UserUpdateAdmin, UserUpdateMe
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 AUTH_ERRORS = problem_schema(*AUTH_PROBLEMS)
+ADMIN_ERRORS = problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError)
+UsersReadDep = Annotated[Principal, Depends(require_permission("users:read"))]
+UsersWriteDep = Annotated[Principal, Depends(require_permission("users:write"))]
+UsersDeleteDep = Annotated[Principal, Depends(require_permission("users:delete"))]
+RolesAssignDep = Annotated[Principal, Depends(require_permission("roles:assign"))]
 
 
 @router.get("/me", responses=AUTH_ERRORS)
@@ -25,3 +45,112 @@ async def read_me(principal: CurrentUser) -> UserRead:
 async def update_me(body: UserUpdateMe, principal: CurrentUser, users: UserServiceDep) -> UserRead:
     """Change your username, full name or phone. A new phone number starts unverified."""
     return UserRead.model_validate(await users.update_me(principal.user, body))
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, WrongPasswordError),
+)
+async def delete_me(body: UserDeleteMe, principal: UserSession, admin: UserAdminServiceDep) -> None:
+    """Delete your account, confirmed with your password (403 `invalid_credentials` if wrong).
+
+    Every session and API key stops working at once and the email address can register again.
+    Not allowed with an API key.
+    """
+    await admin.delete_me(principal.user, body.password.get_secret_value())
+
+
+@router.get("", responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError))
+async def list_users(
+    _: UsersReadDep,
+    admin: UserAdminServiceDep,
+    page: PageParamsDep,
+    q: Annotated[
+        str | None, Query(max_length=320, description="Prefix of the email, username or name")
+    ] = None,
+    is_active: bool | None = None,
+    role: Annotated[str | None, Query(max_length=64, description="Users holding this role")] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    deleted: Annotated[bool, Query(description="List soft-deleted users instead")] = False,
+) -> Page[UserRead]:
+    """Users, newest first. Needs `users:read`."""
+    filters = UserFilters(
+        q=q,
+        is_active=is_active,
+        role=role,
+        created_after=created_after,
+        created_before=created_before,
+        deleted=deleted,
+    )
+    items, cursor = await admin.list_page(filters, page)
+    return Page[UserRead](items=[UserRead.model_validate(u) for u in items], next_cursor=cursor)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_schema(
+        *AUTH_PROBLEMS, PermissionDeniedError, EmailTakenError, UsernameTakenError, ServiceBusyError
+    ),
+)
+async def create_user(
+    body: UserCreateAdmin, principal: UsersWriteDep, admin: UserAdminServiceDep
+) -> UserRead:
+    """Create a user with the `user` role. Needs `users:write`. Without a `password` the user is
+    emailed an invitation to set one."""
+    return UserRead.model_validate(await admin.create(body, inviter=principal.user))
+
+
+@router.get("/{user_id}", responses=ADMIN_ERRORS)
+async def read_user(user_id: uuid.UUID, principal: CurrentUser, admin: UserAdminServiceDep) -> UserRead:
+    """One user. Needs `users:read`, except for yourself."""
+    if user_id != principal.user_id and "users:read" not in principal.permissions:
+        raise PermissionDeniedError("Missing permission: users:read")
+    return UserRead.model_validate(await admin.get(user_id))
+
+
+@router.patch(
+    "/{user_id}",
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, UsernameTakenError),
+)
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdateAdmin, principal: UsersWriteDep, admin: UserAdminServiceDep
+) -> UserRead:
+    """Change a user's `username, full_name, phone, is_active, email_verified`. Needs `users:write`, and
+    every permission the user holds. Deactivation (`is_active: false`) takes effect on the next request."""
+    user = await admin.update(user_id, body, actor=principal.user, held=principal.permissions)
+    return UserRead.model_validate(user)
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
+    """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it.
+    Needs `users:delete`, and every permission the user holds."""
+    await admin.delete(user_id, actor=principal.user, held=principal.permissions)
+
+
+@router.post(
+    "/{user_id}/restore",
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
+)
+async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep) -> UserRead:
+    """Restore a soft-deleted user (sessions stay ended). Needs `users:write`; 409 `email_taken` when the
+    address has been registered again."""
+    return UserRead.model_validate(
+        await admin.restore(user_id, actor=principal.user, held=principal.permissions)
+    )
+
+
+@router.put(
+    "/{user_id}/roles",
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, InvalidInputError),
+)
+async def set_user_roles(
+    user_id: uuid.UUID, body: RoleAssignment, principal: RolesAssignDep, admin: UserAdminServiceDep
+) -> UserRead:
+    """Replace the user's roles. Needs `roles:assign` and every permission of each role added or removed
+    (403); an unknown role → 422. Takes effect on the user's next request."""
+    user = await admin.set_roles(user_id, body.roles, actor=principal.user, held=principal.permissions)
+    return UserRead.model_validate(user)

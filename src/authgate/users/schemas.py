@@ -40,3 +40,26 @@ class UserUpdateMe(APIModel):
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
+
+
+class UserCreateAdmin(APIModel):
+    """An admin-created account; without a password the user is invited by email to set one."""
+
+    email: Email
+    password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
+    username: Username | None = None
+    full_name: Name | None = None
+    phone: Phone | None = None
+    email_verified: bool = False
+
+
+class UserUpdateAdmin(APIModel):
+    username: Username | None = None
+    full_name: Name | None = None
+    phone: Phone | None = None
+    is_active: bool | None = None
+    email_verified: bool | None = None
+
+
+class UserDeleteMe(APIModel):
+    password: SecretStr = Field(max_length=1024)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.config import PasswordPolicy
+from authgate.profiles.models import new_profile_rows
 from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
 from authgate.security.passwords import ClientGone, PasswordHasher, check_password_policy
 from authgate.users.errors import EmailTakenError, UsernameTakenError
@@ -63,7 +64,10 @@ class UserService:
             email_verified=email_verified,
             roles=role_rows,
         )
-        return await self._users.add(user)
+        await self._users.add(user)
+        self._users.session.add_all(new_profile_rows(user.id))  # every user has a profile and settings
+        await self._users.flush()
+        return user
 
     async def update_me(self, user: User, data: UserUpdateMe) -> User:
         """Change the caller's own username, name or phone; a changed phone needs verifying again."""
