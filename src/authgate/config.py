@@ -49,6 +49,39 @@ class RateLimits(BaseModel):
     failed_logins_before_delay: int = 10
 
 
+class OutboxSettings(BaseModel):
+    """The message courier (`AUTHGATE_OUTBOX__<NAME>`): delivery, retries, transports."""
+
+    # Run the dispatcher inside `authgate serve`; default: on in development or on SQLite, never in tests.
+    in_process: bool | None = None
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base: timedelta = timedelta(seconds=5)
+    backoff_max: timedelta = timedelta(hours=1)
+    # A message claimed longer ago than this (its worker died) is claimed again: at-least-once.
+    claim_timeout: timedelta = timedelta(minutes=5)
+    email_transport: Literal["log", "smtp"] | None = None  # default: smtp when SMTP_URL is set
+    sms_transport: Literal["log", "twilio"] | None = None  # default: twilio when TWILIO_ACCOUNT_SID is set
+    smtp_tls: bool = False  # implicit TLS (port 465); also implied by an smtps:// URL
+    smtp_starttls: bool | None = None  # None: upgrade when the server offers it; True: require; False: never
+    smtp_timeout: float = 30.0
+    twilio_timeout: float = 10.0
+
+
+class VerificationSettings(BaseModel):
+    """Email and phone verification, password recovery (`AUTHGATE_VERIFICATION__<NAME>`)."""
+
+    email_token_ttl: timedelta = timedelta(hours=24)
+    password_reset_ttl: timedelta = timedelta(hours=1)
+    phone_code_ttl: timedelta = timedelta(minutes=10)
+    phone_code_attempts: int = Field(default=5, ge=1)
+    phone_resend_cooldown: timedelta = timedelta(seconds=60)
+    phone_daily_cap_per_number: int = Field(default=5, ge=1)
+    phone_daily_cap_per_user: int = Field(default=10, ge=1)
+    new_device_alerts: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUTHGATE_",
@@ -93,6 +126,8 @@ class Settings(BaseSettings):
     features: FeatureFlags = FeatureFlags()
     password: PasswordPolicy = PasswordPolicy()
     rate_limit: RateLimits = RateLimits()
+    outbox: OutboxSettings = OutboxSettings()
+    verification: VerificationSettings = VerificationSettings()
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:
@@ -134,6 +169,12 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.auto_migrate if self.auto_migrate is not None else self.is_sqlite and self.env != "production"
+
+    @property
+    def runs_dispatcher_in_process(self) -> bool:
+        if self.outbox.in_process is not None:
+            return self.outbox.in_process
+        return self.env != "test" and (self.is_development or self.is_sqlite)
 
     @property
     def console_logs(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,12 +21,15 @@ from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.outbox.dispatcher import Dispatcher
+from authgate.outbox.router import router as outbox_router
 from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.users.router import router as users_router
+from authgate.verification.router import router as verification_router
 
 DESCRIPTION = """\
 Self-hosted identity and user management: accounts, JWT sessions with rotating refresh tokens,
@@ -55,13 +59,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    courier = _start_dispatcher(app) if settings.runs_dispatcher_in_process else None
     try:
         yield
     finally:
+        if courier is not None:
+            await _stop_dispatcher(*courier)
         if app.state.redis is not None:
             await app.state.redis.aclose()
         if engine is not None:
             await engine.dispose()
+
+
+def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """The embedded shape: the courier runs inside the API process (SPEC §1)."""
+    stop = asyncio.Event()
+    dispatcher = Dispatcher(app.state.sessionmaker, app.state.settings)
+    return stop, asyncio.create_task(dispatcher.run(stop), name="outbox-dispatcher")
+
+
+async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Let the courier finish or release its batch; give up after a while rather than hang shutdown."""
+    stop.set()
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except TimeoutError:
+        pass
 
 
 def create_app(
@@ -87,8 +110,9 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
-    for router in (auth_router, users_router, ops_router):
+    for router in (auth_router, verification_router, users_router, ops_router):
         app.include_router(router)
+    app.include_router(outbox_router, include_in_schema=settings.exposes_dev_tools)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

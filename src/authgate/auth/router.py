@@ -31,6 +31,9 @@ from authgate.errors import (
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.errors import EmailTakenError, UsernameTakenError
 from authgate.users.schemas import UserRead, UserRegister
+from authgate.verification.errors import EmailNotVerifiedError
+from authgate.verification.schemas import Accepted
+from authgate.verification.workflows import RegistrationWorkflow
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -60,19 +63,41 @@ def _token_response(issued: IssuedTokens, response: Response, settings: Settings
     )
 
 
+async def get_registration(session: SessionDep, users: UserServiceDep, settings: SettingsDep) -> RegistrationWorkflow:
+    return RegistrationWorkflow(session, users, settings)
+
+
+RegistrationDep = Annotated[RegistrationWorkflow, Depends(get_registration)]
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_schema(EmailTakenError, UsernameTakenError, ServiceBusyError),
+    responses={
+        **problem_schema(EmailTakenError, UsernameTakenError, ServiceBusyError),
+        202: {"model": Accepted, "description": "With enumeration-safe registration on: new and taken emails alike"},
+    },
 )
-async def register(body: UserRegister, users: UserServiceDep, request: Request) -> UserRead:
-    """Create an account with the `user` role. The password must pass the strength policy (422 otherwise)."""
-    return UserRead.model_validate(await users.register(body, request.is_disconnected))
+async def register(
+    body: UserRegister, registration: RegistrationDep, request: Request, response: Response, settings: SettingsDep
+) -> UserRead | Accepted:
+    """Create an account with the `user` role and email a verification link.
+
+    The password must pass the strength policy (422 otherwise). With
+    `FEATURES__ENUMERATION_SAFE_REGISTRATION` the answer is 202 whether or not the email is
+    taken; the owner of a taken address is emailed instead.
+    """
+    user = await registration.register(body, request.is_disconnected)
+    if settings.features.enumeration_safe_registration:
+        response.status_code = status.HTTP_202_ACCEPTED
+        return Accepted(detail="Check your inbox to continue.")
+    assert user is not None  # noqa: S101 - only the enumeration-safe path answers None
+    return UserRead.model_validate(user)
 
 
 @router.post(
     "/login",
-    responses=problem_schema(InvalidCredentialsError, AccountDisabledError, ServiceBusyError),
+    responses=problem_schema(InvalidCredentialsError, AccountDisabledError, EmailNotVerifiedError, ServiceBusyError),
 )
 async def login(
     body: LoginRequest, auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep
@@ -131,7 +156,9 @@ async def oauth2_token(
             return _oauth_error("invalid_request", "grant_type is required")
         else:
             return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
-    except (InvalidCredentialsError, AccountDisabledError, TokenInvalidError, RefreshReusedError) as exc:
+    except (
+        InvalidCredentialsError, AccountDisabledError, EmailNotVerifiedError, TokenInvalidError, RefreshReusedError
+    ) as exc:
         return _oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
         access_token=issued.access_token, expires_in=issued.expires_in, refresh_token=issued.refresh_token,

@@ -19,6 +19,8 @@ from authgate.sessions.models import LoginSession
 from authgate.sessions.service import IssuedRefresh, SessionService
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
+from authgate.verification.errors import EmailNotVerifiedError
+from authgate.verification.notifications import SecurityNotifier
 
 log = structlog.get_logger("authgate.auth")
 
@@ -62,6 +64,9 @@ class AuthWorkflow:
         if not user.is_active:
             await self._record_failure(user, "account_disabled")
             raise AccountDisabledError()
+        if self._settings.features.require_verified_email and not user.email_verified:
+            await self._record_failure(user, "email_not_verified")
+            raise EmailNotVerifiedError()
         if new_hash is not None:
             user.password_hash = new_hash  # bcrypt or outdated Argon2 parameters: upgraded on the way in
         user.last_login_at = utcnow()
@@ -69,6 +74,7 @@ class AuthWorkflow:
         await self._audit.record(
             "auth.login.succeeded", actor=Actor.user(user.id), target_type="session", target_id=issued.session.id
         )
+        await SecurityNotifier(self._db, self._settings).sign_in(user)  # remembers the device; alerts if new
         LOGINS.labels("succeeded").inc()
         return self._tokens_for(user, issued)
 
