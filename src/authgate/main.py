@@ -75,6 +75,7 @@ def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """The embedded shape: the courier runs inside the API process (SPEC §1)."""
     stop = asyncio.Event()
     dispatcher = Dispatcher(app.state.sessionmaker, app.state.settings)
+    app.state.dispatcher = dispatcher
     return stop, asyncio.create_task(dispatcher.run(stop), name="outbox-dispatcher")
 
 

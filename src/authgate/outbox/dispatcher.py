@@ -67,6 +67,7 @@ class Dispatcher:
     ) -> None:
         self._factory, self._settings, self._config = factory, settings, settings.outbox
         self._transports = transports or transports_from_settings(settings)
+        self.delivered = 0  # messages this dispatcher marked sent (for tests and status pages)
 
     def _due(self, now: datetime) -> ColumnElement[bool]:
         return or_(
@@ -190,6 +191,8 @@ class Dispatcher:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+        if status == "sent":
+            self.delivered += 1
         event = {"sent": "message_sent", "dead": "message_dead"}.get(status, "message_retry")
         log.info(
             event,
