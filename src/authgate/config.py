@@ -80,6 +80,8 @@ class VerificationSettings(BaseModel):
     phone_daily_cap_per_number: int = Field(default=5, ge=1)
     phone_daily_cap_per_user: int = Field(default=10, ge=1)
     new_device_alerts: bool = True
+    # Email an address without an account that someone asked to reset its password (Kratos-style).
+    notify_unknown_recipients: bool = False
 
 
 class Settings(BaseSettings):

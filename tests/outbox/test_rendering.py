@@ -11,6 +11,7 @@ EMAILS = {
     "email_verification": {"link": "http://test/v?token=t", "name": None, "expires_hours": 24},
     "account_exists": {"login_link": "http://test/ui/login", "reset_link": "http://test/ui/forgot-password"},
     "password_reset": {"link": "http://test/r?token=t", "expires_minutes": 60},
+    "password_reset_unknown": {"register_link": "http://test/ui/register"},
     "password_changed": ALERT,
     "password_reset_done": ALERT,
     "email_changed": {**ALERT, "old_email": "a@example.com", "new_email": "b@example.com"},

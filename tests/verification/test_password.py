@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit.models import AuditEvent
 from authgate.db import utcnow
 from authgate.outbox.dispatcher import Dispatcher
+from authgate.outbox.models import OutboxMessage
 from authgate.users.models import User
 from authgate.verification.models import VerificationToken
-from tests.courier import Mailbox, link_token, mail_to
+from tests.courier import Mailbox, body_text, link_token, mail_to
 from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
 
 FORGOT = "/api/v1/auth/password/forgot"
@@ -44,6 +46,21 @@ async def test_forgot_answers_the_same_for_unknown_emails_and_sends_nothing(
     assert known.json() == unknown.json()
     await courier.drain()
     assert [m["To"] for m in mailbox.messages] == [user["email"]]
+
+
+async def test_unknown_addresses_are_told_only_when_enabled(
+    app: FastAPI, client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    ghost = unique_email("ghost")
+    assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
+    await courier.drain()
+    assert mailbox.to(ghost) == []
+    assert await db.scalar(select(OutboxMessage.status).where(OutboxMessage.recipient == ghost)) == "suppressed"
+
+    app.state.settings.verification.notify_unknown_recipients = True
+    assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
+    mail = await mail_to(courier, mailbox, ghost, "without an account")
+    assert "http://test/ui/register" in body_text(mail)
 
 
 async def test_reset_sets_the_password_revokes_every_session_and_works_once(

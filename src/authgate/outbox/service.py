@@ -29,8 +29,13 @@ class Outbox:
         context: dict[str, Any],
         locale: str | None = None,
         idempotency_key: str | None = None,
+        deliver: bool = True,
     ) -> OutboxMessage:
-        """Queue one message; it is sent only if the surrounding transaction commits."""
+        """Queue one message; it is sent only if the surrounding transaction commits.
+
+        `deliver=False` records the message as `suppressed`: written (so a request costs the same
+        whether or not a message goes out) and shown in the dev inbox, but never sent.
+        """
         message_id = new_id()
         message = OutboxMessage(
             id=message_id,
@@ -40,6 +45,7 @@ class Outbox:
             locale=locale,
             context=context,
             idempotency_key=idempotency_key or f"{template}:{message_id}",
+            status="pending" if deliver else "suppressed",
         )
         self._session.add(message)
         await self._session.flush()

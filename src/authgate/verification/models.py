@@ -15,7 +15,10 @@ class VerificationToken(Base):
     __tablename__ = "verification_token"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    # None for the decoy written when a reset is asked for an address without an account
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
     purpose: Mapped[str] = mapped_column(String(32))  # email_verification | password_reset
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(320))  # normalised address the token was sent to

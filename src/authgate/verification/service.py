@@ -25,6 +25,7 @@ EMAIL_VERIFICATION = "email_verification"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a secret
 VERIFY_EMAIL_PATH = "/ui/verify-email"
 RESET_PASSWORD_PATH = "/ui/reset-password"  # noqa: S105 - a path
+REGISTER_PATH = "/ui/register"
 
 
 class TokenStore:
@@ -53,6 +54,7 @@ class TokenStore:
             select(VerificationToken).where(
                 VerificationToken.token_hash == hash_token(raw),
                 VerificationToken.purpose == self._purpose,
+                VerificationToken.user_id.is_not(None),
                 VerificationToken.used_at.is_(None),
                 VerificationToken.expires_at > utcnow(),
             )
@@ -112,7 +114,7 @@ class EmailVerificationService:
     async def confirm(self, raw: str) -> User:
         """Verify the address the token was sent to; a token for a since-changed address is invalid."""
         row = await self._tokens.find(raw)
-        user = await self._users.get(row.user_id)
+        user = await self._users.get(row.user_id) if row.user_id else None
         if user is None or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
         await self._tokens.consume(row)
@@ -141,41 +143,51 @@ class PasswordService:
     async def forgot(self, email: str) -> None:
         """Email a reset link to a known, active account; unknown addresses get the same answer.
 
-        Both paths make a token and hash it and run the same lookup; only a known account's
-        token and message are written (the measured difference is in bench/enumeration.py).
+        Both paths do the same work so the answer takes as long: make and hash a token, look
+        the address up, insert a token row and an outbox row. For an unknown address the token
+        row has no user (it can never be redeemed) and the message is `suppressed` unless
+        `VERIFICATION__NOTIFY_UNKNOWN_RECIPIENTS` is on. Measured in bench/enumeration.py.
         """
         raw = secrets.token_urlsafe(32)
-        digest = hash_token(raw)
         user = await self._users.get_by_email(email)
-        if user is None or not user.is_active or user.deleted_at is not None:
-            await self._db.scalar(select(VerificationToken.id).where(VerificationToken.token_hash == digest))
-            return
+        known = user is not None and user.is_active and user.deleted_at is None
+        config = self._settings.verification
         self._db.add(
             VerificationToken(
-                user_id=user.id,
+                user_id=user.id if known and user is not None else None,
                 purpose=PASSWORD_RESET,
-                token_hash=digest,
-                email=normalize_email(user.email),
-                expires_at=utcnow() + self._settings.verification.password_reset_ttl,
+                token_hash=hash_token(raw),
+                email=normalize_email(email),
+                expires_at=utcnow() + config.password_reset_ttl,
             )
         )
         await self._db.flush()
-        minutes = int(self._settings.verification.password_reset_ttl.total_seconds() // 60)
-        await Outbox(self._db).enqueue(
+        outbox = Outbox(self._db)
+        if known and user is not None:
+            minutes = int(config.password_reset_ttl.total_seconds() // 60)
+            await outbox.enqueue(
+                channel="email",
+                template="password_reset",
+                to=user.email,
+                locale=user_locale(user),
+                context={
+                    "link": f"{public_link(self._settings, RESET_PASSWORD_PATH)}?token={raw}",
+                    "expires_minutes": minutes,
+                },
+            )
+            return
+        await outbox.enqueue(
             channel="email",
-            template="password_reset",
-            to=user.email,
-            locale=user_locale(user),
-            context={
-                "link": f"{public_link(self._settings, RESET_PASSWORD_PATH)}?token={raw}",
-                "expires_minutes": minutes,
-            },
+            template="password_reset_unknown",
+            to=email.strip(),
+            context={"register_link": public_link(self._settings, REGISTER_PATH)},
+            deliver=config.notify_unknown_recipients,
         )
 
     async def reset(self, raw: str, new_password: str) -> None:
         """Set a new password with a reset token; every session of the user is revoked."""
         row = await self._tokens.find(raw)
-        user = await self._users.get(row.user_id)
+        user = await self._users.get(row.user_id) if row.user_id else None
         if user is None or not user.is_active or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
         check_password_policy(new_password, self._settings.password, user_inputs=[user.email, user.username])

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0001
-Create Date: 2026-11-23 10:52:13.098835
+Create Date: 2026-11-23 11:03:47.115973
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def upgrade() -> None:
 
     op.create_table('verification_token',
     sa.Column('id', sa.Uuid(), nullable=False),
-    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('user_id', sa.Uuid(), nullable=True),
     sa.Column('purpose', sa.String(length=32), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
