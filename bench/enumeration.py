@@ -26,7 +26,9 @@ def _quantiles(values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("url", help="Base URL of a running authgate, e.g. http://127.0.0.1:8101")
     parser.add_argument("--requests", type=int, default=200, help="Requests per side (default 200)")
     args = parser.parse_args()
@@ -35,11 +37,16 @@ def main() -> int:
     with httpx.Client(base_url=base, timeout=30) as client:
         response = client.post("/api/v1/auth/register", json={"email": known_email, "password": PASSWORD})
         if response.status_code not in (201, 202):
-            print(f"could not register the known account: {response.status_code} {response.text}", file=sys.stderr)
+            print(
+                f"could not register the known account: {response.status_code} {response.text}",
+                file=sys.stderr,
+            )
             return 1
         for _ in range(10):  # warm up connections and code paths
             client.post("/api/v1/auth/password/forgot", json={"email": known_email})
-            client.post("/api/v1/auth/password/forgot", json={"email": f"warm-{secrets.token_hex(4)}@example.com"})
+            client.post(
+                "/api/v1/auth/password/forgot", json={"email": f"warm-{secrets.token_hex(4)}@example.com"}
+            )
         known: list[float] = []
         unknown: list[float] = []
         for i in range(args.requests * 2):

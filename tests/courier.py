@@ -118,5 +118,3 @@ async def mail_to(courier: Dispatcher, mailbox: Mailbox, address: str, subject_p
     found = [m for m in mailbox.to(address) if subject_part.lower() in str(m["Subject"]).lower()]
     assert found, [str(m["Subject"]) for m in mailbox.messages]
     return found[-1]
-
-

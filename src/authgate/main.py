@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,10 +83,8 @@ def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
 async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
     """Let the courier finish or release its batch; give up after a while rather than hang shutdown."""
     stop.set()
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(task, timeout=30)
-    except TimeoutError:
-        pass
 
 
 def create_app(

@@ -33,7 +33,9 @@ TWILIO = "https://twilio.test"
 
 async def _enqueue(sessionmaker: async_sessionmaker[AsyncSession], **overrides: object) -> OutboxMessage:
     values: dict[str, object] = {
-        "channel": "email", "template": "password_changed", "to": "owner@example.com",
+        "channel": "email",
+        "template": "password_changed",
+        "to": "owner@example.com",
         "context": {"when": "2026-01-01 00:00 UTC", "sessions_link": "http://test/ui/security"},
     }
     values.update(overrides)
@@ -52,8 +54,11 @@ async def _row(db: AsyncSession, message_id: object) -> OutboxMessage:
 def _twilio_settings(settings: Settings, **outbox: object) -> Settings:
     return settings.model_copy(
         update={
-            "twilio_account_sid": "AC123", "twilio_auth_token": SecretStr("secret-token"), "twilio_from": "+15005550006",
-            "twilio_base_url": TWILIO, "outbox": settings.outbox.model_copy(update=outbox),
+            "twilio_account_sid": "AC123",
+            "twilio_auth_token": SecretStr("secret-token"),
+            "twilio_from": "+15005550006",
+            "twilio_base_url": TWILIO,
+            "outbox": settings.outbox.model_copy(update=outbox),
         }
     )
 
@@ -66,9 +71,12 @@ def _twilio_dispatcher(sessionmaker: async_sessionmaker[AsyncSession], settings:
 async def test_smtp_delivery_renders_text_and_html_and_marks_sent(
     courier: Dispatcher, mailbox: Mailbox, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
 ) -> None:
-    message = await _enqueue(sessionmaker, template="workspace_invitation", to="guest@example.com",
-                             context={"workspace_name": "Acme <Labs>", "inviter": "Ada", "link": "http://x/y",
-                                      "role": "member"})
+    message = await _enqueue(
+        sessionmaker,
+        template="workspace_invitation",
+        to="guest@example.com",
+        context={"workspace_name": "Acme <Labs>", "inviter": "Ada", "link": "http://x/y", "role": "member"},
+    )
     assert await courier.drain() == 1
     [mail] = mailbox.messages
     assert mail["To"] == "guest@example.com"
@@ -77,23 +85,34 @@ async def test_smtp_delivery_renders_text_and_html_and_marks_sent(
     assert "Acme &lt;Labs&gt;" in body_html(message=mail)
     assert message.idempotency_key.replace(":", ".") in mail["Message-ID"]
     row = await _row(db, message.id)
-    assert row.status == "sent" and row.attempts == 1 and row.sent_at is not None
+    assert row.status == "sent"
+    assert row.attempts == 1
+    assert row.sent_at is not None
     assert row.provider_message_id == mail["Message-ID"]
-    assert row.subject == mail["Subject"] and row.html is not None
+    assert row.subject == mail["Subject"]
+    assert row.html is not None
     assert await courier.drain() == 0  # nothing sent twice
 
 
 async def test_twilio_2xx_is_delivered_with_the_provider_id_and_idempotency_key(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
 ) -> None:
-    message = await _enqueue(sessionmaker, channel="sms", template="phone_verification", to="+14155550123",
-                             context={"code": "123456", "expires_minutes": 10})
+    message = await _enqueue(
+        sessionmaker,
+        channel="sms",
+        template="phone_verification",
+        to="+14155550123",
+        context={"code": "123456", "expires_minutes": 10},
+    )
     with respx.mock(assert_all_called=True) as mock:
-        route = mock.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").respond(201, json={"sid": "SM42"})
+        route = mock.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").respond(
+            201, json={"sid": "SM42"}
+        )
         await _twilio_dispatcher(sessionmaker, _twilio_settings(settings)).drain()
     request = route.calls.last.request
     assert request.headers["I-Twilio-Idempotency-Token"] == message.idempotency_key
-    assert b"To=%2B14155550123" in request.content and b"123456" in request.content
+    assert b"To=%2B14155550123" in request.content
+    assert b"123456" in request.content
     assert request.headers["Authorization"].startswith("Basic ")
     row = await _row(db, message.id)
     assert (row.status, row.provider_message_id) == ("sent", "SM42")
@@ -102,21 +121,33 @@ async def test_twilio_2xx_is_delivered_with_the_provider_id_and_idempotency_key(
 async def test_twilio_4xx_is_dead_at_once(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
 ) -> None:
-    message = await _enqueue(sessionmaker, channel="sms", template="phone_verification", to="+14155550123",
-                             context={"code": "123456", "expires_minutes": 10})
+    message = await _enqueue(
+        sessionmaker,
+        channel="sms",
+        template="phone_verification",
+        to="+14155550123",
+        context={"code": "123456", "expires_minutes": 10},
+    )
     with respx.mock:
         respx.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").respond(400, json={"code": 21211})
         await _twilio_dispatcher(sessionmaker, _twilio_settings(settings)).drain()
     row = await _row(db, message.id)
-    assert row.status == "dead" and row.attempts == 1 and "400" in (row.last_error or "")
+    assert row.status == "dead"
+    assert row.attempts == 1
+    assert "400" in (row.last_error or "")
 
 
 @pytest.mark.parametrize("failure", ["500", "timeout"])
 async def test_twilio_5xx_and_timeouts_retry_with_backoff_then_go_dead(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession, failure: str
 ) -> None:
-    message = await _enqueue(sessionmaker, channel="sms", template="phone_verification", to="+14155550123",
-                             context={"code": "123456", "expires_minutes": 10})
+    message = await _enqueue(
+        sessionmaker,
+        channel="sms",
+        template="phone_verification",
+        to="+14155550123",
+        context={"code": "123456", "expires_minutes": 10},
+    )
     dispatcher = _twilio_dispatcher(sessionmaker, _twilio_settings(settings, max_attempts=2))
     with respx.mock:
         route = respx.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json")
@@ -126,29 +157,41 @@ async def test_twilio_5xx_and_timeouts_retry_with_backoff_then_go_dead(
             route.side_effect = httpx.ReadTimeout("slow")
         await dispatcher.drain()
         row = await _row(db, message.id)
-        assert row.status == "pending" and row.attempts == 1 and row.last_error
+        assert row.status == "pending"
+        assert row.attempts == 1
+        assert row.last_error
         assert row.next_attempt_at > utcnow()  # backed off: not due yet
         assert await dispatcher.drain() == 0
 
-        await db.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=utcnow()))
+        await db.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=utcnow())
+        )
         await dispatcher.drain()
         assert route.call_count == 2
     row = await _row(db, message.id)
-    assert row.status == "dead" and row.attempts == 2
+    assert row.status == "dead"
+    assert row.attempts == 2
 
 
 async def test_a_retry_succeeds_after_a_transient_failure(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
 ) -> None:
-    message = await _enqueue(sessionmaker, channel="sms", template="phone_verification", to="+14155550123",
-                             context={"code": "123456", "expires_minutes": 10})
+    message = await _enqueue(
+        sessionmaker,
+        channel="sms",
+        template="phone_verification",
+        to="+14155550123",
+        context={"code": "123456", "expires_minutes": 10},
+    )
     dispatcher = _twilio_dispatcher(sessionmaker, _twilio_settings(settings))
     with respx.mock:
         respx.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").mock(
             side_effect=[httpx.Response(500), httpx.Response(201, json={"sid": "SM7"})]
         )
         await dispatcher.drain()
-        await db.execute(update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=utcnow()))
+        await db.execute(
+            update(OutboxMessage).where(OutboxMessage.id == message.id).values(next_attempt_at=utcnow())
+        )
         await dispatcher.drain()
     row = await _row(db, message.id)
     assert (row.status, row.attempts, row.provider_message_id) == ("sent", 2, "SM7")
@@ -162,7 +205,8 @@ async def test_a_message_that_cannot_render_goes_dead(
     await courier.drain()
     assert (await _row(db, unknown.id)).status == "dead"
     missing_row = await _row(db, missing.id)
-    assert missing_row.status == "dead" and "inviter" in (missing_row.last_error or "")
+    assert missing_row.status == "dead"
+    assert "inviter" in (missing_row.last_error or "")
     assert mailbox.messages == []
 
 
@@ -174,7 +218,9 @@ async def test_smtp_server_down_is_retried(
     transport = SMTPTransport(SMTPConfig.from_settings(down), down.email_from)
     await Dispatcher(sessionmaker, down, Transports(email=transport, sms=transport)).drain()
     row = await _row(db, message.id)
-    assert row.status == "pending" and row.attempts == 1 and row.last_error
+    assert row.status == "pending"
+    assert row.attempts == 1
+    assert row.last_error
 
 
 class _Recorder:
@@ -201,7 +247,8 @@ async def test_stop_releases_the_rest_of_the_batch(
     assert await dispatcher.run_once(stop) == 0
     rows = [await _row(db, i) for i in ids]
     assert [(r.status, r.attempts, r.claimed_at) for r in rows] == [("pending", 0, None)] * 3
-    assert await dispatcher.drain() == 3 and len(recorder.sent) == 3
+    assert await dispatcher.drain() == 3
+    assert len(recorder.sent) == 3
 
 
 async def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(
@@ -219,7 +266,9 @@ async def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(
     )
     assert await dispatcher.drain() == 1
     row = await _row(db, message.id)
-    assert row.status == "sent" and row.attempts == 2 and recorder.sent == [str(message.id)]
+    assert row.status == "sent"
+    assert row.attempts == 2
+    assert recorder.sent == [str(message.id)]
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

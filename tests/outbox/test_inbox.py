@@ -26,7 +26,8 @@ async def test_inbox_json_lists_rendered_messages_newest_first(client: AsyncClie
     assert [i["to"] for i in items[:2]] == [second["email"], first["email"]]
     item = items[1]
     assert set(item) == {"id", "channel", "to", "subject", "text", "html", "status", "created_at"}
-    assert item["channel"] == "email" and item["status"] == "pending"
+    assert item["channel"] == "email"
+    assert item["status"] == "pending"
     assert item["subject"] == "Confirm your email address"
     assert "http://test/ui/verify-email?token=" in item["text"]
     assert "First &lt;b&gt;Person&lt;/b&gt;" in item["html"]
@@ -46,11 +47,12 @@ async def test_inbox_is_absent_in_production(
 ) -> None:
     production = make_settings(settings.database_url, env="production")
     app = create_app(production, sessionmaker=sessionmaker, engine=engine)
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as c:
-            assert_problem(await c.get("/dev/inbox.json"), 404, "not_found")
-            assert_problem(await c.get("/dev/inbox"), 404, "not_found")
-            assert "/dev/inbox.json" not in (await c.get("/openapi.json")).json()["paths"]
+    transport = ASGITransport(app=app)
+    client = AsyncClient(transport=transport, base_url="https://test")
+    async with app.router.lifespan_context(app), client as c:
+        assert_problem(await c.get("/dev/inbox.json"), 404, "not_found")
+        assert_problem(await c.get("/dev/inbox"), 404, "not_found")
+        assert "/dev/inbox.json" not in (await c.get("/openapi.json")).json()["paths"]
 
 
 async def test_in_process_dispatcher_delivers_when_enabled(
@@ -62,7 +64,9 @@ async def test_in_process_dispatcher_delivers_when_enabled(
     assert not settings.runs_dispatcher_in_process  # off in tests by default
     async with sessionmaker() as session, session.begin():
         message = await Outbox(session).enqueue(
-            channel="sms", template="phone_verification", to="+14155550123",
+            channel="sms",
+            template="phone_verification",
+            to="+14155550123",
             context={"code": "123456", "expires_minutes": 10},
         )
     app: FastAPI = create_app(enabled, sessionmaker=sessionmaker, engine=engine)
@@ -74,4 +78,5 @@ async def test_in_process_dispatcher_delivers_when_enabled(
                 break
             await asyncio.sleep(0.01)
     row = await db.scalar(select(OutboxMessage).where(OutboxMessage.id == message.id))
-    assert row is not None and row.status == "sent"
+    assert row is not None
+    assert row.status == "sent"

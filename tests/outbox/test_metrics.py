@@ -12,4 +12,5 @@ async def test_metrics_report_the_outbox_depth(client: AsyncClient) -> None:
     await register(client)
     body = (await client.get("/metrics")).text
     match = re.search(r"^authgate_outbox_pending (\S+)$", body, re.MULTILINE)
-    assert match is not None and float(match.group(1)) == 2
+    assert match is not None
+    assert float(match.group(1)) == 2

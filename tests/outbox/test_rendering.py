@@ -20,15 +20,23 @@ EMAILS = {
     "mfa_disabled": ALERT,
     "new_device": {**ALERT, "user_agent": "curl/8", "network": "203.0.113.0/24"},
     "user_invite": {"link": "http://test/i?token=t", "inviter": "Ada"},
-    "workspace_invitation": {"workspace_name": "Acme", "inviter": "Ada", "link": "http://test/w", "role": "admin"},
+    "workspace_invitation": {
+        "workspace_name": "Acme",
+        "inviter": "Ada",
+        "link": "http://test/w",
+        "role": "admin",
+    },
 }
 
 
 @pytest.mark.parametrize(("template", "context"), list(EMAILS.items()))
 def test_every_email_template_renders_text_and_html(template: str, context: dict[str, object]) -> None:
     rendered = render("email", template, context)
-    assert rendered.subject and "\n" not in rendered.subject
-    assert rendered.text and rendered.html and rendered.html.startswith("<!doctype html>")
+    assert rendered.subject
+    assert "\n" not in rendered.subject
+    assert rendered.text
+    assert rendered.html
+    assert rendered.html.startswith("<!doctype html>")
     for value in context.values():
         if isinstance(value, str) and "://" in value:
             assert value in rendered.text
@@ -43,7 +51,9 @@ def test_html_is_escaped_and_text_is_not() -> None:
 def test_sms_template_and_locale_fallback() -> None:
     for locale in (None, "en", "de-CH", "pt_BR", "../../etc"):
         rendered = render("sms", "phone_verification", {"code": "123456", "expires_minutes": 10}, locale)
-        assert "123456" in rendered.text and rendered.subject is None and rendered.html is None
+        assert "123456" in rendered.text
+        assert rendered.subject is None
+        assert rendered.html is None
 
 
 def test_unknown_template_and_missing_context_are_errors() -> None:

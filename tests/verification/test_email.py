@@ -46,7 +46,8 @@ async def test_token_is_stored_only_as_a_hash(
     user = await register(client)
     token = link_token(await mail_to(courier, mailbox, user["email"], "confirm"), "/ui/verify-email")
     hashes = (await db.scalars(select(VerificationToken.token_hash))).all()
-    assert token not in hashes and all(len(h) == 64 for h in hashes)
+    assert token not in hashes
+    assert all(len(h) == 64 for h in hashes)
 
 
 async def test_request_sends_a_new_link_and_nothing_once_verified(
@@ -96,7 +97,9 @@ async def test_login_blocked_until_verified_when_required(
     app.state.settings.features.require_verified_email = True
     try:
         user = await register(client)
-        wrong = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong password"})
+        wrong = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": "wrong password"}
+        )
         assert_problem(wrong, 401, "invalid_credentials")
         blocked = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
         assert_problem(blocked, 403, "email_not_verified")
@@ -130,7 +133,9 @@ async def test_enumeration_safe_registration_answers_alike_and_emails_the_owner(
     owner_mail = await mail_to(courier, mailbox, existing["email"], "tried to register")
     assert "http://test/ui/forgot-password" in owner_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert link_token(await mail_to(courier, mailbox, fresh_email, "confirm"), "/ui/verify-email")
-    count = await db.scalar(select(func.count()).select_from(User).where(User.email_normalized == existing["email"]))
+    count = await db.scalar(
+        select(func.count()).select_from(User).where(User.email_normalized == existing["email"])
+    )
     assert count == 1
 
 

@@ -21,7 +21,9 @@ LOGIN = "/api/v1/auth/login"
 
 
 async def _login(client: AsyncClient, email: str, agent: str) -> None:
-    response = await client.post(LOGIN, json={"email": email, "password": PASSWORD}, headers={"User-Agent": agent})
+    response = await client.post(
+        LOGIN, json={"email": email, "password": PASSWORD}, headers={"User-Agent": agent}
+    )
     assert response.status_code == 200, response.text
 
 
@@ -40,11 +42,14 @@ async def test_sign_in_from_a_new_device_alerts_the_owner_once(
 
     await _login(client, user["email"], "Safari/2")
     mail = await mail_to(courier, mailbox, user["email"], "new sign-in")
-    assert "Safari/2" in body_text(mail) and "203.0.113.0/24" in body_text(mail)
+    assert "Safari/2" in body_text(mail)
+    assert "203.0.113.0/24" in body_text(mail)
     assert "http://test/ui/security" in body_text(mail)
     await _login(client, user["email"], "Safari/2")
     assert (await _templates_to(db, user["email"])).count("new_device") == 1
-    devices = (await db.scalars(select(KnownDevice.user_agent).where(KnownDevice.user_id == uuid.UUID(user["id"])))).all()
+    devices = (
+        await db.scalars(select(KnownDevice.user_agent).where(KnownDevice.user_id == uuid.UUID(user["id"])))
+    ).all()
     assert sorted(d or "" for d in devices) == ["Firefox/1", "Safari/2"]
 
 
@@ -52,13 +57,16 @@ async def test_failed_sign_in_remembers_no_device(client: AsyncClient, db: Async
     user = await register(client)
     response = await client.post(LOGIN, json={"email": user["email"], "password": "wrong password"})
     assert response.status_code == 401
-    assert (await db.scalars(select(KnownDevice).where(KnownDevice.user_id == uuid.UUID(user["id"])))).all() == []
+    assert (
+        await db.scalars(select(KnownDevice).where(KnownDevice.user_id == uuid.UUID(user["id"])))
+    ).all() == []
 
 
 def test_network_is_the_slash_24_or_slash_64() -> None:
     assert network_of("198.51.100.77") == "198.51.100.0/24"
     assert network_of("2001:db8:1:2:3::9") == "2001:db8:1:2::/64"
-    assert network_of(None) is None and network_of("garbage") is None
+    assert network_of(None) is None
+    assert network_of("garbage") is None
 
 
 async def test_mfa_helper_enqueues_an_alert(

@@ -55,7 +55,9 @@ async def test_unknown_addresses_are_told_only_when_enabled(
     assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
     await courier.drain()
     assert mailbox.to(ghost) == []
-    assert await db.scalar(select(OutboxMessage.status).where(OutboxMessage.recipient == ghost)) == "suppressed"
+    assert (
+        await db.scalar(select(OutboxMessage.status).where(OutboxMessage.recipient == ghost)) == "suppressed"
+    )
 
     app.state.settings.verification.notify_unknown_recipients = True
     assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
@@ -101,13 +103,17 @@ async def test_expired_and_wrong_reset_tokens_are_invalid(
 ) -> None:
     user = await register(client)
     token = await _reset_token(client, courier, mailbox, user["email"])
-    assert_problem(await client.post(RESET, json={"token": "wrong", "new_password": NEW_PASSWORD}), 400, "token_invalid")
+    assert_problem(
+        await client.post(RESET, json={"token": "wrong", "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
     await db.execute(
         update(VerificationToken)
         .where(VerificationToken.purpose == "password_reset")
         .values(expires_at=utcnow() - timedelta(seconds=1))
     )
-    assert_problem(await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid")
+    assert_problem(
+        await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
     await login(client, user["email"], PASSWORD)
 
 
@@ -116,7 +122,9 @@ async def test_an_email_verification_token_is_not_a_reset_token(
 ) -> None:
     user = await register(client)
     token = link_token(await mail_to(courier, mailbox, user["email"], "confirm"), "/ui/verify-email")
-    assert_problem(await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid")
+    assert_problem(
+        await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
 
 
 async def test_change_keeps_this_session_revokes_the_others_and_notifies(
@@ -147,11 +155,16 @@ async def test_change_with_a_wrong_current_password_is_403_and_changes_nothing(
         CHANGE, headers=headers, json={"current_password": "not my password", "new_password": NEW_PASSWORD}
     )
     assert_problem(wrong, 403, "invalid_credentials")
-    weak = await client.post(CHANGE, headers=headers, json={"current_password": PASSWORD, "new_password": "password"})
+    weak = await client.post(
+        CHANGE, headers=headers, json={"current_password": PASSWORD, "new_password": "password"}
+    )
     assert_problem(weak, 422, "validation_error")
     missing = await client.post(CHANGE, headers=headers, json={"new_password": NEW_PASSWORD})
     assert_problem(missing, 422, "validation_error")
-    assert_problem(await client.post(CHANGE, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
-                   401, "not_authenticated")
+    assert_problem(
+        await client.post(CHANGE, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        401,
+        "not_authenticated",
+    )
     assert await db.scalar(select(User.password_hash).where(User.email == user["email"])) == before
     assert await _actions(db, "password.changed") == []

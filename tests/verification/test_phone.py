@@ -26,7 +26,8 @@ async def _latest_code(client: AsyncClient, courier: Dispatcher, phone: str) -> 
     await courier.drain()
     items = (await client.get("/dev/inbox.json")).json()["items"]
     sms = [i for i in items if i["channel"] == "sms" and i["to"] == phone]
-    assert sms and sms[0]["status"] == "sent"
+    assert sms
+    assert sms[0]["status"] == "sent"
     match = re.search(r"\b(\d{6})\b", sms[0]["text"])
     assert match is not None
     return match.group(1)
@@ -54,7 +55,8 @@ async def test_request_and_confirm_verifies_the_number_and_notifies(
 
     confirmed = await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": code})
     assert confirmed.status_code == 200, confirmed.text
-    assert confirmed.json()["phone"] == PHONE and confirmed.json()["phone_verified"] is True
+    assert confirmed.json()["phone"] == PHONE
+    assert confirmed.json()["phone_verified"] is True
     actions = (await db.scalars(select(AuditEvent.action).where(AuditEvent.target_id == user["id"]))).all()
     assert "phone.verified" in actions
     assert await mail_to(courier, mailbox, user["email"], "phone number was changed")
@@ -64,7 +66,13 @@ async def test_request_and_confirm_verifies_the_number_and_notifies(
 
 async def test_bad_numbers_and_codes_are_422_and_send_nothing(client: AsyncClient, db: AsyncSession) -> None:
     _, headers = await signed_in(client)
-    for body in ({"phone": "12"}, {"phone": "+1 555"}, {"phone": "not a phone"}, {}, {"phone": PHONE, "x": 1}):
+    for body in (
+        {"phone": "12"},
+        {"phone": "+1 555"},
+        {"phone": "not a phone"},
+        {},
+        {"phone": PHONE, "x": 1},
+    ):
         assert_problem(await client.post(REQUEST, headers=headers, json=body), 422, "validation_error")
     for code in ("12345", "abcdef", "1234567"):
         response = await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": code})
@@ -94,7 +102,9 @@ async def test_expired_code_is_invalid(client: AsyncClient, courier: Dispatcher,
     await client.post(REQUEST, headers=headers, json={"phone": PHONE})
     code = await _latest_code(client, courier, PHONE)
     await _age_codes(db, timedelta(minutes=11))
-    assert_problem(await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": code}), 400, "code_invalid")
+    assert_problem(
+        await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": code}), 400, "code_invalid"
+    )
 
 
 async def test_resend_cooldown_is_429_with_retry_after(client: AsyncClient, db: AsyncSession) -> None:
@@ -120,10 +130,14 @@ async def test_a_new_code_replaces_the_previous_one(
     if first != second:
         response = await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": first})
         assert_problem(response, 400, "code_invalid")
-    assert (await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": second})).status_code == 200
+    assert (
+        await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": second})
+    ).status_code == 200
 
 
-async def test_daily_caps_per_number_and_per_user(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
+async def test_daily_caps_per_number_and_per_user(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
     app.state.settings.verification.phone_daily_cap_per_number = 2
     app.state.settings.verification.phone_daily_cap_per_user = 3
     _, headers = await signed_in(client)
@@ -135,7 +149,9 @@ async def test_daily_caps_per_number_and_per_user(app: FastAPI, client: AsyncCli
     assert int(capped.headers["retry-after"]) > 60
     assert (await client.post(REQUEST, headers=headers, json={"phone": "+14155550124"})).status_code == 202
     await _age_codes(db, timedelta(seconds=61))
-    assert_problem(await client.post(REQUEST, headers=headers, json={"phone": "+14155550125"}), 429, "rate_limited")
+    assert_problem(
+        await client.post(REQUEST, headers=headers, json={"phone": "+14155550125"}), 429, "rate_limited"
+    )
     assert await db.scalar(select(func.count()).select_from(PhoneVerification)) == 3
 
 

@@ -63,7 +63,9 @@ def _token_response(issued: IssuedTokens, response: Response, settings: Settings
     )
 
 
-async def get_registration(session: SessionDep, users: UserServiceDep, settings: SettingsDep) -> RegistrationWorkflow:
+async def get_registration(
+    session: SessionDep, users: UserServiceDep, settings: SettingsDep
+) -> RegistrationWorkflow:
     return RegistrationWorkflow(session, users, settings)
 
 
@@ -75,11 +77,15 @@ RegistrationDep = Annotated[RegistrationWorkflow, Depends(get_registration)]
     status_code=status.HTTP_201_CREATED,
     responses={
         **problem_schema(EmailTakenError, UsernameTakenError, ServiceBusyError),
-        202: {"model": Accepted, "description": "With enumeration-safe registration on: new and taken emails alike"},
+        202: {"model": Accepted, "description": "Enumeration-safe registration: new and taken emails alike"},
     },
 )
 async def register(
-    body: UserRegister, registration: RegistrationDep, request: Request, response: Response, settings: SettingsDep
+    body: UserRegister,
+    registration: RegistrationDep,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
 ) -> UserRead | Accepted:
     """Create an account with the `user` role and email a verification link.
 
@@ -97,7 +103,9 @@ async def register(
 
 @router.post(
     "/login",
-    responses=problem_schema(InvalidCredentialsError, AccountDisabledError, EmailNotVerifiedError, ServiceBusyError),
+    responses=problem_schema(
+        InvalidCredentialsError, AccountDisabledError, EmailNotVerifiedError, ServiceBusyError
+    ),
 )
 async def login(
     body: LoginRequest, auth: AuthWorkflowDep, request: Request, response: Response, settings: SettingsDep
@@ -157,7 +165,11 @@ async def oauth2_token(
         else:
             return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
     except (
-        InvalidCredentialsError, AccountDisabledError, EmailNotVerifiedError, TokenInvalidError, RefreshReusedError
+        InvalidCredentialsError,
+        AccountDisabledError,
+        EmailNotVerifiedError,
+        TokenInvalidError,
+        RefreshReusedError,
     ) as exc:
         return _oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
