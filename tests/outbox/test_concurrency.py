@@ -77,7 +77,7 @@ async def test_two_workers_drain_a_thousand_messages_without_duplicates_or_loss(
                 .where(OutboxMessage.recipient == marker)
                 .group_by(OutboxMessage.status)
             )
-            statuses = dict(result)
+            statuses = {row[0]: row[1] for row in result}
         assert statuses == {"sent": MESSAGES}
     finally:
         async with factory() as session, session.begin():
