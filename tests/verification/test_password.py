@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -10,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
+from authgate.auth.dependencies import Principal, get_principal
 from authgate.db import utcnow
 from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
@@ -168,3 +170,25 @@ async def test_change_with_a_wrong_current_password_is_403_and_changes_nothing(
     )
     assert await db.scalar(select(User.password_hash).where(User.email == user["email"])) == before
     assert await _actions(db, "password.changed") == []
+
+
+async def test_api_keys_cannot_change_passwords(app: FastAPI, client: AsyncClient) -> None:
+    principal = Principal(
+        user=User(email="k@example.com"),
+        via="api_key",
+        session_id=None,
+        permissions=frozenset(),
+        api_key_id=uuid.uuid4(),
+    )
+
+    async def as_api_key() -> Principal:
+        return principal
+
+    app.dependency_overrides[get_principal] = as_api_key
+    try:
+        response = await client.post(
+            CHANGE, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        )
+    finally:
+        app.dependency_overrides.pop(get_principal)
+    assert_problem(response, 403, "permission_denied")
