@@ -90,10 +90,6 @@ def courier(
     return Dispatcher(sessionmaker, smtp_settings, transports)
 
 
-async def deliver(courier: Dispatcher) -> int:
-    return await courier.drain()
-
-
 def body_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
