@@ -83,12 +83,12 @@ async def test_smtp_delivery_renders_text_and_html_and_marks_sent(
     assert mail["Subject"] == "Ada invited you to Acme <Labs>"
     assert "Acme <Labs>" in body_text(mail)
     assert "Acme &lt;Labs&gt;" in body_html(message=mail)
-    assert message.idempotency_key.replace(":", ".") in mail["Message-ID"]
+    assert str(mail["Message-ID"]).strip() == f"<{message.idempotency_key.replace(':', '.')}@localhost>"
     row = await _row(db, message.id)
     assert row.status == "sent"
     assert row.attempts == 1
     assert row.sent_at is not None
-    assert row.provider_message_id == mail["Message-ID"]
+    assert row.provider_message_id == str(mail["Message-ID"]).strip()
     assert row.subject == mail["Subject"]
     assert row.html is not None
     assert await courier.drain() == 0  # nothing sent twice

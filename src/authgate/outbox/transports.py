@@ -7,9 +7,10 @@ the message for good: 4xx, a rejected recipient). The dispatcher turns these int
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -110,8 +111,11 @@ class SMTPTransport:
         mail["To"] = message.to
         mail["Subject"] = message.subject or ""
         mail["Date"] = formatdate(localtime=False)
-        domain = self._sender.rsplit("@", 1)[-1].strip("> ") or "authgate"
-        mail["Message-ID"] = make_msgid(idstring=message.idempotency_key.replace(":", "."), domain=domain)
+        # Derived from the idempotency key alone, so a resend after a crash carries the same
+        # Message-ID and receiving systems can recognise the duplicate.
+        domain = re.sub(r"[^A-Za-z0-9.-]", "", self._sender.rsplit("@", 1)[-1]) or "authgate.invalid"
+        local = re.sub(r"[^A-Za-z0-9._-]", ".", message.idempotency_key)
+        mail["Message-ID"] = f"<{local}@{domain}>"
         mail.set_content(message.text)
         if message.html:
             mail.add_alternative(message.html, subtype="html")
