@@ -102,6 +102,41 @@ def create_admin() -> None:
     asyncio.run(_bootstrap_admin(get_settings(), quiet=False))
 
 
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Deliver what is due now, then exit")] = False,
+) -> None:
+    """Deliver outbox messages until SIGTERM/SIGINT; the batch in hand is finished or released."""
+    from authgate.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(console=settings.console_logs, level=settings.log_level)
+    sent = asyncio.run(_run_worker(settings, once=once))
+    if once:
+        console.print(f"Processed {sent} message(s).")
+
+
+async def _run_worker(settings: Settings, *, once: bool) -> int:
+    import signal
+
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.outbox.dispatcher import Dispatcher
+
+    engine = create_engine(settings)
+    try:
+        dispatcher = Dispatcher(create_sessionmaker(engine), settings)
+        if once:
+            return await dispatcher.drain()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await dispatcher.run(stop)
+        return 0
+    finally:
+        await engine.dispose()
+
+
 @migrate_app.command("upgrade")
 def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Upgrade the database to REVISION (default: the latest)."""

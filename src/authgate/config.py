@@ -69,6 +69,41 @@ class RateLimits(BaseModel):
     lockout_failure_reset: Duration = timedelta(hours=12)  # a quiet period that forgets old failures
 
 
+class OutboxSettings(BaseModel):
+    """The message courier (`AUTHGATE_OUTBOX__<NAME>`): delivery, retries, transports."""
+
+    # Run the dispatcher inside `authgate serve`; default: on in development or on SQLite, never in tests.
+    in_process: bool | None = None
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    poll_interval: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base: Duration = timedelta(seconds=5)
+    backoff_max: Duration = timedelta(hours=1)
+    # A message claimed longer ago than this (its worker died) is claimed again: at-least-once.
+    claim_timeout: Duration = timedelta(minutes=5)
+    email_transport: Literal["log", "smtp"] | None = None  # default: smtp when SMTP_URL is set
+    sms_transport: Literal["log", "twilio"] | None = None  # default: twilio when TWILIO_ACCOUNT_SID is set
+    smtp_tls: bool = False  # implicit TLS (port 465); also implied by an smtps:// URL
+    smtp_starttls: bool | None = None  # None: upgrade when the server offers it; True: require; False: never
+    smtp_timeout: float = 30.0
+    twilio_timeout: float = 10.0
+
+
+class VerificationSettings(BaseModel):
+    """Email and phone verification, password recovery (`AUTHGATE_VERIFICATION__<NAME>`)."""
+
+    email_token_ttl: Duration = timedelta(hours=24)
+    password_reset_ttl: Duration = timedelta(hours=1)
+    phone_code_ttl: Duration = timedelta(minutes=10)
+    phone_code_attempts: int = Field(default=5, ge=1)
+    phone_resend_cooldown: Duration = timedelta(seconds=60)
+    phone_daily_cap_per_number: int = Field(default=5, ge=1)
+    phone_daily_cap_per_user: int = Field(default=10, ge=1)
+    new_device_alerts: bool = True
+    # Email an address without an account that someone asked to reset its password (Kratos-style).
+    notify_unknown_recipients: bool = False
+
+
 PRODUCTION_IP_LIMITS = {"login_per_ip": "30/minute", "register_per_ip": "10/minute"}
 
 
@@ -117,6 +152,8 @@ class Settings(BaseSettings):
     features: FeatureFlags = Field(default_factory=FeatureFlags)
     password: PasswordPolicy = Field(default_factory=PasswordPolicy)
     rate_limit: RateLimits = Field(default_factory=RateLimits)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    verification: VerificationSettings = Field(default_factory=VerificationSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:
@@ -166,6 +203,12 @@ class Settings(BaseSettings):
             if self.auto_migrate is not None
             else self.is_sqlite and self.env != "production"
         )
+
+    @property
+    def runs_dispatcher_in_process(self) -> bool:
+        if self.outbox.in_process is not None:
+            return self.outbox.in_process
+        return self.env != "test" and (self.is_development or self.is_sqlite)
 
     @property
     def console_logs(self) -> bool:

@@ -27,6 +27,8 @@ from authgate.logging import configure_logging
 from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.outbox.dispatcher import Dispatcher
+from authgate.outbox.router import router as outbox_router
 from authgate.profiles.router import router as profiles_router
 from authgate.ratelimit.service import RateLimiter
 from authgate.roles.router import router as roles_router
@@ -36,6 +38,7 @@ from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.users.router import router as users_router
+from authgate.verification.router import router as verification_router
 from authgate.workspaces.router import invitations_router as workspace_invitations_router
 from authgate.workspaces.router import router as workspaces_router
 
@@ -68,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    courier = _start_dispatcher(app) if settings.runs_dispatcher_in_process else None
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit,
         settings.redis_url,
@@ -76,6 +80,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if courier is not None:
+            await _stop_dispatcher(*courier)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -84,6 +90,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await app.state.redis.aclose()
         if engine is not None:
             await engine.dispose()
+
+
+def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """The embedded shape: the courier runs inside the API process (SPEC §1)."""
+    stop = asyncio.Event()
+    dispatcher = Dispatcher(app.state.sessionmaker, app.state.settings)
+    app.state.dispatcher = dispatcher
+    return stop, asyncio.create_task(dispatcher.run(stop), name="outbox-dispatcher")
+
+
+async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Let the courier finish or release its batch; give up after a while rather than hang shutdown."""
+    stop.set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, timeout=30)
 
 
 def create_app(
@@ -112,6 +133,7 @@ def create_app(
     routers = [
         auth_router,
         mfa_router,
+        verification_router,
         integration_router,
         users_router,
         profiles_router,
@@ -125,6 +147,7 @@ def create_app(
     ]
     for router in routers:
         app.include_router(router)
+    app.include_router(outbox_router, include_in_schema=settings.exposes_dev_tools)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -11,6 +11,7 @@ from authgate.roles import models as roles_models
 from authgate.security import keys as key_models
 from authgate.sessions import models as session_models
 from authgate.users import models as user_models
+from authgate.verification import models as verification_models
 from authgate.workspaces import models as workspace_models
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "roles_models",
     "session_models",
     "user_models",
+    "verification_models",
     "workspace_models",
 ]

@@ -42,6 +42,9 @@ from authgate.schemas import Page
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.errors import EmailTakenError, UsernameTakenError
 from authgate.users.schemas import UserRead, UserRegister
+from authgate.verification.errors import EmailNotVerifiedError
+from authgate.verification.schemas import Accepted
+from authgate.verification.workflows import RegistrationWorkflow
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -71,24 +74,52 @@ def _token_response(issued: IssuedTokens, response: Response, settings: Settings
     )
 
 
+async def get_registration(
+    session: SessionDep, users: UserServiceDep, settings: SettingsDep
+) -> RegistrationWorkflow:
+    return RegistrationWorkflow(session, users, settings)
+
+
+RegistrationDep = Annotated[RegistrationWorkflow, Depends(get_registration)]
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(limit_by_ip("register_per_ip"))],
-    responses=problem_schema(
-        EmailTakenError, UsernameTakenError, PermissionDeniedError, ServiceBusyError, RateLimitExceededError
-    ),
+    responses={
+        **problem_schema(
+            EmailTakenError,
+            UsernameTakenError,
+            PermissionDeniedError,
+            ServiceBusyError,
+            RateLimitExceededError,
+        ),
+        202: {"model": Accepted, "description": "Enumeration-safe registration: new and taken emails alike"},
+    },
 )
 async def register(
-    body: UserRegister, users: UserServiceDep, request: Request, settings: SettingsDep
-) -> UserRead:
-    """Create an account with the `user` role. The password must pass the strength policy (422 otherwise).
+    body: UserRegister,
+    registration: RegistrationDep,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+) -> UserRead | Accepted:
+    """Create an account with the `user` role and email a verification link.
 
-    403 `permission_denied` when self-registration is turned off (`FEATURES__SELF_REGISTRATION=false`).
+    The password must pass the strength policy (422 otherwise). With
+    `FEATURES__ENUMERATION_SAFE_REGISTRATION` the answer is 202 whether or not the email is
+    taken; the owner of a taken address is emailed instead. 403 `permission_denied` when
+    self-registration is turned off (`FEATURES__SELF_REGISTRATION=false`).
     """
     if not settings.features.self_registration:
         raise PermissionDeniedError("Self-registration is disabled")
-    return UserRead.model_validate(await users.register(body, request.is_disconnected))
+    user = await registration.register(body, request.is_disconnected)
+    if settings.features.enumeration_safe_registration:
+        response.status_code = status.HTTP_202_ACCEPTED
+        return Accepted(detail="Check your inbox to continue.")
+    assert user is not None  # noqa: S101 - only the enumeration-safe path answers None
+    return UserRead.model_validate(user)
 
 
 @router.post(
@@ -97,6 +128,7 @@ async def register(
     responses=problem_schema(
         InvalidCredentialsError,
         AccountDisabledError,
+        EmailNotVerifiedError,
         ServiceBusyError,
         AccountThrottledError,
         RateLimitExceededError,
@@ -186,7 +218,13 @@ async def oauth2_token(
             return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
     except MfaRequiredError:
         return _oauth_error("invalid_grant", "mfa_required")
-    except (InvalidCredentialsError, AccountDisabledError, TokenInvalidError, RefreshReusedError) as exc:
+    except (
+        InvalidCredentialsError,
+        AccountDisabledError,
+        EmailNotVerifiedError,
+        TokenInvalidError,
+        RefreshReusedError,
+    ) as exc:
         return _oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
         access_token=issued.access_token,

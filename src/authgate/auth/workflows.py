@@ -27,6 +27,8 @@ from authgate.sessions.models import LoginSession
 from authgate.sessions.service import IssuedRefresh, SessionService
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
+from authgate.verification.errors import EmailNotVerifiedError
+from authgate.verification.notifications import SecurityNotifier
 
 log = structlog.get_logger("authgate.auth")
 
@@ -86,6 +88,9 @@ class AuthWorkflow:
         if not user.is_active:
             await self._record_failure(user, "account_disabled", identifier)
             raise AccountDisabledError()
+        if self._settings.features.require_verified_email and not user.email_verified:
+            await self._record_failure(user, "email_not_verified")
+            raise EmailNotVerifiedError()
         if new_hash is not None:
             user.password_hash = new_hash  # bcrypt or outdated Argon2 parameters: upgraded on the way in
         await self._guard.reset(self._db, identifier)
@@ -106,6 +111,7 @@ class AuthWorkflow:
             target_id=issued.session.id,
             data={"mfa": mfa} if mfa else None,
         )
+        await SecurityNotifier(self._db, self._settings).sign_in(user)  # remembers the device; alerts if new
         LOGINS.labels("succeeded").inc()
         return self._tokens_for(user, issued)
 

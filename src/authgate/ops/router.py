@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from authgate.deps import SettingsDep
 from authgate.ops.metrics import render
+from authgate.outbox.service import refresh_outbox_gauge
 from authgate.schemas import APIModel
 from authgate.security.keys import KeyRing
 
@@ -59,8 +60,9 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics. Bind or restrict this endpoint in production."""
+    await refresh_outbox_gauge(request.app.state.sessionmaker)
     return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -23,7 +23,7 @@ class OutboxMessage(Base):
     locale: Mapped[str | None] = mapped_column(String(35))
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|sent|dead
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|sent|dead|suppressed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]

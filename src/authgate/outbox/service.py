@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import new_id
+from authgate.ops.metrics import OUTBOX_PENDING
 from authgate.outbox.models import OutboxMessage
+from authgate.outbox.rendering import Rendered, TemplateError, render
+from authgate.pagination import PageParams, fetch_page
 
 Channel = Literal["email", "sms"]
 
@@ -25,8 +29,13 @@ class Outbox:
         context: dict[str, Any],
         locale: str | None = None,
         idempotency_key: str | None = None,
+        deliver: bool = True,
     ) -> OutboxMessage:
-        """Queue one message; it is sent only if the surrounding transaction commits."""
+        """Queue one message; it is sent only if the surrounding transaction commits.
+
+        `deliver=False` records the message as `suppressed`: written (so a request costs the same
+        whether or not a message goes out) and shown in the dev inbox, but never sent.
+        """
         message_id = new_id()
         message = OutboxMessage(
             id=message_id,
@@ -36,7 +45,42 @@ class Outbox:
             locale=locale,
             context=context,
             idempotency_key=idempotency_key or f"{template}:{message_id}",
+            status="pending" if deliver else "suppressed",
         )
         self._session.add(message)
         await self._session.flush()
         return message
+
+
+async def inbox_page(session: AsyncSession, params: PageParams) -> tuple[list[OutboxMessage], str | None]:
+    """One page of messages, newest first (ids are time-ordered), for the development inbox."""
+    return await fetch_page(session, select(OutboxMessage), OutboxMessage.id, params)
+
+
+def rendered(message: OutboxMessage) -> Rendered:
+    """What the message says: stored once the dispatcher rendered it, rendered now otherwise."""
+    if message.text is not None:
+        return Rendered(subject=message.subject, text=message.text, html=message.html)
+    try:
+        return render(message.channel, message.template, message.context, message.locale)
+    except TemplateError as exc:
+        return Rendered(subject=None, text=f"(cannot render: {exc})", html=None)
+
+
+async def pending_count(session: AsyncSession) -> int:
+    """Messages not yet delivered or given up on (pending or being sent)."""
+    stmt = (
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.status.in_(("pending", "sending")))
+    )
+    return int(await session.scalar(stmt) or 0)
+
+
+async def refresh_outbox_gauge(factory: async_sessionmaker[AsyncSession]) -> None:
+    """Set `authgate_outbox_pending` from the table, so any process's /metrics shows the shared depth."""
+    try:
+        async with factory() as session:
+            OUTBOX_PENDING.set(await pending_count(session))
+    except Exception:  # metrics must render even when the database is away
+        return

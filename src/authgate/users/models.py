@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, String, func
+from sqlalchemy import Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authgate.db import Base, new_id, utcnow
@@ -12,6 +12,16 @@ from authgate.roles.models import Role, user_role
 
 class User(Base):
     __tablename__ = "user_account"  # "user" is reserved in PostgreSQL
+    __table_args__ = (
+        # A verified phone belongs to one account that is not deleted (SPEC §5).
+        Index(
+            "uq_user_account_verified_phone",
+            "phone",
+            unique=True,
+            postgresql_where=text("phone_verified AND deleted_at IS NULL"),
+            sqlite_where=text("phone_verified = 1 AND deleted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     email: Mapped[str] = mapped_column(String(320))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload, undefer
 
 from authgate.errors import ConflictError
 from authgate.roles.models import Role, user_role
-from authgate.users.errors import EmailTakenError, UsernameTakenError
+from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
 from authgate.users.models import User
 
 
@@ -66,6 +66,8 @@ class UserRepository:
                 raise EmailTakenError() from exc
             if "username" in message:
                 raise UsernameTakenError() from exc
+            if "phone" in message:
+                raise PhoneTakenError() from exc
             raise ConflictError() from exc
 
     async def any_with_role(self, role_name: str) -> bool:

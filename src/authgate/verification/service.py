@@ -1,0 +1,232 @@
+"""Email verification and password recovery: single-use emailed tokens, stored as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit.service import Actor, AuditLog
+from authgate.config import Settings
+from authgate.db import end_read, utcnow
+from authgate.errors import SingleUseTokenInvalidError, WrongPasswordError
+from authgate.outbox.service import Outbox
+from authgate.security.passwords import PasswordHasher, check_password_policy
+from authgate.sessions.service import SessionService, hash_token
+from authgate.users.models import User
+from authgate.users.repository import UserRepository, normalize_email
+from authgate.verification.models import VerificationToken
+from authgate.verification.notifications import SecurityNotifier, public_link, user_locale
+
+EMAIL_VERIFICATION = "email_verification"
+PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a secret
+VERIFY_EMAIL_PATH = "/ui/verify-email"
+RESET_PASSWORD_PATH = "/ui/reset-password"  # noqa: S105 - a path
+REGISTER_PATH = "/ui/register"
+
+
+class TokenStore:
+    """Issue and consume single-use tokens of one purpose."""
+
+    def __init__(self, session: AsyncSession, purpose: str, ttl: timedelta) -> None:
+        self._db, self._purpose, self._ttl = session, purpose, ttl
+
+    async def issue(self, user: User) -> str:
+        raw = secrets.token_urlsafe(32)
+        self._db.add(
+            VerificationToken(
+                user_id=user.id,
+                purpose=self._purpose,
+                token_hash=hash_token(raw),
+                email=user.email_normalized,
+                expires_at=utcnow() + self._ttl,
+            )
+        )
+        await self._db.flush()
+        return raw
+
+    async def find(self, raw: str) -> VerificationToken:
+        """The live token for `raw`, or `token_invalid` (wrong, expired and used look alike)."""
+        row = await self._db.scalar(
+            select(VerificationToken).where(
+                VerificationToken.token_hash == hash_token(raw),
+                VerificationToken.purpose == self._purpose,
+                VerificationToken.user_id.is_not(None),
+                VerificationToken.used_at.is_(None),
+                VerificationToken.expires_at > utcnow(),
+            )
+        )
+        if row is None:
+            raise SingleUseTokenInvalidError()
+        return row
+
+    async def consume(self, row: VerificationToken) -> None:
+        """Mark the token used; a concurrent request that used it first makes this one fail."""
+        result = await self._db.execute(
+            update(VerificationToken)
+            .where(VerificationToken.id == row.id, VerificationToken.used_at.is_(None))
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise SingleUseTokenInvalidError()
+
+    async def revoke_all(self, user_id: uuid.UUID) -> None:
+        await self._db.execute(
+            update(VerificationToken)
+            .where(
+                VerificationToken.user_id == user_id,
+                VerificationToken.purpose == self._purpose,
+                VerificationToken.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+class EmailVerificationService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self._db, self._settings = session, settings
+        self._tokens = TokenStore(session, EMAIL_VERIFICATION, settings.verification.email_token_ttl)
+        self._users = UserRepository(session)
+
+    async def send(self, user: User) -> None:
+        """Email a verification link, unless the address is verified already."""
+        if user.email_verified:
+            return
+        raw = await self._tokens.issue(user)
+        ttl_hours = int(self._settings.verification.email_token_ttl.total_seconds() // 3600)
+        await Outbox(self._db).enqueue(
+            channel="email",
+            template="email_verification",
+            to=user.email,
+            locale=user_locale(user),
+            context={
+                "link": f"{public_link(self._settings, VERIFY_EMAIL_PATH)}?token={raw}",
+                "name": user.full_name,
+                "expires_hours": ttl_hours,
+            },
+        )
+
+    async def confirm(self, raw: str) -> User:
+        """Verify the address the token was sent to; a token for a since-changed address is invalid."""
+        row = await self._tokens.find(raw)
+        user = await self._users.get(row.user_id) if row.user_id else None
+        if user is None or user.email_normalized != row.email:
+            raise SingleUseTokenInvalidError()
+        await self._tokens.consume(row)
+        if not user.email_verified:
+            user.email_verified = True
+            await AuditLog(self._db).record(
+                "email.verified",
+                actor=Actor.user(user.id),
+                target_type="user",
+                target_id=user.id,
+                data={"email": user.email},
+            )
+        await self._db.flush()
+        return user
+
+
+class PasswordService:
+    def __init__(self, session: AsyncSession, settings: Settings, passwords: PasswordHasher) -> None:
+        self._db, self._settings, self._passwords = session, settings, passwords
+        self._tokens = TokenStore(session, PASSWORD_RESET, settings.verification.password_reset_ttl)
+        self._users = UserRepository(session)
+        self._sessions = SessionService(
+            session, refresh_ttl=settings.refresh_token_ttl, reuse_grace=settings.refresh_reuse_grace
+        )
+
+    async def forgot(self, email: str) -> None:
+        """Email a reset link to a known, active account; unknown addresses get the same answer.
+
+        Both paths do the same work so the answer takes as long: make and hash a token, look
+        the address up, insert a token row and an outbox row. For an unknown address the token
+        row has no user (it can never be redeemed) and the message is `suppressed` unless
+        `VERIFICATION__NOTIFY_UNKNOWN_RECIPIENTS` is on. Measured in bench/enumeration.py.
+        """
+        raw = secrets.token_urlsafe(32)
+        user = await self._users.get_by_email(email)
+        known = user is not None and user.is_active and user.deleted_at is None
+        config = self._settings.verification
+        self._db.add(
+            VerificationToken(
+                user_id=user.id if known and user is not None else None,
+                purpose=PASSWORD_RESET,
+                token_hash=hash_token(raw),
+                email=normalize_email(email),
+                expires_at=utcnow() + config.password_reset_ttl,
+            )
+        )
+        await self._db.flush()
+        outbox = Outbox(self._db)
+        if known and user is not None:
+            minutes = int(config.password_reset_ttl.total_seconds() // 60)
+            await outbox.enqueue(
+                channel="email",
+                template="password_reset",
+                to=user.email,
+                locale=user_locale(user),
+                context={
+                    "link": f"{public_link(self._settings, RESET_PASSWORD_PATH)}?token={raw}",
+                    "expires_minutes": minutes,
+                },
+            )
+            return
+        await outbox.enqueue(
+            channel="email",
+            template="password_reset_unknown",
+            to=email.strip(),
+            context={"register_link": public_link(self._settings, REGISTER_PATH)},
+            deliver=config.notify_unknown_recipients,
+        )
+
+    async def reset(self, raw: str, new_password: str) -> None:
+        """Set a new password with a reset token; every session of the user is revoked."""
+        row = await self._tokens.find(raw)
+        user = await self._users.get(row.user_id) if row.user_id else None
+        if user is None or not user.is_active or user.email_normalized != row.email:
+            raise SingleUseTokenInvalidError()
+        check_password_policy(new_password, self._settings.password, user_inputs=[user.email, user.username])
+        await end_read(self._db)  # no pooled connection is held while the hash runs
+        digest = await self._passwords.hash(new_password)
+        await self._tokens.consume(row)
+        await self._tokens.revoke_all(user.id)  # older reset links die with this one
+        user.password_hash = digest
+        revoked = await self._sessions.revoke_all(user.id)
+        await AuditLog(self._db).record(
+            "password.reset",
+            actor=Actor.user(user.id),
+            target_type="user",
+            target_id=user.id,
+            data={"sessions_revoked": revoked},
+        )
+        await SecurityNotifier(self._db, self._settings).password_reset(user)
+        await self._db.flush()
+
+    async def change(
+        self, user: User, session_id: uuid.UUID | None, current_password: str, new_password: str
+    ) -> None:
+        """Change the signed-in user's password; the other sessions are revoked, this one stays."""
+        stored = await self._db.scalar(select(User.password_hash).where(User.id == user.id))
+        await end_read(self._db)
+        valid, _ = await self._passwords.verify(current_password, stored)
+        if not valid:
+            raise WrongPasswordError()
+        check_password_policy(new_password, self._settings.password, user_inputs=[user.email, user.username])
+        digest = await self._passwords.hash(new_password)
+        user.password_hash = digest
+        await self._tokens.revoke_all(user.id)  # a pending reset link must not undo this change
+        revoked = await self._sessions.revoke_all(user.id, except_id=session_id)
+        await AuditLog(self._db).record(
+            "password.changed",
+            actor=Actor.user(user.id),
+            target_type="user",
+            target_id=user.id,
+            data={"sessions_revoked": revoked},
+        )
+        await SecurityNotifier(self._db, self._settings).password_changed(user)
+        await self._db.flush()

@@ -1,0 +1,194 @@
+"""Forgotten, reset and changed passwords over HTTP, with the reset link read from real SMTP."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.audit.models import AuditEvent
+from authgate.auth.dependencies import Principal, get_principal
+from authgate.db import utcnow
+from authgate.outbox.dispatcher import Dispatcher
+from authgate.outbox.models import OutboxMessage
+from authgate.users.models import User
+from authgate.verification.models import VerificationToken
+from tests.courier import Mailbox, body_text, link_token, mail_to
+from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
+
+FORGOT = "/api/v1/auth/password/forgot"
+RESET = "/api/v1/auth/password/reset"
+CHANGE = "/api/v1/auth/password/change"
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+async def _reset_token(client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, email: str) -> str:
+    response = await client.post(FORGOT, json={"email": email})
+    assert response.status_code == 202
+    return link_token(await mail_to(courier, mailbox, email, "reset your password"), "/ui/reset-password")
+
+
+async def _actions(db: AsyncSession, action: str) -> list[str | None]:
+    return list((await db.scalars(select(AuditEvent.target_id).where(AuditEvent.action == action))).all())
+
+
+async def test_forgot_answers_the_same_for_unknown_emails_and_sends_nothing(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox
+) -> None:
+    user = await register(client)
+    await courier.drain()
+    mailbox.clear()
+    known = await client.post(FORGOT, json={"email": user["email"]})
+    unknown = await client.post(FORGOT, json={"email": unique_email("ghost")})
+    assert known.status_code == unknown.status_code == 202
+    assert known.json() == unknown.json()
+    await courier.drain()
+    assert [m["To"] for m in mailbox.messages] == [user["email"]]
+
+
+async def test_unknown_addresses_are_told_only_when_enabled(
+    app: FastAPI, client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    ghost = unique_email("ghost")
+    assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
+    await courier.drain()
+    assert mailbox.to(ghost) == []
+    assert (
+        await db.scalar(select(OutboxMessage.status).where(OutboxMessage.recipient == ghost)) == "suppressed"
+    )
+
+    app.state.settings.verification.notify_unknown_recipients = True
+    assert (await client.post(FORGOT, json={"email": ghost})).status_code == 202
+    mail = await mail_to(courier, mailbox, ghost, "without an account")
+    assert "http://test/ui/register" in body_text(mail)
+
+
+async def test_reset_sets_the_password_revokes_every_session_and_works_once(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    token = await _reset_token(client, courier, mailbox, user["email"])
+    mailbox.clear()
+
+    response = await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD})
+    assert response.status_code == 204, response.text
+    assert_problem(await client.get("/api/v1/auth/me", headers=headers), 401, "session_revoked")
+    await login(client, user["email"], NEW_PASSWORD)
+    old = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(old, 401, "invalid_credentials")
+    assert await _actions(db, "password.reset") == [user["id"]]
+    assert await mail_to(courier, mailbox, user["email"], "password was reset")
+
+    again = await client.post(RESET, json={"token": token, "new_password": "yet another passphrase 7"})
+    assert_problem(again, 400, "token_invalid")
+
+
+async def test_a_rejected_new_password_does_not_use_up_the_token(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox
+) -> None:
+    user = await register(client)
+    token = await _reset_token(client, courier, mailbox, user["email"])
+    weak = await client.post(RESET, json={"token": token, "new_password": "password"})
+    assert_problem(weak, 422, "validation_error")
+    short = await client.post(RESET, json={"token": token, "new_password": "short"})
+    assert_problem(short, 422, "validation_error")
+    await login(client, user["email"], PASSWORD)  # unchanged
+    assert (await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD})).status_code == 204
+
+
+async def test_expired_and_wrong_reset_tokens_are_invalid(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    user = await register(client)
+    token = await _reset_token(client, courier, mailbox, user["email"])
+    assert_problem(
+        await client.post(RESET, json={"token": "wrong", "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
+    await db.execute(
+        update(VerificationToken)
+        .where(VerificationToken.purpose == "password_reset")
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
+    assert_problem(
+        await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
+    await login(client, user["email"], PASSWORD)
+
+
+async def test_an_email_verification_token_is_not_a_reset_token(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox
+) -> None:
+    user = await register(client)
+    token = link_token(await mail_to(courier, mailbox, user["email"], "confirm"), "/ui/verify-email")
+    assert_problem(
+        await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid"
+    )
+
+
+async def test_change_keeps_this_session_revokes_the_others_and_notifies(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    other = bearer((await login(client, user["email"]))["access_token"])
+    await courier.drain()
+    mailbox.clear()
+
+    response = await client.post(
+        CHANGE, headers=headers, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+    )
+    assert response.status_code == 204, response.text
+    assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 200
+    assert_problem(await client.get("/api/v1/auth/me", headers=other), 401, "session_revoked")
+    await login(client, user["email"], NEW_PASSWORD)
+    assert await _actions(db, "password.changed") == [user["id"]]
+    assert await mail_to(courier, mailbox, user["email"], "password was changed")
+
+
+async def test_change_with_a_wrong_current_password_is_403_and_changes_nothing(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    before = await db.scalar(select(User.password_hash).where(User.email == user["email"]))
+    wrong = await client.post(
+        CHANGE, headers=headers, json={"current_password": "not my password", "new_password": NEW_PASSWORD}
+    )
+    assert_problem(wrong, 403, "invalid_credentials")
+    weak = await client.post(
+        CHANGE, headers=headers, json={"current_password": PASSWORD, "new_password": "password"}
+    )
+    assert_problem(weak, 422, "validation_error")
+    missing = await client.post(CHANGE, headers=headers, json={"new_password": NEW_PASSWORD})
+    assert_problem(missing, 422, "validation_error")
+    assert_problem(
+        await client.post(CHANGE, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        401,
+        "not_authenticated",
+    )
+    assert await db.scalar(select(User.password_hash).where(User.email == user["email"])) == before
+    assert await _actions(db, "password.changed") == []
+
+
+async def test_api_keys_cannot_change_passwords(app: FastAPI, client: AsyncClient) -> None:
+    principal = Principal(
+        user=User(email="k@example.com"),
+        via="api_key",
+        session_id=None,
+        permissions=frozenset(),
+        api_key_id=uuid.uuid4(),
+    )
+
+    async def as_api_key() -> Principal:
+        return principal
+
+    app.dependency_overrides[get_principal] = as_api_key
+    try:
+        response = await client.post(
+            CHANGE, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        )
+    finally:
+        app.dependency_overrides.pop(get_principal)
+    assert_problem(response, 403, "permission_denied")
