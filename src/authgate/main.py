@@ -26,6 +26,7 @@ from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
+from authgate.ui.router import install_console
 from authgate.users.router import router as users_router
 
 DESCRIPTION = """\
@@ -90,6 +91,7 @@ def create_app(
     register_error_handlers(app)
     for router in (auth_router, integration_router, users_router, ops_router):
         app.include_router(router)
+    install_console(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
