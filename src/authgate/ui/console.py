@@ -9,6 +9,7 @@ cookie's value in a hidden `csrf_token` field (double submit).
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,6 +89,10 @@ class Console:
     csrf_token: str
     csrf_is_new: bool
     refreshed: IssuedTokens | None = None
+    # Plain copies: a rollback after a domain error expires the ORM user, and the error page that
+    # follows must not lazy-load it.
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
     nav: list[NavItem] = field(default_factory=list)
 
     @property
@@ -95,6 +100,12 @@ class Console:
         if self.principal is None:  # guarded by the `SignedInConsole` dependency
             raise SignInRequiredError(self.request)
         return self.principal
+
+    @property
+    def signed_in_user_id(self) -> uuid.UUID:
+        if self.user_id is None:
+            raise SignInRequiredError(self.request)
+        return self.user_id
 
     async def rollback(self) -> None:
         """Undo the request's writes after a domain error, including a refresh done on the way in."""
@@ -180,6 +191,8 @@ async def get_console(
         csrf_token=csrf or new_csrf_token(),
         csrf_is_new=not csrf,
         refreshed=refreshed,
+        user_id=principal.user.id if principal else None,
+        session_id=principal.session_id if principal else None,
     )
     if principal is not None:
         console.nav = [n for n in NAV if n.permission is None or n.permission in principal.permissions]

@@ -59,7 +59,7 @@ AuthWorkflowDep = Annotated[AuthWorkflow, Depends(get_auth_workflow)]
 @router.get("/")
 async def home(console: SignedInConsole, auth: AuthWorkflowDep) -> HTMLResponse:
     """The dashboard: the account at a glance and where to go next."""
-    sessions = await auth.list_sessions(console.signed_in.user_id)
+    sessions = await auth.list_sessions(console.signed_in_user_id)
     return render(console, "home.html", {"session_count": len(sessions)})
 
 
@@ -163,8 +163,7 @@ def _registration_closed(console: ConsoleDep) -> HTMLResponse:
 @router.post("/logout", response_model=None)
 async def logout(console: SignedInConsole, _: CheckedForm, auth: AuthWorkflowDep) -> Response:
     """Sign out of this session (its tokens stop working at once) and clear the cookies."""
-    principal = console.signed_in
-    await auth.logout(principal.user_id, principal.session_id)
+    await auth.logout(console.signed_in_user_id, console.session_id)
     return signed_out_redirect(console, "/ui/login?notice=signed_out")
 
 
@@ -210,12 +209,11 @@ async def account_submit(console: SignedInConsole, form: CheckedForm, users: Use
 async def _sessions_page(
     console: SignedInConsole, auth: AuthWorkflow, errors: FormErrors | None = None
 ) -> HTMLResponse:
-    principal = console.signed_in
-    rows = await auth.list_sessions(principal.user_id)
+    rows = await auth.list_sessions(console.signed_in_user_id)
     return render(
         console,
         "sessions.html",
-        {"sessions": rows, "current_id": principal.session_id, "errors": errors},
+        {"sessions": rows, "current_id": console.session_id, "errors": errors},
         status=errors.status if errors else 200,
     )
 
@@ -231,16 +229,15 @@ async def revoke_session(
     session_id: str, console: SignedInConsole, _: CheckedForm, auth: AuthWorkflowDep
 ) -> Response:
     """Sign one of the caller's sessions out; revoking the current one signs this browser out."""
-    principal = console.signed_in
     try:
         target = uuid.UUID(session_id)
-        await auth.revoke_session(principal.user_id, target)
+        await auth.revoke_session(console.signed_in_user_id, target)
     except ValueError:
         return await _sessions_page(console, auth, errors_from_domain(NotFoundError("No such session")))
     except AuthgateError as exc:
         await console.rollback()
         return await _sessions_page(console, auth, errors_from_domain(exc))
-    if target == principal.session_id:
+    if target == console.session_id:
         return signed_out_redirect(console, "/ui/login?notice=signed_out")
     return redirect(console, "/ui/security/sessions?notice=session_revoked")
 
@@ -248,7 +245,7 @@ async def revoke_session(
 @router.post("/security/sessions/revoke-all", response_model=None)
 async def revoke_all_sessions(console: SignedInConsole, _: CheckedForm, auth: AuthWorkflowDep) -> Response:
     """Sign out everywhere: every session of the account, this one included."""
-    await auth.logout_all(console.signed_in.user_id)
+    await auth.logout_all(console.signed_in_user_id)
     return signed_out_redirect(console, "/ui/login?notice=signed_out_everywhere")
 
 
