@@ -55,8 +55,11 @@ def _wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log_path:
 
 
 @pytest.fixture(scope="module")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real server: migrated temp SQLite, plain HTTP (cookies without Secure), cheap hashing."""
+def console_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server: migrated temp SQLite, plain HTTP (cookies without Secure), cheap hashing.
+
+    Asks for `chromium` first so that a missing browser skips before a server is started.
+    """
     workdir = tmp_path_factory.mktemp("console-server")
     url = f"sqlite+aiosqlite:///{workdir / 'authgate.db'}"
     migrate.upgrade(url)
@@ -102,7 +105,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def chromium() -> Path:
     """The Debian `chromium` package's browser (`apt-get install -y chromium`)."""
     if not CHROMIUM.exists():
