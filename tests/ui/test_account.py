@@ -247,3 +247,25 @@ async def test_api_login_sets_and_logout_clears_the_console_refresh_cookie(clien
     assert any(
         c.startswith("authgate_ui_refresh=") and "Max-Age=0" in c for c in out.headers.get_list("set-cookie")
     )
+
+
+async def test_rejected_form_after_a_refresh_keeps_the_old_refresh_token(
+    client: AsyncClient, ui_user: dict[str, object]
+) -> None:
+    """A domain error rolls back the refresh done on the way in, so no cookie is replaced."""
+    await register(client, username="held.name")
+    old_refresh = client.cookies.get("authgate_ui_refresh", path="/ui")
+    client.cookies.delete("authgate_access")
+    response = await post_form(client, "/ui/account", {"username": "held.name"})
+    assert response.status_code == 409
+    assert not any(c.startswith("authgate_") for c in response.headers.get_list("set-cookie"))
+    assert client.cookies.get("authgate_ui_refresh", path="/ui") == old_refresh
+    page = await client.get("/ui/account")  # the unspent token still refreshes
+    assert page.status_code == 200
+    assert client.cookies.get("authgate_ui_refresh", path="/ui") != old_refresh
+
+
+async def test_console_root_without_slash_leads_home(client: AsyncClient) -> None:
+    response = await client.get("/ui")
+    assert response.status_code in (307, 308)
+    assert response.headers["location"].endswith("/ui/")

@@ -132,7 +132,7 @@ async def register_page(console: ConsoleDep) -> Response:
 async def register_submit(
     console: ConsoleDep, form: CheckedForm, users: UserServiceDep, request: Request
 ) -> Response:
-    """Create an account (the same rules as `POST /api/v1/auth/register`), then sign in."""
+    """Create an account (the same rules as `POST /api/v1/auth/register`), then go to sign in."""
     if not console.settings.features.self_registration:
         return _registration_closed(console)
     values = {name: text_field(form, name) for name in ("email", "username", "full_name", "phone")}
