@@ -305,3 +305,17 @@ async def test_register_closed_when_self_registration_is_off(client: AsyncClient
         assert "/ui/register" not in login_page.text
     finally:
         app.state.settings.features.self_registration = True  # type: ignore[attr-defined]
+
+
+async def test_unknown_console_page_is_an_html_404(client: AsyncClient) -> None:
+    response = await client.get("/ui/no/such/page")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "There is no page at this address." in response.text
+    assert response.headers["content-security-policy"] == CONSOLE_CSP
+    assert (await client.get("/ui/static/console.css")).status_code == 200
+    assert (
+        (await client.get("/api/v1/no-such-thing"))
+        .headers["content-type"]
+        .startswith("application/problem+json")
+    )

@@ -270,9 +270,19 @@ async def _csrf_failed(request: Request, exc: Exception) -> Response:
     return render_csrf_failure(request)
 
 
+async def _page_not_found(console: ConsoleDep) -> HTMLResponse:
+    """An unknown console address answers a page, not a JSON problem."""
+    errors = errors_from_domain(NotFoundError("There is no page at this address."))
+    return render(console, "error.html", {"errors": errors}, status=404)
+
+
 def install_console(app: FastAPI) -> None:
-    """Mount the console: its pages, its stylesheet and the two answers that are pages, not problems."""
-    app.include_router(router)
+    """Mount the console: its pages, its stylesheet and the answers that are pages, not problems.
+
+    Console routers are included here, before the catch-all 404 page, which must stay last.
+    """
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui_static")
+    app.include_router(router)
+    app.add_api_route("/ui/{path:path}", _page_not_found, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
     app.add_exception_handler(ConsoleCSRFError, _csrf_failed)
