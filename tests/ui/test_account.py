@@ -269,3 +269,15 @@ async def test_console_root_without_slash_leads_home(client: AsyncClient) -> Non
     response = await client.get("/ui")
     assert response.status_code in (307, 308)
     assert response.headers["location"].endswith("/ui/")
+
+
+async def test_navigation_marks_only_the_current_section(
+    client: AsyncClient, ui_user: dict[str, object]
+) -> None:
+    html = (await client.get("/ui/security/sessions")).text
+    nav = html.split('aria-label="Main"')[1].split("</nav>")[0]
+    assert nav.count('aria-current="page"') == 1
+    assert 'href="/ui/security/sessions" aria-current="page">Security' in nav
+    account_nav = (await client.get("/ui/account")).text.split('aria-label="Main"')[1].split("</nav>")[0]
+    assert 'href="/ui/account" aria-current="page">Account' in account_nav
+    assert account_nav.count('aria-current="page"') == 1

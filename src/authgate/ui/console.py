@@ -56,14 +56,18 @@ class NavItem:
 
     href: str
     label: str
+    section: str | None = None  # a path prefix whose pages all belong to this item
     permission: str | None = None
+
+    def is_current(self, path: str) -> bool:
+        return path == self.href or (self.section is not None and path.startswith(self.section))
 
 
 # The primary navigation; MFA, profile, API keys, workspaces and admin pages join this list.
 NAV: tuple[NavItem, ...] = (
     NavItem("/ui/", "Home"),
-    NavItem("/ui/account", "Account"),
-    NavItem("/ui/security/sessions", "Security"),
+    NavItem("/ui/account", "Account", section="/ui/account/"),
+    NavItem("/ui/security/sessions", "Security", section="/ui/security/"),
 )
 
 # Fixed notices chosen by a query parameter after a redirect (post/redirect/get); the text is
@@ -314,11 +318,21 @@ class FormErrors:
 _FIELD_FOR_CODE = {"email_taken": "email", "username_taken": "username"}
 
 
+def _message(err: Any) -> str:
+    """Pydantic's message, in words for people (its length errors speak of "items")."""
+    ctx = err.get("ctx") or {}
+    if err["type"] in ("too_short", "string_too_short") and "min_length" in ctx:
+        return f"Must be at least {ctx['min_length']} characters"
+    if err["type"] in ("too_long", "string_too_long") and "max_length" in ctx:
+        return f"Must be at most {ctx['max_length']} characters"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def errors_from_validation(exc: ValidationError) -> FormErrors:
     fields: dict[str, str] = {}
     for err in exc.errors():
         name = str(err["loc"][-1]) if err["loc"] else "form"
-        fields.setdefault(name, str(err["msg"]).removeprefix("Value error, "))
+        fields.setdefault(name, _message(err))
     return FormErrors(422, "Please correct the fields marked below.", fields)
 
 
