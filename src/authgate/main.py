@@ -37,6 +37,7 @@ from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
+from authgate.ui.router import install_console
 from authgate.users.router import router as users_router
 from authgate.verification.router import router as verification_router
 from authgate.workspaces.router import invitations_router as workspace_invitations_router
@@ -148,6 +149,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.include_router(outbox_router, include_in_schema=settings.exposes_dev_tools)
+    install_console(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -26,6 +26,13 @@ _DOCS_PATHS = ("/docs", "/redoc")
 # Sign-out answers also tell the browser to drop this origin's cookies and storage (OWASP Secure Headers).
 _LOGOUT_PATHS = frozenset({"/api/v1/auth/logout", "/api/v1/auth/logout-all"})
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+_CONSOLE_PREFIX = "/ui/"
+_CONSOLE_STATIC = "/ui/static/"
+# The web console: same-origin styles and forms only, no scripts at all.
+_CONSOLE_CSP = (
+    b"default-src 'self'; img-src 'self' data:; style-src 'self'; form-action 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'"
+)
 _DOCS_CSP = (
     b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
@@ -57,12 +64,12 @@ def _problem(request_id: str, path: str, status: int, code: str, title: str, det
 
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
-    """JSON everywhere under /api; forms only on the OAuth2-style endpoints; multipart only for uploads."""
+    """JSON everywhere under /api; forms on the OAuth2-style endpoints and the /ui console; multipart for uploads."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
         return True
     if media == "application/x-www-form-urlencoded":
-        return path in _FORM_PATHS
+        return path in _FORM_PATHS or path.startswith(_CONSOLE_PREFIX)
     if media == "multipart/form-data":
         return path.endswith("/avatar") or path in _FORM_PATHS
     return False
@@ -122,7 +129,7 @@ class RequestContextMiddleware:
         if (
             has_body
             and scope["method"] in _UNSAFE_METHODS
-            and path.startswith("/api/")
+            and path.startswith(("/api/", _CONSOLE_PREFIX))
             and not _media_type_allowed(path, _header(scope, b"content-type"))
         ):
             body = _problem(
@@ -157,9 +164,8 @@ class RequestContextMiddleware:
                 headers.extend(self.security_headers)
                 names = {name.lower() for name, _ in headers}
                 if b"content-security-policy" not in names:
-                    csp = _DOCS_CSP if path.startswith(_DOCS_PATHS) else _API_CSP
-                    headers.append((b"content-security-policy", csp))
-                if b"cache-control" not in names and path.startswith("/api/"):
+                    headers.append((b"content-security-policy", _csp_for(path)))
+                if b"cache-control" not in names and _is_private(path):
                     headers.append((b"cache-control", b"no-store"))
                 if not path.startswith(_DOCS_PATHS):  # the docs pages load their scripts from a CDN
                     headers.append((b"cross-origin-embedder-policy", b"require-corp"))
@@ -209,6 +215,21 @@ class RequestContextMiddleware:
             log.debug(
                 "request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1)
             )
+
+
+def _csp_for(path: str) -> bytes:
+    if path.startswith(_DOCS_PATHS):
+        return _DOCS_CSP
+    if path == "/ui" or path.startswith(_CONSOLE_PREFIX):
+        return _CONSOLE_CSP
+    return _API_CSP
+
+
+def _is_private(path: str) -> bool:
+    """API answers and console pages carry personal data: never stored by caches (the CSS may be)."""
+    if path.startswith(_CONSOLE_STATIC):
+        return False
+    return path.startswith(("/api/", _CONSOLE_PREFIX)) or path == "/ui"
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:

@@ -13,11 +13,22 @@ REFRESH_COOKIE = "authgate_refresh"
 CSRF_COOKIE = "authgate_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
+# The web console refreshes on page loads, outside the auth endpoints' path, so it gets its own
+# copy of the refresh token scoped to /ui. Both copies are always set and cleared together: one
+# left behind after a rotation would later look like a reused token and revoke the session.
+CONSOLE_REFRESH_COOKIE = "authgate_ui_refresh"
+CONSOLE_PATH = "/ui"
 
 
 def set_auth_cookies(
-    response: Response, settings: Settings, *, access_token: str, refresh_token: str
+    response: Response,
+    settings: Settings,
+    *,
+    access_token: str,
+    refresh_token: str,
+    csrf_token: str | None = None,
 ) -> None:
+    """Set the token cookies; a new CSRF value unless the caller keeps one already in pages' forms."""
     secure = settings.secure_cookies
     response.set_cookie(
         ACCESS_COOKIE,
@@ -37,13 +48,30 @@ def set_auth_cookies(
         samesite="lax",
         path=REFRESH_COOKIE_PATH,
     )
+    response.set_cookie(
+        CONSOLE_REFRESH_COOKIE,
+        refresh_token,
+        max_age=int(settings.refresh_token_ttl.total_seconds()),
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        path=CONSOLE_PATH,
+    )
+    set_csrf_cookie(response, settings, csrf_token or new_csrf_token())
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def set_csrf_cookie(response: Response, settings: Settings, value: str) -> None:
     # Readable by scripts on purpose: the double-submit value they echo in X-CSRF-Token.
     response.set_cookie(
         CSRF_COOKIE,
-        secrets.token_urlsafe(32),
+        value,
         max_age=int(settings.refresh_token_ttl.total_seconds()),
         httponly=False,
-        secure=secure,
+        secure=settings.secure_cookies,
         samesite="lax",
         path="/",
     )
@@ -54,5 +82,8 @@ def clear_auth_cookies(response: Response, settings: Settings) -> None:
     response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
     response.delete_cookie(
         REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=secure, httponly=True, samesite="lax"
+    )
+    response.delete_cookie(
+        CONSOLE_REFRESH_COOKIE, path=CONSOLE_PATH, secure=secure, httponly=True, samesite="lax"
     )
     response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, samesite="lax")

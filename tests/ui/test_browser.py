@@ -1,0 +1,199 @@
+"""One end-to-end run of the console in headless Chromium against a real uvicorn server.
+
+The server runs in its own process on a spare port with a temporary SQLite database, so the
+browser exercises real cookies (HttpOnly, Path=/ui), redirects and the console's CSP. Chromium
+missing is a skip locally and a failure under CI=true, like PostgreSQL in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authgate import migrate
+from tests.conftest import TEST_SECRET, unavailable
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+PASSWORD = "correct horse battery staple"
+
+
+def _spare_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Poll /health until the server answers; a server that exits or never answers fails the test."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"uvicorn exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"uvicorn did not become ready:\n{log_path.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def console_server(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real server: migrated temp SQLite, plain HTTP (cookies without Secure), cheap hashing.
+
+    Asks for `chromium` first so that a missing browser skips before a server is started.
+    """
+    workdir = tmp_path_factory.mktemp("console-server")
+    url = f"sqlite+aiosqlite:///{workdir / 'authgate.db'}"
+    migrate.upgrade(url)
+    port = _spare_port()
+    env = {
+        **os.environ,
+        "AUTHGATE_ENV": "test",
+        "AUTHGATE_DATABASE_URL": url,
+        "AUTHGATE_SECRET_KEY": TEST_SECRET,
+        "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "AUTHGATE_COOKIE_SECURE": "false",
+        "AUTHGATE_PASSWORD__ARGON2_MEMORY_COST": "1024",
+        "AUTHGATE_PASSWORD__ARGON2_TIME_COST": "1",
+        "AUTHGATE_UPLOAD_DIR": str(workdir / "uploads"),
+        "AUTHGATE_LOG_LEVEL": "WARNING",
+    }
+    log_path = workdir / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "authgate.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(base_url, process, log_path)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The Debian `chromium` package's browser (`apt-get install -y chromium`)."""
+    if not CHROMIUM.exists():
+        unavailable("Chromium", FileNotFoundError(str(CHROMIUM)))
+    return CHROMIUM
+
+
+@pytest.fixture
+async def page(chromium: Path) -> AsyncIterator[object]:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError as exc:  # pragma: no cover - playwright is in the dev extra
+        unavailable("Playwright", exc)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context()
+            yield await context.new_page()
+            await context.close()
+        finally:
+            await browser.close()
+
+
+async def test_register_sign_in_edit_sessions_sign_out(page: object, console_server: str) -> None:
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    base = console_server
+    problems: list[str] = []
+    # A rejected sign-in is answered with a 401 page, which Chromium reports as a failed load.
+    expected = "the server responded with a status of 401"
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text) if msg.type == "error" and expected not in msg.text else None,
+    )
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+    # Register.
+    await page.goto(f"{base}/ui/register")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.get_by_label("Email").fill("browser@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_label("Username").fill("browser.user")
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page).to_have_url(f"{base}/ui/login?notice=registered")
+    await expect(page.get_by_role("status")).to_contain_text("Your account was created")
+
+    # A wrong password first: the error is shown on the form, tied to it for screen readers.
+    await page.get_by_label("Email or username").fill("browser.user")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Invalid email, username or password")
+
+    # Sign in with the username.
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{base}/ui/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert cookies["authgate_access"]["httpOnly"] is True
+    assert cookies["authgate_ui_refresh"]["path"] == "/ui"
+
+    # Edit the account.
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    await expect(page).to_have_url(f"{base}/ui/account")
+    await page.get_by_label("Full name").fill("Ada Browser")
+    await page.get_by_label("Phone").fill("+14155550123")
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("status")).to_have_text("Your changes were saved.")
+    await expect(page.get_by_label("Full name")).to_have_value("Ada Browser")
+    await expect(page.get_by_label("Phone")).to_have_value("+14155550123")
+
+    # The access cookie expires: the next page load refreshes it transparently.
+    await page.context.clear_cookies(name="authgate_access")
+    await page.goto(f"{base}/ui/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada Browser")
+
+    # Sessions: this browser is listed.
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Security").click()
+    await expect(page).to_have_url(f"{base}/ui/security/sessions")
+    rows = page.get_by_role("row").filter(has_text="this browser")
+    await expect(rows).to_have_count(1)
+
+    # Sign out: the console is closed again.
+    await page.get_by_role("button", name="Sign out", exact=True).click()
+    await expect(page).to_have_url(f"{base}/ui/login?notice=signed_out")
+    await page.goto(f"{base}/ui/account")
+    await expect(page).to_have_url(re.compile(r"/ui/login\?next=/ui/account$"))
+
+    assert problems == []  # no CSP violation or script error on any page
