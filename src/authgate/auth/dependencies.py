@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
@@ -46,6 +46,20 @@ bearer_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/v1/auth/token",
     auto_error=False,
     description="An access token from `/api/v1/auth/login` or `/api/v1/auth/token`, or an API key (`ag_...`).",
+)
+
+
+# The user, its roles and the token's session in one statement, built once: SQLAlchemy then
+# reuses its compiled form and cache key instead of rebuilding both on every request.
+_PRINCIPAL_QUERY = (
+    select(User, LoginSession)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .options(joinedload(User.roles))
+    .where(
+        User.id == bindparam("user_id"),
+        LoginSession.id == bindparam("session_id"),
+        User.deleted_at.is_(None),
+    )
 )
 
 
@@ -95,13 +109,8 @@ async def get_principal(
     if via == "cookie":
         check_csrf(request)
     claims = await tokens.decode_access(token)
-    stmt = (
-        select(User, LoginSession)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .options(joinedload(User.roles))
-        .where(User.id == claims.user_id, LoginSession.id == claims.session_id, User.deleted_at.is_(None))
-    )
-    row = (await session.execute(stmt)).unique().first()
+    params = {"user_id": claims.user_id, "session_id": claims.session_id}
+    row = (await session.execute(_PRINCIPAL_QUERY, params)).unique().first()
     if row is None:
         raise TokenInvalidError("The token's user or session does not exist")
     user, login = row[0], row[1]
