@@ -290,6 +290,8 @@ class Server:
             else self.run.args.pg_url
         )
         if self.target.kind == "authgate":
+            if self.run.args.authgate_src:  # another checkout's code, e.g. for a before/after comparison
+                env["PYTHONPATH"] = str(Path(self.run.args.authgate_src).resolve())
             env.update(
                 AUTHGATE_ENV="production",
                 AUTHGATE_SECRET_KEY=SECRET_KEY,
@@ -704,6 +706,11 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=100, help="accounts registered per server for login")
     parser.add_argument("--tokens", type=int, default=16, help="access tokens rotated over by `me`")
     parser.add_argument("--argon2-samples", type=int, default=30)
+    parser.add_argument(
+        "--authgate-src",
+        default=None,
+        help="serve authgate from this `src` directory instead of the installed one",
+    )
     parser.add_argument("--no-doc", action="store_true", help=f"do not write {DOC.relative_to(ROOT)}")
     args = parser.parse_args()
 
