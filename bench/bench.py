@@ -179,7 +179,7 @@ def machine() -> dict[str, str]:
         "RAM": f"{int(mem_kb) / 1024 / 1024:.1f} GiB" if mem_kb else "?",
         "OS": f"{os_name or platform.system()} (kernel {platform.release()})",
         "Python": platform.python_version(),
-        "wrk": (wrk.stdout + wrk.stderr).splitlines()[0].strip() if wrk.stdout + wrk.stderr else "?",
+        "wrk": (wrk.stdout + wrk.stderr).split("Copyright")[0].strip() or "?",
     }
 
 
@@ -644,8 +644,8 @@ started: {run.load[0]:.2f}, when it ended: {run.load[1]:.2f}._
 
 One Argon2id verify at authgate's defaults (m=19 MiB, t=2, p=1) with pwdlib, median of
 {run.args.argon2_samples}: **{run.argon2_cpu_seconds * 1000:.1f} ms of CPU**
-({run.argon2_seconds * 1000:.1f} ms wall). Limit = {cores} cores ÷ {run.argon2_cpu_seconds * 1000:.1f} ms
-= **{hash_limit(run):,.1f} logins/s**.
+({run.argon2_seconds * 1000:.1f} ms wall).
+Limit = {cores} cores ÷ {run.argon2_cpu_seconds * 1000:.1f} ms = **{hash_limit(run):,.1f} logins/s**.
 
 ### Results
 
