@@ -100,7 +100,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # anyway. With more connections the losers poll the lock in SQLite's busy handler, which
         # sleeps 1-100 ms between tries (measured: ~110 req/s on GET /users/me at 64 connections);
         # with one, they queue in the pool and the next starts the moment the lock is free.
-        # Other processes on the same file still wait on the busy timeout.
+        # Other processes on the same file still wait on the busy timeout. As before, code must not
+        # open a second session while its request's session holds a transaction: that waited on
+        # SQLite's lock (busy timeout), it now waits on the pool (pool_timeout).
         engine = create_async_engine(
             settings.database_url, pool_size=1, max_overflow=0, pool_timeout=60, pool_reset_on_return=None
         )
