@@ -1,4 +1,8 @@
-"""Typed access to the process-wide objects the lifespan keeps on `app.state`."""
+"""Typed access to the process-wide objects the lifespan keeps on `app.state`.
+
+The accessors are `async def` so FastAPI calls them inline; a plain `def` dependency is run in
+the thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,22 @@ from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.passwords
     return hasher
 
 
-def get_token_service(request: Request) -> TokenService:
+async def get_token_service(request: Request) -> TokenService:
     tokens: TokenService = request.app.state.tokens
     return tokens
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return factory
 

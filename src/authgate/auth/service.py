@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
@@ -12,6 +12,18 @@ from authgate.security.tokens import AccessClaims
 from authgate.sessions.models import LoginSession
 from authgate.users.models import User
 
+# Built once: SQLAlchemy reuses its compiled form and cache key instead of rebuilding both per request.
+_PRINCIPAL_QUERY = (
+    select(User, LoginSession)
+    .join(LoginSession, LoginSession.user_id == User.id)
+    .options(joinedload(User.roles))
+    .where(
+        User.id == bindparam("user_id"),
+        LoginSession.id == bindparam("session_id"),
+        User.deleted_at.is_(None),
+    )
+)
+
 
 async def resolve_access(session: AsyncSession, claims: AccessClaims) -> tuple[User, LoginSession]:
     """The user (with roles) and session behind verified claims, in one query.
@@ -19,13 +31,8 @@ async def resolve_access(session: AsyncSession, claims: AccessClaims) -> tuple[U
     A revoked or expired session, a deleted or deactivated user all fail here, so they take
     effect on the next request rather than when the token expires.
     """
-    stmt = (
-        select(User, LoginSession)
-        .join(LoginSession, LoginSession.user_id == User.id)
-        .options(joinedload(User.roles))
-        .where(User.id == claims.user_id, LoginSession.id == claims.session_id, User.deleted_at.is_(None))
-    )
-    row = (await session.execute(stmt)).unique().first()
+    params = {"user_id": claims.user_id, "session_id": claims.session_id}
+    row = (await session.execute(_PRINCIPAL_QUERY, params)).unique().first()
     if row is None:
         raise TokenInvalidError("The token's user or session does not exist")
     user, login = row[0], row[1]
