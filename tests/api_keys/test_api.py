@@ -136,10 +136,31 @@ async def test_bad_create_bodies_are_422(
 
 async def test_workspace_binding_and_expiry_are_kept(client: AsyncClient) -> None:
     _, headers = await signed_in(client)
-    ws = str(uuid.uuid4())
+    workspace = await client.post("/api/v1/workspaces", json={"name": "Keys Inc"}, headers=headers)
+    ws = workspace.json()["id"]
     created = await issue_key(client, headers, workspace_id=ws, expires_at="2099-01-01T00:00:00Z")
     assert created["workspace_id"] == ws
     assert created["expires_at"].startswith("2099-01-01T00:00:00")
+    bound = {"X-API-Key": created["key"]}
+    assert (await client.get(f"/api/v1/workspaces/{ws}", headers=bound)).status_code == 200
+    other = (await client.post("/api/v1/workspaces", json={"name": "Other"}, headers=headers)).json()["id"]
+    assert_problem(await client.get(f"/api/v1/workspaces/{other}", headers=bound), 404, "not_found")
+
+
+async def test_binding_to_a_workspace_you_are_not_in_is_refused(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    _, owner = await signed_in(client)
+    foreign = (await client.post("/api/v1/workspaces", json={"name": "Not yours"}, headers=owner)).json()[
+        "id"
+    ]
+    _, headers = await signed_in(client)
+    for ws in (foreign, str(uuid.uuid4())):
+        response = await client.post(
+            "/api/v1/api-keys", json={"name": "k", "workspace_id": ws}, headers=headers
+        )
+        assert_problem(response, 422, "validation_error")
+    assert await db.scalar(select(func.count()).select_from(ApiKey)) == 0
 
 
 @pytest.mark.parametrize(

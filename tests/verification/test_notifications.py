@@ -84,3 +84,56 @@ async def test_mfa_helper_enqueues_an_alert(
         await notify_mfa_changed(session, settings, row, enabled=False)
     assert await mail_to(courier, mailbox, user["email"], "turned on")
     assert await mail_to(courier, mailbox, user["email"], "turned off")
+
+
+async def test_security_alerts_setting_silences_new_device_alerts(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    user = await register(client)
+    tokens = await client.post(
+        LOGIN, json={"email": user["email"], "password": PASSWORD}, headers={"User-Agent": "Firefox/1"}
+    )
+    headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    client.cookies.clear()
+    off = await client.patch("/api/v1/users/me/settings", headers=headers, json={"security_alerts": False})
+    assert off.status_code == 200 and off.json()["security_alerts"] is False
+    await _login(client, user["email"], "Opera/3")
+    assert "new_device" not in await _templates_to(db, user["email"])
+
+
+async def test_messages_use_the_profile_locale(client: AsyncClient, db: AsyncSession) -> None:
+    user = await register(client)
+    tokens = await client.post(LOGIN, json={"email": user["email"], "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    client.cookies.clear()
+    assert (
+        await client.patch("/api/v1/users/me/profile", headers=headers, json={"locale": "pt-BR"})
+    ).status_code == 200
+    assert (await client.post("/api/v1/auth/verify-email/request", headers=headers)).status_code == 202
+    locale = await db.scalar(
+        select(OutboxMessage.locale)
+        .where(OutboxMessage.recipient == user["email"], OutboxMessage.template == "email_verification")
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    )
+    assert locale == "pt-BR"
+
+
+async def test_turning_mfa_on_and_off_notifies_the_owner(client: AsyncClient, db: AsyncSession) -> None:
+    import pyotp
+
+    user = await register(client)
+    tokens = await client.post(LOGIN, json={"email": user["email"], "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+    client.cookies.clear()
+    secret = (await client.post("/api/v1/auth/mfa/totp/setup", headers=headers)).json()["secret"]
+    totp = pyotp.TOTP(secret)
+    enabled = await client.post("/api/v1/auth/mfa/totp/enable", headers=headers, json={"code": totp.now()})
+    assert enabled.status_code == 200
+    assert "mfa_enabled" in await _templates_to(db, user["email"])
+    recovery = enabled.json()["recovery_codes"][0]
+    disabled = await client.post(
+        "/api/v1/auth/mfa/totp/disable", headers=headers, json={"password": PASSWORD, "code": recovery}
+    )
+    assert disabled.status_code == 204
+    assert "mfa_disabled" in await _templates_to(db, user["email"])

@@ -21,6 +21,7 @@ from authgate.errors import InvalidInputError, PermissionDeniedError
 from authgate.pagination import PageParams, fetch_page
 from authgate.roles.permissions import PERMISSIONS
 from authgate.sessions.service import LAST_USED_RESOLUTION
+from authgate.workspaces.repository import WorkspaceRepository
 
 log = structlog.get_logger("authgate.api_keys")
 KEY_PREFIX = "ag_"
@@ -82,6 +83,8 @@ class ApiKeyService:
             raise PermissionDeniedError(f"You do not hold: {', '.join(missing)}")
         if data.expires_at is not None and data.expires_at <= utcnow():
             raise InvalidInputError("expires_at must be in the future", ("body", "expires_at"))
+        if data.workspace_id is not None:
+            await self._check_membership(owner_id, data.workspace_id)
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(SECRET_BYTES)
         key = ApiKey(
             user_id=owner_id,
@@ -102,6 +105,13 @@ class ApiKeyService:
             data={"name": key.name, "scopes": key.scopes},
         )
         return IssuedKey(key, f"{KEY_PREFIX}{prefix}_{secret}")
+
+    async def _check_membership(self, owner_id: uuid.UUID, workspace_id: uuid.UUID) -> None:
+        """A key can be bound only to a live workspace its owner belongs to (others are not revealed)."""
+        workspaces = WorkspaceRepository(self._db)
+        workspace = await workspaces.get_by_ref(str(workspace_id))
+        if workspace is None or await workspaces.get_member(workspace.id, owner_id) is None:
+            raise InvalidInputError("Unknown workspace", ("body", "workspace_id"))
 
     async def list_for(self, owner_id: uuid.UUID, params: PageParams) -> tuple[list[ApiKey], str | None]:
         """One page of the owner's keys that are not revoked, newest first."""

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from sqlalchemy import select
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, UserSession
 from authgate.auth.router import AuthWorkflowDep, _token_response
 from authgate.auth.schemas import TokenResponse
-from authgate.db import SessionDep, end_read
+from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
 from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
 from authgate.mfa.service import MfaService
-from authgate.mfa.workflows import MfaLoginWorkflow
+from authgate.mfa.workflows import MfaLoginWorkflow, MfaManagementWorkflow
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
-from authgate.users.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
 
@@ -30,6 +28,15 @@ async def get_mfa_service(session: SessionDep, settings: SettingsDep) -> MfaServ
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
+
+
+async def get_mfa_management(
+    session: SessionDep, settings: SettingsDep, passwords: PasswordHasherDep, mfa: MfaServiceDep
+) -> MfaManagementWorkflow:
+    return MfaManagementWorkflow(session, settings, passwords, mfa)
+
+
+MfaManagementDep = Annotated[MfaManagementWorkflow, Depends(get_mfa_management)]
 
 MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
 
@@ -46,12 +53,14 @@ async def totp_setup(principal: UserSession, mfa: MfaServiceDep) -> TotpSetupRea
 
 
 @router.post("/mfa/totp/enable", responses=problem_schema(*MANAGE_PROBLEMS, CodeInvalidError))
-async def totp_enable(body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep) -> RecoveryCodesRead:
+async def totp_enable(
+    body: MfaCodeBody, principal: UserSession, manage: MfaManagementDep
+) -> RecoveryCodesRead:
     """Confirm set-up with a current code: MFA is on from now, and 10 single-use recovery codes come back.
 
     The recovery codes are shown only in this response; each signs in once in place of a TOTP code.
     """
-    return RecoveryCodesRead(recovery_codes=await mfa.enable(principal.user, body.code))
+    return RecoveryCodesRead(recovery_codes=await manage.enable(principal.user, body.code))
 
 
 @router.post(
@@ -60,20 +69,10 @@ async def totp_enable(body: MfaCodeBody, principal: UserSession, mfa: MfaService
     responses=problem_schema(*MANAGE_PROBLEMS, WrongPasswordError, CodeInvalidError),
 )
 async def totp_disable(
-    body: MfaDisableBody,
-    principal: UserSession,
-    mfa: MfaServiceDep,
-    session: SessionDep,
-    passwords: PasswordHasherDep,
-    request: Request,
+    body: MfaDisableBody, principal: UserSession, manage: MfaManagementDep, request: Request
 ) -> None:
     """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
-    digest = await session.scalar(select(User.password_hash).where(User.id == principal.user_id))
-    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
-    valid, _ = await passwords.verify(body.password.get_secret_value(), digest, request.is_disconnected)
-    if not valid:
-        raise WrongPasswordError()
-    await mfa.disable(principal.user, body.code)
+    await manage.disable(principal.user, body.password.get_secret_value(), body.code, request.is_disconnected)
 
 
 @router.post(

@@ -5,18 +5,22 @@ from __future__ import annotations
 import uuid
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.config import Settings
-from authgate.db import utcnow
-from authgate.errors import AccountDisabledError
+from authgate.db import end_read, utcnow
+from authgate.errors import AccountDisabledError, WrongPasswordError
 from authgate.mfa.errors import MfaInvalidError
 from authgate.mfa.service import MfaService
 from authgate.ops.metrics import LOGINS
 from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
+from authgate.security.passwords import ClientGone, PasswordHasher
+from authgate.users.models import User
 from authgate.users.repository import UserRepository
+from authgate.verification.notifications import notify_mfa_changed
 
 log = structlog.get_logger("authgate.mfa")
 
@@ -71,3 +75,30 @@ class MfaLoginWorkflow:
                 data={"reason": "mfa_invalid"},
             )
             await self._guard.record_failure(own, identifier)
+
+
+class MfaManagementWorkflow:
+    """Turning TOTP on and off: the change (audited by the service) and the owner's notification."""
+
+    def __init__(
+        self, session: AsyncSession, settings: Settings, passwords: PasswordHasher, mfa: MfaService
+    ) -> None:
+        self._db, self._settings, self._passwords, self._mfa = session, settings, passwords, mfa
+
+    async def enable(self, user: User, code: str) -> list[str]:
+        """Confirm set-up with a current code; returns the recovery codes (shown once)."""
+        codes = await self._mfa.enable(user, code)
+        await notify_mfa_changed(self._db, self._settings, user, enabled=True)
+        return codes
+
+    async def disable(
+        self, user: User, password: str, code: str, client_gone: ClientGone | None = None
+    ) -> None:
+        """Turn MFA off; needs the password (403 when wrong) and a TOTP or recovery code."""
+        digest = await self._db.scalar(select(User.password_hash).where(User.id == user.id))
+        await end_read(self._db)  # no connection (or SQLite write lock) held while the hash runs
+        valid, _ = await self._passwords.verify(password, digest, client_gone)
+        if not valid:
+            raise WrongPasswordError()
+        await self._mfa.disable(user, code)
+        await notify_mfa_changed(self._db, self._settings, user, enabled=False)

@@ -21,6 +21,7 @@ from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.logging import get_request_context
 from authgate.outbox.service import Outbox
+from authgate.profiles.models import UserProfile, UserSettings
 from authgate.users.models import User
 from authgate.verification.models import KnownDevice
 
@@ -31,21 +32,18 @@ def public_link(settings: Settings, path: str) -> str:
     return settings.public_url.rstrip("/") + path
 
 
-def user_locale(user: User) -> str | None:
-    """The user's preferred locale for messages.
-
-    Hook: the profile (with `locale`) does not exist yet; when it does, return its value here.
-    """
-    return None
+async def user_locale(session: AsyncSession, user: User) -> str | None:
+    """The user's preferred locale for messages: the profile's `locale`, when set."""
+    return await session.scalar(select(UserProfile.locale).where(UserProfile.user_id == user.id))
 
 
 async def wants_security_alerts(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    """Whether the user wants optional security alerts (new-device sign-ins).
+    """Whether the user wants optional security alerts (new-device sign-ins): the `security_alerts` setting.
 
-    Hook: there is no user settings table yet, so everyone gets them. When
-    `/users/me/settings` lands, read its `security_alerts` here.
+    Alerts about changes to the account itself (password, MFA, email, phone) are always sent.
     """
-    return True
+    wanted = await session.scalar(select(UserSettings.security_alerts).where(UserSettings.user_id == user_id))
+    return True if wanted is None else bool(wanted)
 
 
 def network_of(ip: str | None) -> str | None:
@@ -68,7 +66,11 @@ class SecurityNotifier:
         context.setdefault("when", utcnow().strftime("%Y-%m-%d %H:%M UTC"))
         context.setdefault("sessions_link", public_link(self._settings, SESSIONS_PATH))
         await Outbox(self._session).enqueue(
-            channel="email", template=template, to=user.email, context=context, locale=user_locale(user)
+            channel="email",
+            template=template,
+            to=user.email,
+            context=context,
+            locale=await user_locale(self._session, user),
         )
 
     async def password_changed(self, user: User) -> None:
@@ -83,7 +85,7 @@ class SecurityNotifier:
             channel="email",
             template="email_changed",
             to=old_email,
-            locale=user_locale(user),
+            locale=await user_locale(self._session, user),
             context={
                 "old_email": old_email,
                 "new_email": user.email,

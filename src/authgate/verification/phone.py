@@ -79,7 +79,7 @@ class PhoneVerificationService:
             channel="sms",
             template="phone_verification",
             to=phone,
-            locale=user_locale(user),
+            locale=await user_locale(self._db, user),
             context={"code": code, "expires_minutes": int(self._config.phone_code_ttl.total_seconds() // 60)},
         )
 

@@ -103,7 +103,7 @@ class EmailVerificationService:
             channel="email",
             template="email_verification",
             to=user.email,
-            locale=user_locale(user),
+            locale=await user_locale(self._db, user),
             context={
                 "link": f"{public_link(self._settings, VERIFY_EMAIL_PATH)}?token={raw}",
                 "name": user.full_name,
@@ -169,7 +169,7 @@ class PasswordService:
                 channel="email",
                 template="password_reset",
                 to=user.email,
-                locale=user_locale(user),
+                locale=await user_locale(self._db, user),
                 context={
                     "link": f"{public_link(self._settings, RESET_PASSWORD_PATH)}?token={raw}",
                     "expires_minutes": minutes,

@@ -53,7 +53,7 @@ class RegistrationWorkflow:
             channel="email",
             template="account_exists",
             to=owner.email,
-            locale=user_locale(owner),
+            locale=await user_locale(self._db, owner),
             context={
                 "login_link": public_link(self._settings, LOGIN_PATH),
                 "reset_link": public_link(self._settings, FORGOT_PATH),
