@@ -131,12 +131,12 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
-    routers = [
+    routers = [  # the hottest paths first: routing tries each route in turn
+        users_router,
         auth_router,
         mfa_router,
         verification_router,
         integration_router,
-        users_router,
         profiles_router,
         roles_router,
         api_keys_router,
