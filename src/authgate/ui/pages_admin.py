@@ -110,14 +110,14 @@ async def users_page(console: UsersRead, admin: UserAdminServiceDep, request: Re
     errors: FormErrors | None = None
     try:
         search = UserSearch.model_validate(raw)
-        params = page_params(request.query_params.get("cursor"))
+        params = page_params(request.query_params.get("cursor"), request.query_params.get("limit"))
     except ValidationError as exc:
         search, params, errors = UserSearch(), page_params(None), errors_from_validation(exc)
     except InvalidInputError as exc:
         search, params, errors = UserSearch.model_validate(raw), page_params(None), errors_from_domain(exc)
     filters = UserFilters(q=search.q, is_active=search.is_active, role=search.role, deleted=search.deleted)
     rows, cursor = await admin.list_page(filters, params)
-    query = search.model_dump()
+    query = {**search.model_dump(), "limit": request.query_params.get("limit")}
     context = {
         "users": [UserRead.model_validate(u) for u in rows],
         "values": {k: request.query_params.get(k, "") for k in ("q", "is_active", "role", "deleted")},
@@ -409,7 +409,7 @@ async def audit_page(console: AuditRead, session: SessionDep, request: Request) 
     errors: FormErrors | None = None
     try:
         search = AuditSearch.model_validate(raw)
-        params = page_params(request.query_params.get("cursor"))
+        params = page_params(request.query_params.get("cursor"), request.query_params.get("limit"))
     except ValidationError as exc:
         search, params, errors = AuditSearch(), page_params(None), errors_from_validation(exc)
     except InvalidInputError as exc:
@@ -426,6 +426,8 @@ async def audit_page(console: AuditRead, session: SessionDep, request: Request) 
     context = {
         "events": events,
         "values": {k: request.query_params.get(k, "") for k in ("action", "actor_id", "target_id")},
-        "next_href": next_link("/ui/admin/audit", search.model_dump(), cursor),
+        "next_href": next_link(
+            "/ui/admin/audit", {**search.model_dump(), "limit": request.query_params.get("limit")}, cursor
+        ),
     }
     return _page(console, "admin_audit.html", context, errors)

@@ -17,11 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from authgate.auth.dependencies import require_permission
-from authgate.errors import AuthgateError, NotFoundError
+from authgate.errors import AuthgateError, InvalidInputError, NotFoundError
 from authgate.pagination import PageParams
 from authgate.ui.console import NOTICES, Console, SignedInConsole, errors_from_domain, render
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200  # as `PageParams` allows on the API
 
 
 class PageError(Exception):
@@ -74,9 +75,14 @@ def parse_id(console: Console, value: str, what: str = "Not found") -> uuid.UUID
         raise PageError(console, NotFoundError(what)) from exc
 
 
-def page_params(cursor: str | None, limit: int = PAGE_SIZE) -> PageParams:
-    """Paging for a list page; an invalid cursor raises the API's `InvalidInputError` (422)."""
-    return PageParams(limit=limit, cursor=cursor or None)
+def page_params(cursor: str | None, limit: str | None = None) -> PageParams:
+    """Paging for a list page, with the API's bounds; a bad cursor or limit is `InvalidInputError` (422)."""
+    size = PAGE_SIZE
+    if limit:
+        size = int(limit) if limit.isdigit() else 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise InvalidInputError(f"Between 1 and {MAX_PAGE_SIZE}", ("query", "limit"))
+    return PageParams(limit=size, cursor=cursor or None)
 
 
 def next_link(path: str, query: Mapping[str, Any], cursor: str | None) -> str | None:
