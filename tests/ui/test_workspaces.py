@@ -18,7 +18,7 @@ from authgate.workspaces.models import Workspace, WorkspaceInvitation, Workspace
 from authgate.workspaces.service import hash_token
 from tests.factories import register
 from tests.ui.conftest import post_form, ui_sign_in
-from tests.workspaces.helpers import make_workspace_rows, verify_email
+from tests.workspaces.helpers import grant_admin, make_workspace_rows, verify_email
 
 
 async def sign_in_as(client: AsyncClient, user: dict[str, Any]) -> None:
@@ -407,3 +407,18 @@ async def test_accept_error_pages(client: AsyncClient, db: AsyncSession) -> None
         .where(WorkspaceInvitation.accepted_at.is_not(None))
     )
     assert accepted == 0
+
+
+async def test_workspace_administrators_read_but_cannot_change(client: AsyncClient, db: AsyncSession) -> None:
+    users, ws = await team(client, db)
+    await grant_admin(db, users["outsider"]["id"])
+    await sign_in_as(client, users["outsider"])
+    overview = await client.get(f"/ui/workspaces/{ws.slug}")
+    assert overview.status_code == 200
+    assert "administrator view" in overview.text and "Save changes" not in overview.text
+    members = await client.get(f"/ui/workspaces/{ws.slug}/members")
+    assert members.status_code == 200 and "Change role" not in members.text
+    is_error_page(await client.get(f"/ui/workspaces/{ws.slug}/invitations"), 404)
+    is_error_page(await post_form(client, f"/ui/workspaces/{ws.slug}", {"name": "Mine now"}), 404)
+    await db.refresh(ws)
+    assert ws.name == "Walk"
