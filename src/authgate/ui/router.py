@@ -19,7 +19,7 @@ from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, Token
 from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
-from authgate.ui import pages_admin, pages_workspaces
+from authgate.ui import pages_admin, pages_admin_roles, pages_workspace_members, pages_workspaces
 from authgate.ui.console import (
     CheckedForm,
     ConsoleCSRFError,
@@ -327,7 +327,9 @@ def install_console(app: FastAPI) -> None:
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui_static")
     app.include_router(router)
     app.include_router(pages_workspaces.router)
+    app.include_router(pages_workspace_members.router)
     app.include_router(pages_admin.router)
+    app.include_router(pages_admin_roles.router)
     install_page_errors(app)
     app.add_api_route("/ui/{path:path}", _page_not_found, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
