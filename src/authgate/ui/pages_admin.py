@@ -1,6 +1,6 @@
-"""Console pages for administrators: users, roles and the audit log (SPEC §6, §7, §9).
+"""Console pages for administrators: users (SPEC §6); roles and the audit log are in `pages_admin_roles`.
 
-Each page is gated by the permission its API route needs, checked with the API's own
+Each admin page is gated by the permission its API route needs, checked with the API's own
 `require_permission` (403 page otherwise; the nav hides the item). Changes go through
 `UserAdminService` and `RoleService`, which enforce the rest: nobody manages an account holding
 permissions they lack, nobody grants what they do not hold, built-in roles stay as they are.

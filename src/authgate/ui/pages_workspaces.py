@@ -1,5 +1,5 @@
-"""Console pages for workspaces (SPEC §8): list and create, overview, members, invitations, transfer,
-and accepting an invitation. Every `{ws}` page resolves the workspace and the caller's role through
+"""Console pages for workspaces (SPEC §8): list and create, overview (edit, transfer, delete) and
+accepting an invitation; members and invitations are in `pages_workspace_members`. Every `{ws}` page resolves the workspace and the caller's role through
 `WorkspaceService.resolve`, the same call the API's dependency makes: non-members get the 404 page,
 roles that are too low the 403 page. The service decides every change; the role ranks only choose
 which controls to show.
