@@ -68,6 +68,10 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/ui/", "Home"),
     NavItem("/ui/account", "Account", section="/ui/account/"),
     NavItem("/ui/security/sessions", "Security", section="/ui/security/"),
+    NavItem("/ui/workspaces", "Workspaces", section="/ui/workspaces/"),
+    NavItem("/ui/admin/users", "Users", section="/ui/admin/users/", permission="users:read"),
+    NavItem("/ui/admin/roles", "Roles", section="/ui/admin/roles/", permission="roles:read"),
+    NavItem("/ui/admin/audit", "Audit log", permission="audit:read"),
 )
 
 # Fixed notices chosen by a query parameter after a redirect (post/redirect/get); the text is

@@ -19,6 +19,7 @@ from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, Token
 from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
+from authgate.ui import pages_admin, pages_admin_roles, pages_workspace_members, pages_workspaces
 from authgate.ui.console import (
     CheckedForm,
     ConsoleCSRFError,
@@ -37,6 +38,7 @@ from authgate.ui.console import (
     signed_out_redirect,
     text_field,
 )
+from authgate.ui.pages_common import install_page_errors
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.schemas import UserRegister, UserUpdateMe
 
@@ -324,6 +326,11 @@ def install_console(app: FastAPI) -> None:
     """
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui_static")
     app.include_router(router)
+    app.include_router(pages_workspaces.router)
+    app.include_router(pages_workspace_members.router)
+    app.include_router(pages_admin.router)
+    app.include_router(pages_admin_roles.router)
+    install_page_errors(app)
     app.add_api_route("/ui/{path:path}", _page_not_found, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
     app.add_exception_handler(ConsoleCSRFError, _csrf_failed)

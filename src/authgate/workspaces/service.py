@@ -354,7 +354,7 @@ class WorkspaceService:
             context={
                 "workspace_name": access.workspace.name,
                 "inviter": inviter,
-                "link": f"{self._public_url}/ui/invitations/accept?token={token}",
+                "link": self.invitation_link(token),
                 "role": data.role,
             },
         )
@@ -371,6 +371,20 @@ class WorkspaceService:
             },
         )
         return invitation, token
+
+    def invitation_link(self, token: str) -> str:
+        """The console page where the invitee accepts (the emailed link)."""
+        return f"{self._public_url}/ui/invitations/accept?token={token}"
+
+    async def describe_invitation(self, token: str) -> tuple[WorkspaceInvitation, Workspace]:
+        """A pending invitation and its live workspace; anything else is 400 `token_invalid`."""
+        invitation = await self._repo.get_invitation_by_hash(hash_token(token))
+        if invitation is None or invitation.status != "pending":
+            raise SingleUseTokenInvalidError()
+        workspace = await self._repo.get_by_ref(str(invitation.workspace_id))
+        if workspace is None:
+            raise SingleUseTokenInvalidError()
+        return invitation, workspace
 
     async def list_invitations(
         self, access: WorkspaceAccess, params: PageParams
@@ -402,13 +416,8 @@ class WorkspaceService:
         """Join with an invitation: single use, unexpired, for the caller's verified email."""
         if caller.bound_workspace_id is not None:
             raise PermissionDeniedError("An API key bound to a workspace cannot accept invitations")
-        invitation = await self._repo.get_invitation_by_hash(hash_token(token))
+        invitation, workspace = await self.describe_invitation(token)
         now = utcnow()
-        if invitation is None or invitation.status != "pending":
-            raise SingleUseTokenInvalidError()
-        workspace = await self._repo.get_by_ref(str(invitation.workspace_id))
-        if workspace is None:
-            raise SingleUseTokenInvalidError()
         if not caller.user.email_verified:
             raise EmailNotVerifiedError("Verify your email address before accepting an invitation")
         if normalize_email(caller.user.email) != invitation.email_normalized:
