@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from sqlalchemy import select
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, UserSession
 from authgate.auth.router import AuthWorkflowDep, _token_response
 from authgate.auth.schemas import TokenResponse
-from authgate.db import SessionDep, end_read
+from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
 from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
 from authgate.mfa.service import MfaService
-from authgate.mfa.workflows import MfaLoginWorkflow
+from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
-from authgate.users.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
 
@@ -68,12 +66,15 @@ async def totp_disable(
     request: Request,
 ) -> None:
     """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
-    digest = await session.scalar(select(User.password_hash).where(User.id == principal.user_id))
-    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
-    valid, _ = await passwords.verify(body.password.get_secret_value(), digest, request.is_disconnected)
-    if not valid:
-        raise WrongPasswordError()
-    await mfa.disable(principal.user, body.code)
+    await disable_mfa(
+        session,
+        mfa,
+        passwords,
+        principal.user,
+        body.password.get_secret_value(),
+        body.code,
+        request.is_disconnected,
+    )
 
 
 @router.post(

@@ -5,17 +5,20 @@ from __future__ import annotations
 import uuid
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.config import Settings
-from authgate.db import utcnow
-from authgate.errors import AccountDisabledError
+from authgate.db import end_read, utcnow
+from authgate.errors import AccountDisabledError, WrongPasswordError
 from authgate.mfa.errors import MfaInvalidError
 from authgate.mfa.service import MfaService
 from authgate.ops.metrics import LOGINS
 from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
+from authgate.security.passwords import ClientGone, PasswordHasher
+from authgate.users.models import User
 from authgate.users.repository import UserRepository
 
 log = structlog.get_logger("authgate.mfa")
@@ -71,3 +74,21 @@ class MfaLoginWorkflow:
                 data={"reason": "mfa_invalid"},
             )
             await self._guard.record_failure(own, identifier)
+
+
+async def disable_mfa(
+    session: AsyncSession,
+    mfa: MfaService,
+    passwords: PasswordHasher,
+    user: User,
+    password: str,
+    code: str,
+    client_gone: ClientGone | None = None,
+) -> None:
+    """Turn MFA off: the account password (403 `invalid_credentials` if wrong), then a TOTP or recovery code."""
+    digest = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
+    valid, _ = await passwords.verify(password, digest, client_gone)
+    if not valid:
+        raise WrongPasswordError()
+    await mfa.disable(user, code)
