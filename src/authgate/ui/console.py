@@ -223,6 +223,7 @@ async def read_checked_form(request: Request) -> FormData:
     sent = form.get("csrf_token")
     cookie = request.cookies.get(CSRF_COOKIE)
     if not isinstance(sent, str) or not cookie or not secrets.compare_digest(sent.encode(), cookie.encode()):
+        await form.close()  # uploads (multipart) are spooled to temporary files
         raise ConsoleCSRFError()
     return form
 

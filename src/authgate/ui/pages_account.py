@@ -93,12 +93,15 @@ async def avatar_submit(console: SignedInConsole, form: CheckedForm, profiles: P
     try:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("Choose an image file to upload", ("body", "file"))
-        await profiles.set_avatar(console.signed_in_user_id, await upload.read())
+        data = await upload.read()
+        await profiles.set_avatar(console.signed_in_user_id, data)
     except AuthgateError as exc:
         await console.rollback()
         errors = errors_from_domain(exc)
         errors.fields.setdefault("file", errors.summary)
         return await _profile_page(console, profiles, avatar_errors=errors)
+    finally:
+        await form.close()  # the upload was spooled to a temporary file
     return redirect(console, "/ui/account/profile?notice=saved")
 
 
