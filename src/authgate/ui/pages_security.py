@@ -99,8 +99,18 @@ async def password_submit(
 # --- two-step verification (TOTP) --------------------------------------------------------------
 
 
+SVG_NS = "http://www.w3.org/2000/svg"
+
+
 def _qr_data_uri(svg: str) -> str:
-    """The QR SVG as a data: URI for an <img>: the console CSP allows `img-src data:`, not inline SVG styles."""
+    """The QR SVG as a data: URI for an <img>: the console CSP allows `img-src data:`, not inline SVG styles.
+
+    `MfaService.setup` makes an SVG for inlining in HTML, without the namespace; as a document of
+    its own (an image) an SVG without `xmlns` does not render, so it is added here.
+    """
+    opening = svg.split(">", 1)[0]
+    if "xmlns=" not in opening:
+        svg = svg.replace("<svg", f'<svg xmlns="{SVG_NS}"', 1)
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
