@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.mfa.models import TotpCredential
+from authgate.outbox.models import OutboxMessage
 from authgate.users.models import User
 from tests.factories import PASSWORD, bearer, login, register
 from tests.ui.conftest import post_form, ui_sign_in
@@ -176,9 +177,21 @@ async def test_mfa_disable_needs_password_and_code(
     assert forged.status_code == 403
     assert await _mfa_enabled(db, email)
 
+    assert await _alerts(db, email) == ["mfa_enabled"]  # the failed attempts sent nothing
+
     done = await post_form(client, "/ui/security/mfa/disable", {"password": PASSWORD, "code": recovery})
     assert done.status_code == 303 and done.headers["location"] == "/ui/security/mfa?notice=mfa_disabled"
     assert not await _mfa_enabled(db, email)
+    assert await _alerts(db, email) == ["mfa_enabled", "mfa_disabled"]
+
+
+async def _alerts(db: AsyncSession, email: str) -> list[str]:
+    rows = await db.scalars(
+        select(OutboxMessage.template)
+        .where(OutboxMessage.recipient == email, OutboxMessage.template.startswith("mfa_"))
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    )
+    return list(rows.all())
 
 
 # --- security events ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPa
 from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
 from authgate.mfa.service import MfaService
-from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa
+from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa, enable_mfa
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
@@ -44,12 +44,16 @@ async def totp_setup(principal: UserSession, mfa: MfaServiceDep) -> TotpSetupRea
 
 
 @router.post("/mfa/totp/enable", responses=problem_schema(*MANAGE_PROBLEMS, CodeInvalidError))
-async def totp_enable(body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep) -> RecoveryCodesRead:
+async def totp_enable(
+    body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep, session: SessionDep, settings: SettingsDep
+) -> RecoveryCodesRead:
     """Confirm set-up with a current code: MFA is on from now, and 10 single-use recovery codes come back.
 
     The recovery codes are shown only in this response; each signs in once in place of a TOTP code.
+    The account's owner is emailed that two-step verification was turned on.
     """
-    return RecoveryCodesRead(recovery_codes=await mfa.enable(principal.user, body.code))
+    codes = await enable_mfa(session, settings, mfa, principal.user, body.code)
+    return RecoveryCodesRead(recovery_codes=codes)
 
 
 @router.post(
@@ -64,10 +68,15 @@ async def totp_disable(
     session: SessionDep,
     passwords: PasswordHasherDep,
     request: Request,
+    settings: SettingsDep,
 ) -> None:
-    """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
+    """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code.
+
+    The account's owner is emailed that two-step verification was turned off.
+    """
     await disable_mfa(
         session,
+        settings,
         mfa,
         passwords,
         principal.user,

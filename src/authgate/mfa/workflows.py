@@ -20,6 +20,7 @@ from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
+from authgate.verification.notifications import notify_mfa_changed
 
 log = structlog.get_logger("authgate.mfa")
 
@@ -76,8 +77,18 @@ class MfaLoginWorkflow:
             await self._guard.record_failure(own, identifier)
 
 
+async def enable_mfa(
+    session: AsyncSession, settings: Settings, mfa: MfaService, user: User, code: str
+) -> list[str]:
+    """Confirm TOTP set-up with a code; the owner is emailed (`mfa_enabled`). Returns the recovery codes."""
+    codes = await mfa.enable(user, code)
+    await notify_mfa_changed(session, settings, user, enabled=True)
+    return codes
+
+
 async def disable_mfa(
     session: AsyncSession,
+    settings: Settings,
     mfa: MfaService,
     passwords: PasswordHasher,
     user: User,
@@ -85,10 +96,12 @@ async def disable_mfa(
     code: str,
     client_gone: ClientGone | None = None,
 ) -> None:
-    """Turn MFA off: the account password (403 `invalid_credentials` if wrong), then a TOTP or recovery code."""
+    """Turn MFA off with the account password (403 `invalid_credentials` if wrong) and a TOTP or
+    recovery code; the owner is emailed (`mfa_disabled`)."""
     digest = await session.scalar(select(User.password_hash).where(User.id == user.id))
     await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
     valid, _ = await passwords.verify(password, digest, client_gone)
     if not valid:
         raise WrongPasswordError()
     await mfa.disable(user, code)
+    await notify_mfa_changed(session, settings, user, enabled=False)

@@ -19,7 +19,7 @@ from authgate.deps import PasswordHasherDep, SettingsDep
 from authgate.errors import AuthgateError, InvalidInputError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody
 from authgate.mfa.service import MfaService
-from authgate.mfa.workflows import disable_mfa
+from authgate.mfa.workflows import disable_mfa, enable_mfa
 from authgate.pagination import PageParams
 from authgate.ui.console import (
     CheckedForm,
@@ -142,10 +142,10 @@ async def mfa_setup(console: SignedInConsole, _: CheckedForm, mfa: MfaServiceDep
 
 @router.post("/security/mfa/enable")
 async def mfa_enable(console: SignedInConsole, form: CheckedForm, mfa: MfaServiceDep) -> HTMLResponse:
-    """Confirm set-up with a code (`MfaService.enable`); the 10 recovery codes are shown this once."""
+    """Confirm set-up with a code (`mfa.workflows.enable_mfa`); the 10 recovery codes are shown this once."""
     try:
         body = MfaCodeBody(code=text_field(form, "code").strip())
-        codes = await mfa.enable(console.signed_in.user, body.code)
+        codes = await enable_mfa(console.db, console.settings, mfa, console.signed_in.user, body.code)
     except ValidationError as exc:
         return _mfa_page(console, {"setup": True}, errors_from_validation(exc))
     except AuthgateError as exc:
@@ -170,6 +170,7 @@ async def mfa_disable(
         body = MfaDisableBody(password=text_field(form, "password"), code=text_field(form, "code").strip())
         await disable_mfa(
             session,
+            console.settings,
             mfa,
             passwords,
             console.signed_in.user,
