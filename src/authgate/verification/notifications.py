@@ -21,6 +21,7 @@ from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.logging import get_request_context
 from authgate.outbox.service import Outbox
+from authgate.profiles.models import UserSettings
 from authgate.users.models import User
 from authgate.verification.models import KnownDevice
 
@@ -40,12 +41,10 @@ def user_locale(user: User) -> str | None:
 
 
 async def wants_security_alerts(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    """Whether the user wants optional security alerts (new-device sign-ins).
-
-    Hook: there is no user settings table yet, so everyone gets them. When
-    `/users/me/settings` lands, read its `security_alerts` here.
-    """
-    return True
+    """Whether the user wants optional security alerts (new-device sign-ins): their `security_alerts`
+    setting (`/users/me/settings`, the console's settings page); on when there is no settings row."""
+    wanted = await session.scalar(select(UserSettings.security_alerts).where(UserSettings.user_id == user_id))
+    return wanted is not False
 
 
 def network_of(ip: str | None) -> str | None:
