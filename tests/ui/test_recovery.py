@@ -101,6 +101,15 @@ async def test_enumeration_safe_console_registration_answers_alike(
     assert count == 1
 
 
+async def test_register_form_posted_while_signed_in_creates_nothing(
+    client: AsyncClient, ui_user: dict[str, object], db: AsyncSession
+) -> None:
+    email = unique_email("second")
+    response = await post_form(client, "/ui/register", {"email": email, "password": PASSWORD})
+    assert response.status_code == 303 and response.headers["location"] == "/ui/"
+    assert await db.scalar(select(func.count()).where(User.email == email)) == 0
+
+
 async def test_resend_verification_from_the_account_page(
     client: AsyncClient, ui_user: dict[str, object], db: AsyncSession
 ) -> None:

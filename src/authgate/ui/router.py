@@ -181,6 +181,8 @@ async def register_submit(
     """
     if not console.settings.features.self_registration:
         return _registration_closed(console)
+    if console.principal is not None:  # signed in already (another tab): nothing to create
+        return redirect(console, "/ui/")
     values = {name: text_field(form, name) for name in ("email", "username", "full_name", "phone")}
     try:
         body = UserRegister(
