@@ -18,6 +18,7 @@ from authgate.auth.dependencies import Principal, get_principal
 from authgate.config import RateLimits
 from authgate.db import utcnow
 from authgate.mfa.models import MfaChallenge, RecoveryCode, TotpCredential
+from authgate.outbox.models import OutboxMessage
 from authgate.users.models import User
 from tests.factories import PASSWORD, assert_problem, signed_in
 
@@ -349,3 +350,15 @@ async def test_setup_again_before_enabling_replaces_the_secret(client: AsyncClie
     assert_problem(stale, 400, "code_invalid")
     ok = await client.post(ENABLE, json={"code": code_at(second, now_step())}, headers=headers)
     assert ok.status_code == 200
+
+
+async def test_enable_and_disable_email_the_owner(client: AsyncClient, db: AsyncSession) -> None:
+    user, headers, _, codes = await mfa_user(client)
+    response = await client.post(DISABLE, json={"password": PASSWORD, "code": codes[0]}, headers=headers)
+    assert response.status_code == 204
+    rows = await db.scalars(
+        select(OutboxMessage.template)
+        .where(OutboxMessage.recipient == user["email"], OutboxMessage.template.startswith("mfa_"))
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    )
+    assert list(rows.all()) == ["mfa_enabled", "mfa_disabled"]

@@ -9,7 +9,7 @@ from authgate.outbox.rendering import TemplateError, render
 ALERT = {"when": "2026-01-01 00:00 UTC", "sessions_link": "http://test/ui/security"}
 EMAILS = {
     "email_verification": {"link": "http://test/v?token=t", "name": None, "expires_hours": 24},
-    "account_exists": {"login_link": "http://test/ui/login", "reset_link": "http://test/ui/forgot-password"},
+    "account_exists": {"login_link": "http://test/ui/login", "reset_link": "http://test/ui/password/forgot"},
     "password_reset": {"link": "http://test/r?token=t", "expires_minutes": 60},
     "password_reset_unknown": {"register_link": "http://test/ui/register"},
     "password_changed": ALERT,

@@ -197,3 +197,54 @@ async def test_register_sign_in_edit_sessions_sign_out(page: object, console_ser
     await expect(page).to_have_url(re.compile(r"/ui/login\?next=/ui/account$"))
 
     assert problems == []  # no CSP violation or script error on any page
+
+
+async def test_mfa_setup_and_avatar_images_load_under_the_csp(page: object, console_server: str) -> None:
+    """The QR code (a data: URI) and the avatar (the API's image URL) really render in a browser."""
+    import io
+
+    import pyotp
+    from PIL import Image
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    base = console_server
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    email = "images@example.com"
+    async with httpx.AsyncClient(base_url=base) as api:
+        response = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+
+    await page.goto(f"{base}/ui/login")
+    await page.get_by_label("Email or username").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{base}/ui/")
+
+    # Two-step verification: the QR image decodes, the typed-in secret enables it.
+    await page.goto(f"{base}/ui/security/mfa")
+    await page.get_by_role("button", name="Set up an authenticator app").click()
+    qr = page.get_by_role("img", name=re.compile("QR code"))
+    await expect(qr).to_be_visible()
+    assert await qr.evaluate("img => img.complete && img.naturalWidth > 0")
+    secret = (await page.locator("#totp-secret").inner_text()).strip()
+    await page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    await page.get_by_role("button", name="Turn on two-step verification").click()
+    await expect(page.locator(".codes li")).to_have_count(10)
+
+    # Avatar: a multipart upload with the CSRF field inside, then shown through the API.
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (20, 120, 200)).save(out, "PNG")
+    await page.goto(f"{base}/ui/account/profile")
+    await page.get_by_label("New picture").set_input_files(
+        files=[{"name": "me.png", "mimeType": "image/png", "buffer": out.getvalue()}]
+    )
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.get_by_role("status")).to_have_text("Your changes were saved.")
+    avatar = page.get_by_role("img", name="Your current profile picture")
+    await expect(avatar).to_be_visible()
+    assert await avatar.evaluate("img => img.complete && img.naturalWidth > 0")
+
+    assert problems == []  # no CSP violation or failed load

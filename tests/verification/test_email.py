@@ -131,7 +131,7 @@ async def test_enumeration_safe_registration_answers_alike_and_emails_the_owner(
     assert new.status_code == taken.status_code == 202
     assert new.json() == taken.json()
     owner_mail = await mail_to(courier, mailbox, existing["email"], "tried to register")
-    assert "http://test/ui/forgot-password" in owner_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://test/ui/password/forgot" in owner_mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert link_token(await mail_to(courier, mailbox, fresh_email, "confirm"), "/ui/verify-email")
     count = await db.scalar(
         select(func.count()).select_from(User).where(User.email_normalized == existing["email"])

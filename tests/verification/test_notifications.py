@@ -53,6 +53,26 @@ async def test_sign_in_from_a_new_device_alerts_the_owner_once(
     assert sorted(d or "" for d in devices) == ["Firefox/1", "Safari/2"]
 
 
+async def test_no_new_device_alert_when_security_alerts_are_off(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    user = await register(client)
+    first = await client.post(
+        LOGIN, json={"email": user["email"], "password": PASSWORD}, headers={"User-Agent": "Firefox/1"}
+    )
+    client.cookies.clear()
+    response = await client.patch(
+        "/api/v1/users/me/settings",
+        json={"security_alerts": False},
+        headers={"Authorization": f"Bearer {first.json()['access_token']}", "User-Agent": "Firefox/1"},
+    )
+    assert response.status_code == 200
+    await _login(client, user["email"], "Safari/2")
+    assert "new_device" not in await _templates_to(db, user["email"])
+    devices = await db.scalars(select(KnownDevice.id).where(KnownDevice.user_id == uuid.UUID(user["id"])))
+    assert len(devices.all()) == 2  # still remembered, just not reported
+
+
 async def test_failed_sign_in_remembers_no_device(client: AsyncClient, db: AsyncSession) -> None:
     user = await register(client)
     response = await client.post(LOGIN, json={"email": user["email"], "password": "wrong password"})

@@ -29,7 +29,7 @@ NEW_PASSWORD = "a brand new passphrase 42"
 async def _reset_token(client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, email: str) -> str:
     response = await client.post(FORGOT, json={"email": email})
     assert response.status_code == 202
-    return link_token(await mail_to(courier, mailbox, email, "reset your password"), "/ui/reset-password")
+    return link_token(await mail_to(courier, mailbox, email, "reset your password"), "/ui/password/reset")
 
 
 async def _actions(db: AsyncSession, action: str) -> list[str | None]:

@@ -15,7 +15,7 @@ from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPa
 from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
 from authgate.mfa.service import MfaService
-from authgate.mfa.workflows import MfaLoginWorkflow, MfaManagementWorkflow
+from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa, enable_mfa
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
@@ -28,15 +28,6 @@ async def get_mfa_service(session: SessionDep, settings: SettingsDep) -> MfaServ
 
 
 MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
-
-
-async def get_mfa_management(
-    session: SessionDep, settings: SettingsDep, passwords: PasswordHasherDep, mfa: MfaServiceDep
-) -> MfaManagementWorkflow:
-    return MfaManagementWorkflow(session, settings, passwords, mfa)
-
-
-MfaManagementDep = Annotated[MfaManagementWorkflow, Depends(get_mfa_management)]
 
 MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
 
@@ -54,13 +45,15 @@ async def totp_setup(principal: UserSession, mfa: MfaServiceDep) -> TotpSetupRea
 
 @router.post("/mfa/totp/enable", responses=problem_schema(*MANAGE_PROBLEMS, CodeInvalidError))
 async def totp_enable(
-    body: MfaCodeBody, principal: UserSession, manage: MfaManagementDep
+    body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep, session: SessionDep, settings: SettingsDep
 ) -> RecoveryCodesRead:
     """Confirm set-up with a current code: MFA is on from now, and 10 single-use recovery codes come back.
 
     The recovery codes are shown only in this response; each signs in once in place of a TOTP code.
+    The account's owner is emailed that two-step verification was turned on.
     """
-    return RecoveryCodesRead(recovery_codes=await manage.enable(principal.user, body.code))
+    codes = await enable_mfa(session, settings, mfa, principal.user, body.code)
+    return RecoveryCodesRead(recovery_codes=codes)
 
 
 @router.post(
@@ -69,10 +62,28 @@ async def totp_enable(
     responses=problem_schema(*MANAGE_PROBLEMS, WrongPasswordError, CodeInvalidError),
 )
 async def totp_disable(
-    body: MfaDisableBody, principal: UserSession, manage: MfaManagementDep, request: Request
+    body: MfaDisableBody,
+    principal: UserSession,
+    mfa: MfaServiceDep,
+    session: SessionDep,
+    passwords: PasswordHasherDep,
+    request: Request,
+    settings: SettingsDep,
 ) -> None:
-    """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code."""
-    await manage.disable(principal.user, body.password.get_secret_value(), body.code, request.is_disconnected)
+    """Turn MFA off; needs your password (403 `invalid_credentials` if wrong) and a TOTP or recovery code.
+
+    The account's owner is emailed that two-step verification was turned off.
+    """
+    await disable_mfa(
+        session,
+        settings,
+        mfa,
+        passwords,
+        principal.user,
+        body.password.get_secret_value(),
+        body.code,
+        request.is_disconnected,
+    )
 
 
 @router.post(

@@ -77,28 +77,31 @@ class MfaLoginWorkflow:
             await self._guard.record_failure(own, identifier)
 
 
-class MfaManagementWorkflow:
-    """Turning TOTP on and off: the change (audited by the service) and the owner's notification."""
+async def enable_mfa(
+    session: AsyncSession, settings: Settings, mfa: MfaService, user: User, code: str
+) -> list[str]:
+    """Confirm TOTP set-up with a code; the owner is emailed (`mfa_enabled`). Returns the recovery codes."""
+    codes = await mfa.enable(user, code)
+    await notify_mfa_changed(session, settings, user, enabled=True)
+    return codes
 
-    def __init__(
-        self, session: AsyncSession, settings: Settings, passwords: PasswordHasher, mfa: MfaService
-    ) -> None:
-        self._db, self._settings, self._passwords, self._mfa = session, settings, passwords, mfa
 
-    async def enable(self, user: User, code: str) -> list[str]:
-        """Confirm set-up with a current code; returns the recovery codes (shown once)."""
-        codes = await self._mfa.enable(user, code)
-        await notify_mfa_changed(self._db, self._settings, user, enabled=True)
-        return codes
-
-    async def disable(
-        self, user: User, password: str, code: str, client_gone: ClientGone | None = None
-    ) -> None:
-        """Turn MFA off; needs the password (403 when wrong) and a TOTP or recovery code."""
-        digest = await self._db.scalar(select(User.password_hash).where(User.id == user.id))
-        await end_read(self._db)  # no connection (or SQLite write lock) held while the hash runs
-        valid, _ = await self._passwords.verify(password, digest, client_gone)
-        if not valid:
-            raise WrongPasswordError()
-        await self._mfa.disable(user, code)
-        await notify_mfa_changed(self._db, self._settings, user, enabled=False)
+async def disable_mfa(
+    session: AsyncSession,
+    settings: Settings,
+    mfa: MfaService,
+    passwords: PasswordHasher,
+    user: User,
+    password: str,
+    code: str,
+    client_gone: ClientGone | None = None,
+) -> None:
+    """Turn MFA off with the account password (403 `invalid_credentials` if wrong) and a TOTP or
+    recovery code; the owner is emailed (`mfa_disabled`)."""
+    digest = await session.scalar(select(User.password_hash).where(User.id == user.id))
+    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
+    valid, _ = await passwords.verify(password, digest, client_gone)
+    if not valid:
+        raise WrongPasswordError()
+    await mfa.disable(user, code)
+    await notify_mfa_changed(session, settings, user, enabled=False)

@@ -68,6 +68,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("/ui/", "Home"),
     NavItem("/ui/account", "Account", section="/ui/account/"),
     NavItem("/ui/security/sessions", "Security", section="/ui/security/"),
+    NavItem("/ui/api-keys", "API keys", section="/ui/api-keys/"),
     NavItem("/ui/workspaces", "Workspaces", section="/ui/workspaces/"),
     NavItem("/ui/admin/users", "Users", section="/ui/admin/users/", permission="users:read"),
     NavItem("/ui/admin/roles", "Roles", section="/ui/admin/roles/", permission="roles:read"),
@@ -77,11 +78,18 @@ NAV: tuple[NavItem, ...] = (
 # Fixed notices chosen by a query parameter after a redirect (post/redirect/get); the text is
 # never taken from the URL.
 NOTICES = {
-    "registered": "Your account was created. Sign in to continue.",
+    "registered": "Your account was created and a link to confirm your email is on its way. Sign in to continue.",
     "signed_out": "You are signed out.",
     "signed_out_everywhere": "You are signed out on every device.",
     "saved": "Your changes were saved.",
     "session_revoked": "That session was signed out.",
+    "check_email": "Thank you. Check your email: we sent you a message about your registration.",
+    "verification_sent": "If your address is not verified yet, a new confirmation link is on its way.",
+    "password_reset": "Your password was changed and you were signed out everywhere. Sign in with it now.",
+    "password_changed": "Your password was changed. Your other sessions were signed out.",
+    "mfa_disabled": "Two-step verification is off.",
+    "avatar_removed": "Your picture was removed.",
+    "api_key_revoked": "The API key was revoked; it stops working at once.",
 }
 
 
@@ -219,6 +227,7 @@ async def read_checked_form(request: Request) -> FormData:
     sent = form.get("csrf_token")
     cookie = request.cookies.get(CSRF_COOKIE)
     if not isinstance(sent, str) or not cookie or not secrets.compare_digest(sent.encode(), cookie.encode()):
+        await form.close()  # uploads (multipart) are spooled to temporary files
         raise ConsoleCSRFError()
     return form
 

@@ -19,7 +19,16 @@ from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, Token
 from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
-from authgate.ui import pages_admin, pages_admin_roles, pages_workspace_members, pages_workspaces
+from authgate.ui import (
+    pages_account,
+    pages_admin,
+    pages_admin_roles,
+    pages_api_keys,
+    pages_recovery,
+    pages_security,
+    pages_workspace_members,
+    pages_workspaces,
+)
 from authgate.ui.console import (
     CheckedForm,
     ConsoleCSRFError,
@@ -41,6 +50,7 @@ from authgate.ui.console import (
 from authgate.ui.pages_common import install_page_errors
 from authgate.users.dependencies import UserServiceDep
 from authgate.users.schemas import UserRegister, UserUpdateMe
+from authgate.verification.workflows import RegistrationWorkflow
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -175,9 +185,14 @@ async def register_page(console: ConsoleDep) -> Response:
 async def register_submit(
     console: ConsoleDep, form: CheckedForm, users: UserServiceDep, request: Request
 ) -> Response:
-    """Create an account (the same rules as `POST /api/v1/auth/register`), then go to sign in."""
+    """Create an account and email the verification link (`RegistrationWorkflow`, as the API does).
+
+    With `FEATURES__ENUMERATION_SAFE_REGISTRATION` a new and a taken email get the same answer.
+    """
     if not console.settings.features.self_registration:
         return _registration_closed(console)
+    if console.principal is not None:  # signed in already (another tab): nothing to create
+        return redirect(console, "/ui/")
     values = {name: text_field(form, name) for name in ("email", "username", "full_name", "phone")}
     try:
         body = UserRegister(
@@ -187,14 +202,16 @@ async def register_submit(
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
         )
-        await users.register(body, request.is_disconnected)
+        registration = RegistrationWorkflow(console.db, users, console.settings)
+        await registration.register(body, request.is_disconnected)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:
         await console.rollback()
         errors = errors_from_domain(exc)
     else:
-        return redirect(console, "/ui/login?notice=registered")
+        safe = console.settings.features.enumeration_safe_registration
+        return redirect(console, f"/ui/login?notice={'check_email' if safe else 'registered'}")
     return render(console, "register.html", {"values": values, "errors": errors}, status=errors.status)
 
 
@@ -331,6 +348,10 @@ def install_console(app: FastAPI) -> None:
     app.include_router(pages_admin.router)
     app.include_router(pages_admin_roles.router)
     install_page_errors(app)
+    app.include_router(pages_recovery.router)
+    app.include_router(pages_security.router)
+    app.include_router(pages_account.router)
+    app.include_router(pages_api_keys.router)
     app.add_api_route("/ui/{path:path}", _page_not_found, methods=["GET"], include_in_schema=False)
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
     app.add_exception_handler(ConsoleCSRFError, _csrf_failed)

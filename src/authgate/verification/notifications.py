@@ -38,12 +38,10 @@ async def user_locale(session: AsyncSession, user: User) -> str | None:
 
 
 async def wants_security_alerts(session: AsyncSession, user_id: uuid.UUID) -> bool:
-    """Whether the user wants optional security alerts (new-device sign-ins): the `security_alerts` setting.
-
-    Alerts about changes to the account itself (password, MFA, email, phone) are always sent.
-    """
+    """Whether the user wants optional security alerts (new-device sign-ins): their `security_alerts`
+    setting (`/users/me/settings`, the console's settings page); on when there is no settings row."""
     wanted = await session.scalar(select(UserSettings.security_alerts).where(UserSettings.user_id == user_id))
-    return True if wanted is None else bool(wanted)
+    return wanted is not False
 
 
 def network_of(ip: str | None) -> str | None:

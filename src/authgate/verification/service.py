@@ -24,7 +24,7 @@ from authgate.verification.notifications import SecurityNotifier, public_link, u
 EMAIL_VERIFICATION = "email_verification"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a secret
 VERIFY_EMAIL_PATH = "/ui/verify-email"
-RESET_PASSWORD_PATH = "/ui/reset-password"  # noqa: S105 - a path
+RESET_PASSWORD_PATH = "/ui/password/reset"  # noqa: S105 - a path
 REGISTER_PATH = "/ui/register"
 
 

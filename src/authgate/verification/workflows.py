@@ -16,7 +16,7 @@ from authgate.verification.notifications import public_link, user_locale
 from authgate.verification.service import EmailVerificationService
 
 LOGIN_PATH = "/ui/login"
-FORGOT_PATH = "/ui/forgot-password"
+FORGOT_PATH = "/ui/password/forgot"
 
 
 class RegistrationWorkflow:
