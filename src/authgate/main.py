@@ -27,6 +27,7 @@ from authgate.logging import configure_logging
 from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
 from authgate.ops.router import router as ops_router
+from authgate.outbox.admin_router import router as outbox_admin_router
 from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.router import router as outbox_router
 from authgate.profiles.router import router as profiles_router
@@ -144,6 +145,7 @@ def create_app(
         audit_router,
         workspaces_router,
         workspace_invitations_router,
+        outbox_admin_router,
         ops_router,
     ]
     for router in routers:

@@ -21,3 +21,19 @@ class InboxItem(APIModel):
 class InboxRead(APIModel):
     items: list[InboxItem]
     next_cursor: str | None = None
+
+
+class OutboxMessageRead(APIModel):
+    """A queued message as administrators see it: delivery state, never the rendered body."""
+
+    id: uuid.UUID
+    channel: str
+    template: str
+    recipient: str
+    status: str
+    attempts: int
+    last_error: str | None
+    provider_message_id: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None

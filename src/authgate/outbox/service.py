@@ -84,3 +84,13 @@ async def refresh_outbox_gauge(factory: async_sessionmaker[AsyncSession]) -> Non
             OUTBOX_PENDING.set(await pending_count(session))
     except Exception:  # metrics must render even when the database is away
         return
+
+
+async def admin_page(
+    session: AsyncSession, params: PageParams, *, status: str | None
+) -> tuple[list[OutboxMessage], str | None]:
+    """Messages for administrators, newest first, optionally of one status (`dead` ones to investigate)."""
+    stmt = select(OutboxMessage)
+    if status is not None:
+        stmt = stmt.where(OutboxMessage.status == status)
+    return await fetch_page(session, stmt, OutboxMessage.id, params)
