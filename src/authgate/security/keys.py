@@ -20,7 +20,7 @@ from sqlalchemy import JSON, String, Text, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column, undefer
 
-from authgate.db import Base, utcnow
+from authgate.db import Base, read_intent, utcnow
 
 log = structlog.get_logger("authgate.keys")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -135,7 +135,8 @@ class KeyRing:
         """The key for `kid`, reloading once (throttled) in case another process rotated."""
         key = self.keys.get(kid)
         if key is None and time.monotonic() - self._loaded_at > self.RELOAD_THROTTLE_SECONDS:
-            await self.load(factory, create=False)
+            with read_intent():  # a read, even inside a POST that may hold the write lock later
+                await self.load(factory, create=False)
             key = self.keys.get(kid)
         return key
 
