@@ -58,7 +58,7 @@ class RateLimits(BaseModel):
 
     enabled: bool = True
     login_per_ip: str = "120/minute"
-    login_per_account: str = "30/minute"
+    login_per_account: str = "120/minute"
     register_per_ip: str = "120/minute"
     refresh_per_session: str = "60/minute"
     verification_per_ip: str = "30/minute"
