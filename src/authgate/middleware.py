@@ -63,6 +63,17 @@ def _problem(request_id: str, path: str, status: int, code: str, title: str, det
     ).encode()
 
 
+def _too_large(request_id: str, path: str, limit: int) -> bytes:
+    return _problem(
+        request_id,
+        path,
+        413,
+        "payload_too_large",
+        "Payload too large",
+        f"The request body is larger than {limit} bytes",
+    )
+
+
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
     """JSON everywhere under /api; forms on the OAuth2-style endpoints and the /ui console; multipart for uploads."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
@@ -114,14 +125,7 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            body = _problem(
-                request_id,
-                path,
-                413,
-                "payload_too_large",
-                "Payload too large",
-                f"The request body is larger than {limit} bytes",
-            )
+            body = _too_large(request_id, path, limit)
             await self._send_problem(send, request_id, 413, body)
             self._finish(scope, 413, started)
             return
@@ -179,14 +183,7 @@ class RequestContextMiddleware:
         with contextlib.suppress(_BodyTooLargeError):  # answered with the 413 below
             await self.app(scope, limited_receive if declared is None else receive, send_wrapper)
         if state["too_large"] and not state["started"]:
-            body = _problem(
-                request_id,
-                path,
-                413,
-                "payload_too_large",
-                "Payload too large",
-                f"The request body is larger than {limit} bytes",
-            )
+            body = _too_large(request_id, path, limit)
             await self._send_problem(send, request_id, 413, body)
             state["status"] = 413
         self._finish(scope, state["status"], started)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from starlette.responses import Response
 
+from authgate.auth.schemas import TokenResponse
 from authgate.config import Settings
+from authgate.users.schemas import UserRead
+
+if TYPE_CHECKING:
+    from authgate.auth.workflows import IssuedTokens
 
 ACCESS_COOKIE = "authgate_access"
 REFRESH_COOKIE = "authgate_refresh"
@@ -87,3 +93,14 @@ def clear_auth_cookies(response: Response, settings: Settings) -> None:
         CONSOLE_REFRESH_COOKIE, path=CONSOLE_PATH, secure=secure, httponly=True, samesite="lax"
     )
     response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, samesite="lax")
+
+
+def token_response(issued: IssuedTokens, response: Response, settings: Settings) -> TokenResponse:
+    """The JSON token response of login, refresh and the MFA step, with the cookies set alongside."""
+    set_auth_cookies(response, settings, access_token=issued.access_token, refresh_token=issued.refresh_token)
+    return TokenResponse(
+        access_token=issued.access_token,
+        expires_in=issued.expires_in,
+        refresh_token=issued.refresh_token,
+        user=UserRead.model_validate(issued.user),
+    )

@@ -23,8 +23,9 @@ from authgate.api_keys.models import ApiKey
 from authgate.api_keys.service import KEY_PREFIX, secret_matches, split_key, touch_api_key
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
 from authgate.auth.service import resolve_access
+from authgate.auth.workflows import AuthWorkflow
 from authgate.db import SessionDep, utcnow
-from authgate.deps import TokenServiceDep
+from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import (
     AccountDisabledError,
     CSRFError,
@@ -202,3 +203,16 @@ async def get_optional_principal(
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def get_auth_workflow(
+    session: SessionDep,
+    factory: SessionmakerDep,
+    settings: SettingsDep,
+    passwords: PasswordHasherDep,
+    tokens: TokenServiceDep,
+) -> AuthWorkflow:
+    return AuthWorkflow(session, factory, settings, passwords, tokens)
+
+
+AuthWorkflowDep = Annotated[AuthWorkflow, Depends(get_auth_workflow)]

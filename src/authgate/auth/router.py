@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, set_auth_cookies
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession, check_csrf
+from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, token_response
+from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, CurrentUser, UserSession, check_csrf
 from authgate.auth.schemas import (
     LoginRequest,
     OAuth2TokenResponse,
@@ -17,9 +17,8 @@ from authgate.auth.schemas import (
     SessionRead,
     TokenResponse,
 )
-from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.db import SessionDep
-from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
+from authgate.deps import SettingsDep
 from authgate.errors import (
     AccountDisabledError,
     CSRFError,
@@ -49,29 +48,6 @@ from authgate.verification.workflows import RegistrationWorkflow
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 AUTH_ERRORS = problem_schema(*AUTH_PROBLEMS)
-
-
-async def get_auth_workflow(
-    session: SessionDep,
-    factory: SessionmakerDep,
-    settings: SettingsDep,
-    passwords: PasswordHasherDep,
-    tokens: TokenServiceDep,
-) -> AuthWorkflow:
-    return AuthWorkflow(session, factory, settings, passwords, tokens)
-
-
-AuthWorkflowDep = Annotated[AuthWorkflow, Depends(get_auth_workflow)]
-
-
-def _token_response(issued: IssuedTokens, response: Response, settings: SettingsDep) -> TokenResponse:
-    set_auth_cookies(response, settings, access_token=issued.access_token, refresh_token=issued.refresh_token)
-    return TokenResponse(
-        access_token=issued.access_token,
-        expires_in=issued.expires_in,
-        refresh_token=issued.refresh_token,
-        user=UserRead.model_validate(issued.user),
-    )
 
 
 async def get_registration(
@@ -161,7 +137,7 @@ async def login(
     )
     if isinstance(issued, MfaPending):
         return MfaRequiredRead(mfa_token=issued.mfa_token, methods=list(issued.methods))
-    return _token_response(issued, response, settings)
+    return token_response(issued, response, settings)
 
 
 def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONResponse:
@@ -270,7 +246,7 @@ async def refresh(
     limit_status = await limiter.hit("refresh_per_session", str(issued.session_id))
     if limit_status is not None:
         response.headers.update(limit_status.headers())
-    return _token_response(issued, response, settings)
+    return token_response(issued, response, settings)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, UserSession
-from authgate.auth.router import AuthWorkflowDep, _token_response
+from authgate.auth.cookies import token_response
+from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, UserSession
 from authgate.auth.schemas import TokenResponse
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
@@ -108,4 +108,4 @@ async def login_mfa(
     usable until it expires); repeated wrong codes make the account wait (429), like passwords.
     """
     workflow = MfaLoginWorkflow(session, factory, settings, auth, mfa)
-    return _token_response(await workflow.finish(body.mfa_token, body.code), response, settings)
+    return token_response(await workflow.finish(body.mfa_token, body.code), response, settings)

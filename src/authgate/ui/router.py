@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from authgate.auth.cookies import set_auth_cookies
+from authgate.auth.dependencies import AuthWorkflowDep
 from authgate.auth.schemas import LoginRequest
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.db import SessionDep
-from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
+from authgate.deps import SessionmakerDep, SettingsDep
 from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
@@ -55,19 +55,6 @@ from authgate.verification.workflows import RegistrationWorkflow
 STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-
-async def get_auth_workflow(
-    session: SessionDep,
-    factory: SessionmakerDep,
-    settings: SettingsDep,
-    passwords: PasswordHasherDep,
-    tokens: TokenServiceDep,
-) -> AuthWorkflow:
-    return AuthWorkflow(session, factory, settings, passwords, tokens)
-
-
-AuthWorkflowDep = Annotated[AuthWorkflow, Depends(get_auth_workflow)]
 
 
 @router.get("/")

@@ -29,7 +29,7 @@ from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
 from authgate.security.passwords import PasswordHasher, check_password_policy
 from authgate.sessions.models import LoginSession
-from authgate.users.errors import EmailTakenError, UsernameTakenError
+from authgate.users.errors import EmailTakenError
 from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
@@ -167,27 +167,10 @@ class UserAdminService:
         user = await self.get(user_id)
         self._check_manageable(user, held)
         changes = data.model_dump(exclude_unset=True)
-        for field in ("username", "is_active", "email_verified"):
+        for field in ("is_active", "email_verified"):
             if field in changes and changes[field] is None:
                 changes.pop(field)  # these can be changed, not removed
-        if "username" in changes and changes["username"] != user.username:
-            other = await self._users.get_by_username(changes["username"])
-            if other is not None and other.id != user.id:
-                raise UsernameTakenError()
-        if "phone" in changes and changes["phone"] != user.phone:
-            user.phone_verified = False
-        for field, value in changes.items():
-            setattr(user, field, value)
-        await self._users.flush()
-        if changes:
-            await self._audit.record(
-                "user.updated",
-                actor=Actor.user(actor.id),
-                target_type="user",
-                target_id=user.id,
-                data={"fields": sorted(changes), "by_admin": True},
-            )
-        return user
+        return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: User, held: frozenset[str]) -> None:
         user = await self.get(user_id)

@@ -71,11 +71,19 @@ class UserService:
 
     async def update_me(self, user: User, data: UserUpdateMe) -> User:
         """Change the caller's own username, name or phone; a changed phone needs verifying again."""
-        changes = data.model_dump(exclude_unset=True)
+        return await self.apply_changes(user, data.model_dump(exclude_unset=True), actor=Actor.user(user.id))
+
+    async def apply_changes(
+        self, user: User, changes: dict[str, object], *, actor: Actor, by_admin: bool = False
+    ) -> User:
+        """Write account fields: usernames stay unique and cannot be removed, a new phone is unverified.
+
+        Records `user.updated` with the names (never the values) of the fields that changed.
+        """
         if "username" in changes and changes["username"] is None:
             changes.pop("username")  # a username can be changed, not removed
         if "username" in changes and changes["username"] != user.username:
-            other = await self._users.get_by_username(changes["username"])
+            other = await self._users.get_by_username(str(changes["username"]))
             if other is not None and other.id != user.id:
                 raise UsernameTakenError()
         if "phone" in changes and changes["phone"] != user.phone:
@@ -84,12 +92,11 @@ class UserService:
             setattr(user, field, value)
         await self._users.flush()
         if changes:
+            data: dict[str, object] = {"fields": sorted(changes)}
+            if by_admin:
+                data["by_admin"] = True
             await self._audit.record(
-                "user.updated",
-                actor=Actor.user(user.id),
-                target_type="user",
-                target_id=user.id,
-                data={"fields": sorted(changes)},
+                "user.updated", actor=actor, target_type="user", target_id=user.id, data=data
             )
         return user
 
