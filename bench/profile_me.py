@@ -194,7 +194,7 @@ async def _run(app: Any, path: str, token: str, args: argparse.Namespace) -> Non
 
 async def _breakdown(app: Any, token: str, n: int) -> None:
     """CPU per call of each part of GET /users/me, measured alone (event loop thread)."""
-    from authgate.auth.service import _PRINCIPAL_QUERY
+    from authgate.auth.service import _ACCESS_QUERY as _PRINCIPAL_QUERY
     from authgate.users.schemas import UserRead
 
     tokens = app.state.tokens

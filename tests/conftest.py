@@ -17,13 +17,16 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import text
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import migrate
+from authgate.audit.models import AuditChainHead
+from authgate.audit.service import GENESIS_HASH
 from authgate.config import PasswordPolicy, Settings
-from authgate.db import create_engine
+from authgate.db import create_engine, create_sessionmaker
 from authgate.main import create_app
+from authgate.model_registry import Base
 
 POSTGRES_URL = os.environ.get(
     "AUTHGATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -140,6 +143,46 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     transport = ASGITransport(app=app, client=("203.0.113.7", 50000))
     async with AsyncClient(transport=transport, base_url="https://test") as c:
         yield c
+
+
+async def _wipe(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != "audit_chain_head":
+                await conn.execute(delete(table))
+        await conn.execute(update(AuditChainHead).values(last_seq=0, last_hash=GENESIS_HASH))
+
+
+@pytest.fixture
+async def live_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """A small pool on the same database, so a request holding two connections would stall."""
+    url = engine.url.render_as_string(hide_password=False)
+    live = create_engine(
+        make_settings(url, database_pool_size=4, database_max_overflow=0, database_pool_timeout=20)
+    )
+    if live.dialect.name == "postgresql":
+        async with live.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    yield live
+    await _wipe(live)
+    await live.dispose()
+
+
+@pytest.fixture
+async def live_app(live_engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """The app on a real pool: every request commits, as in production (no per-test transaction)."""
+    url = live_engine.url.render_as_string(hide_password=False)
+    application = create_app(
+        make_settings(url), sessionmaker=create_sessionmaker(live_engine), engine=live_engine
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def live_client(live_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app=live_app), base_url="https://test") as client:
+        yield client
 
 
 @pytest.fixture

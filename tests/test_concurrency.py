@@ -4,58 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
-from sqlalchemy import delete, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from httpx import AsyncClient
 
-from authgate.audit.models import AuditChainHead
-from authgate.audit.service import GENESIS_HASH
-from authgate.db import create_engine, create_sessionmaker
-from authgate.main import create_app
-from authgate.model_registry import Base
-from tests.conftest import make_settings
 from tests.factories import PASSWORD, bearer, unique_email
-
-
-async def _wipe(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            if table.name != "audit_chain_head":
-                await conn.execute(delete(table))
-        await conn.execute(update(AuditChainHead).values(last_seq=0, last_hash=GENESIS_HASH))
-
-
-@pytest.fixture
-async def live_engine(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    """A small pool on the same database, so a request holding two connections would stall."""
-    url = engine.url.render_as_string(hide_password=False)
-    live = create_engine(
-        make_settings(url, database_pool_size=4, database_max_overflow=0, database_pool_timeout=20)
-    )
-    if live.dialect.name == "postgresql":
-        async with live.connect() as conn:
-            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
-    yield live
-    await _wipe(live)
-    await live.dispose()
-
-
-@pytest.fixture
-async def live_client(live_engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
-    url = live_engine.url.render_as_string(hide_password=False)
-    app: FastAPI = create_app(
-        make_settings(url), sessionmaker=create_sessionmaker(live_engine), engine=live_engine
-    )
-    transport = ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=transport, base_url="https://test") as client,
-    ):
-        yield client
 
 
 @pytest.mark.postgres_only

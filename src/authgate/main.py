@@ -21,6 +21,7 @@ from authgate.audit.router import me_router as security_events_router
 from authgate.audit.router import router as audit_router
 from authgate.auth.integration import router as integration_router
 from authgate.auth.router import router as auth_router
+from authgate.auth.service import create_access_reader
 from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
 from authgate.errors import register_error_handlers
@@ -65,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     factory: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     async with factory() as session, session.begin():
         await ensure_builtin_roles(session)
+    app.state.access = create_access_reader(factory, app.state.engine, settings.database_pool_size)
     ring = KeyRing(settings.secret(), settings.jwt_algorithm)
     await ring.load(factory)
     app.state.keyring = ring
@@ -93,6 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await app.state.rate_limiter.close()
+        await app.state.access.close()
         if app.state.redis is not None:
             await app.state.redis.aclose()
         if engine is not None:

@@ -12,9 +12,11 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from authgate.audit.models import AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
+from authgate.auth.service import Account
 from authgate.config import RateLimits
 from authgate.db import utcnow
 from authgate.mfa.models import MfaChallenge, RecoveryCode, TotpCredential
@@ -304,12 +306,18 @@ async def test_disable_with_a_recovery_code(client: AsyncClient) -> None:
 
 async def test_mfa_management_refuses_api_keys(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
     user, headers = await signed_in(client)
-    row = await db.scalar(select(User).where(User.id == uuid.UUID(user["id"])))
+    row = await db.scalar(
+        select(User).options(selectinload(User.roles)).where(User.id == uuid.UUID(user["id"]))
+    )
     assert row is not None
 
     async def as_api_key() -> Principal:
         return Principal(
-            user=row, via="api_key", session_id=None, permissions=frozenset(), api_key_id=uuid.uuid4()
+            account=Account.of(row),
+            via="api_key",
+            session_id=None,
+            permissions=frozenset(),
+            api_key_id=uuid.uuid4(),
         )
 
     app.dependency_overrides[get_principal] = as_api_key

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
+from authgate.auth.service import Account
 from authgate.db import utcnow
 from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
@@ -174,7 +175,7 @@ async def test_change_with_a_wrong_current_password_is_403_and_changes_nothing(
 
 async def test_api_keys_cannot_change_passwords(app: FastAPI, client: AsyncClient) -> None:
     principal = Principal(
-        user=User(email="k@example.com"),
+        account=Account.of(User(email="k@example.com")),
         via="api_key",
         session_id=None,
         permissions=frozenset(),

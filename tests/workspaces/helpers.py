@@ -14,8 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.auth.dependencies import Principal, api_key_scheme, bearer_scheme, get_principal
-from authgate.db import SessionDep, new_id, utcnow
-from authgate.deps import TokenServiceDep
+from authgate.db import new_id, utcnow
 from authgate.roles.models import Role, user_role
 from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
@@ -83,13 +82,11 @@ def install_bound_key_override(app: FastAPI) -> None:
 
     async def principal_override(
         request: Request,
-        session: SessionDep,
-        tokens: TokenServiceDep,
         bearer: Annotated[str | None, Depends(bearer_scheme)],
         api_key: Annotated[str | None, Depends(api_key_scheme)],
         background: BackgroundTasks,
     ) -> Principal:
-        principal = await get_principal(request, session, tokens, bearer, api_key, background)
+        principal = await get_principal(request, bearer, api_key, background)
         bound = request.headers.get(BOUND_HEADER)
         if bound is None:
             return principal

@@ -22,6 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from authgate.audit.models import AuditChainHead, AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
+from authgate.auth.service import Account
 from authgate.db import SessionDep, create_sessionmaker, new_id, utcnow
 from authgate.main import create_app
 from authgate.users.models import User
@@ -96,7 +97,9 @@ async def real_client(engine: AsyncEngine, real: RealWorld) -> AsyncIterator[Asy
             select(User).options(selectinload(User.roles)).where(User.id == uuid.UUID(x_test_user))
         )
         assert user is not None
-        return Principal(user=user, via="bearer", session_id=None, permissions=user.permissions)
+        return Principal(
+            account=Account.of(user), via="bearer", session_id=None, permissions=user.permissions
+        )
 
     app.dependency_overrides[get_principal] = principal
     async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as c:

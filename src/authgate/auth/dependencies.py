@@ -1,8 +1,10 @@
 """Who is calling: the one dependency every protected route uses, and permission checks on top.
 
 An authenticated read costs one database round trip: the user, its roles and the session
-named by the token's `sid` come back in a single query, so a revoked session, a deactivated
-user or a removed role takes effect on the very next request.
+named by the token's `sid` come back in a single statement (`auth.service`), so a revoked
+session, a deactivated user or a removed role takes effect on the very next request. The caller
+arrives as a read-only `Account`; a handler that changes the account asks for `CallerUser`, the
+ORM row loaded in its own transaction.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import structlog
 from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import joinedload
 
 from authgate.api_keys.models import ApiKey
 from authgate.api_keys.service import KEY_PREFIX, secret_matches, split_key, touch_api_key
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
-from authgate.auth.service import resolve_access
+from authgate.auth.service import AccessReader, Account
 from authgate.auth.workflows import AuthWorkflow
 from authgate.db import SessionDep, utcnow
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
@@ -35,8 +38,10 @@ from authgate.errors import (
     TokenExpiredError,
     TokenInvalidError,
 )
+from authgate.security.tokens import TokenService
 from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
 from authgate.users.models import User
+from authgate.users.repository import UserRepository
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -65,7 +70,7 @@ api_key_scheme = APIKeyHeader(
 class Principal:
     """The authenticated caller of one request, with its effective permissions computed once."""
 
-    user: User
+    account: Account
     via: Literal["bearer", "cookie", "api_key"]
     session_id: uuid.UUID | None
     permissions: frozenset[str]
@@ -74,7 +79,7 @@ class Principal:
 
     @property
     def user_id(self) -> uuid.UUID:
-        return self.user.id
+        return self.account.id
 
     @property
     def is_api_key(self) -> bool:
@@ -93,14 +98,12 @@ def check_csrf(request: Request) -> None:
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
-    tokens: TokenServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     background: BackgroundTasks,
 ) -> Principal:
     if api_key is not None or (bearer is not None and bearer.startswith(KEY_PREFIX)):
-        principal = await _principal_from_api_key(request, session, api_key or bearer or "", background)
+        principal = await _principal_from_api_key(request, api_key or bearer or "", background)
         request.state.principal = principal
         return principal
     via: Literal["bearer", "cookie"] = "bearer"
@@ -112,21 +115,25 @@ async def get_principal(
         raise NotAuthenticatedError()
     if via == "cookie":
         check_csrf(request)
-    user, login = await resolve_access(session, await tokens.decode_access(token))
+    state = request.app.state
+    tokens: TokenService = state.tokens
+    reader: AccessReader = state.access
+    access = await reader.resolve(await tokens.decode_access(token))
     now = utcnow()
-    if now - login.last_used_at >= LAST_USED_RESOLUTION:
+    if now - access.session_last_used_at >= LAST_USED_RESOLUTION:
         # Coalesced to one write a minute, after the response and in its own transaction, so a
         # read stays a read (and never waits for SQLite's write lock).
-        background.add_task(touch_session, request.app.state.sessionmaker, login.id, now)
-    structlog.contextvars.bind_contextvars(user_id=str(user.id))
-    principal = Principal(user=user, via=via, session_id=login.id, permissions=user.permissions)
+        background.add_task(touch_session, state.sessionmaker, access.session_id, now)
+    account = access.account
+    structlog.contextvars.bind_contextvars(user_id=str(account.id))
+    principal = Principal(
+        account=account, via=via, session_id=access.session_id, permissions=account.permissions
+    )
     request.state.principal = principal
     return principal
 
 
-async def _principal_from_api_key(
-    request: Request, session: SessionDep, raw: str, background: BackgroundTasks
-) -> Principal:
+async def _principal_from_api_key(request: Request, raw: str, background: BackgroundTasks) -> Principal:
     """Authenticate an API key: key, owner and roles in one query; permissions = scopes ∩ owner's."""
     parts = split_key(raw)
     if parts is None:
@@ -138,7 +145,9 @@ async def _principal_from_api_key(
         .options(joinedload(User.roles))
         .where(ApiKey.prefix == prefix)
     )
-    row = (await session.execute(stmt)).unique().first()
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with factory() as session:  # closing detaches the rows without expiring them
+        row = (await session.execute(stmt)).unique().first()
     if row is None or not secret_matches(row[0], secret):
         raise TokenInvalidError("Unknown API key")
     key, user = row[0], row[1]
@@ -153,7 +162,7 @@ async def _principal_from_api_key(
         background.add_task(touch_api_key, request.app.state.sessionmaker, key.id, now)  # coalesced, after
     structlog.contextvars.bind_contextvars(user_id=str(user.id), api_key_id=str(key.id))
     return Principal(
-        user=user,
+        account=Account.of(user),
         via="api_key",
         session_id=None,
         permissions=user.permissions & frozenset(key.scopes),
@@ -190,8 +199,6 @@ UserSession = Annotated[Principal, Depends(require_user_session)]
 
 async def get_optional_principal(
     request: Request,
-    session: SessionDep,
-    tokens: TokenServiceDep,
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     background: BackgroundTasks,
@@ -199,10 +206,25 @@ async def get_optional_principal(
     """The caller if any credentials came with the request (bad ones are still 401), else None."""
     if bearer is None and api_key is None and not request.cookies.get(ACCESS_COOKIE):
         return None
-    return await get_principal(request, session, tokens, bearer, api_key, background)
+    return await get_principal(request, bearer, api_key, background)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+async def load_caller(session: AsyncSession, principal: Principal) -> User:
+    """The caller's ORM row (with roles) in `session`'s transaction, for changes made on their behalf."""
+    user = await UserRepository(session).get(principal.user_id)
+    if user is None:  # deleted between authentication and now
+        raise TokenInvalidError("The token's user or session does not exist")
+    return user
+
+
+async def get_caller_user(principal: CurrentUser, session: SessionDep) -> User:
+    return await load_caller(session, principal)
+
+
+CallerUser = Annotated[User, Depends(get_caller_user)]
 
 
 async def get_auth_workflow(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
-from authgate.auth.service import resolve_access
-from authgate.db import SessionDep
+from authgate.auth.service import AccessReader
 from authgate.deps import TokenServiceDep
 from authgate.errors import AuthgateError, InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.schemas import APIModel
@@ -49,7 +48,7 @@ class ForwardAuthRead(APIModel):
 )
 async def introspect(
     _: IntrospectorDep,
-    session: SessionDep,
+    request: Request,
     tokens: TokenServiceDep,
     token: Annotated[str | None, Form(max_length=8192, description="The access token to check")] = None,
     token_type_hint: Annotated[str | None, Form(max_length=32)] = None,
@@ -63,9 +62,11 @@ async def introspect(
         raise InvalidInputError("token is required", ("body", "token"), "missing")
     try:
         claims = await tokens.decode_access(token)
-        user, login = await resolve_access(session, claims)
+        reader: AccessReader = request.app.state.access
+        access = await reader.resolve(claims)
     except AuthgateError:
         return IntrospectionRead(active=False)
+    user = access.account
     raw = claims.raw
     return IntrospectionRead(
         active=True,
@@ -75,11 +76,11 @@ async def introspect(
         iss=str(raw["iss"]),
         aud=str(raw["aud"]),
         jti=claims.jti,
-        sid=str(login.id),
+        sid=str(access.session_id),
         scope=claims.scope,
         username=user.username,
         email=user.email,
-        roles=user.role_names,
+        roles=list(user.role_names),
         token_type="Bearer",  # noqa: S106 - RFC 7662 token type, not a secret
     )
 
@@ -90,8 +91,8 @@ async def forward_auth(principal: CurrentUser, response: Response) -> ForwardAut
 
     Headers: `X-Auth-User-Id`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated).
     """
-    user = principal.user
+    user = principal.account
     response.headers["X-Auth-User-Id"] = str(user.id)
     response.headers["X-Auth-Email"] = user.email
     response.headers["X-Auth-Roles"] = ",".join(user.role_names)
-    return ForwardAuthRead(user_id=str(user.id), email=user.email, roles=user.role_names)
+    return ForwardAuthRead(user_id=str(user.id), email=user.email, roles=list(user.role_names))

@@ -298,4 +298,4 @@ async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: Au
 @router.get("/me", responses=AUTH_ERRORS)
 async def auth_me(principal: CurrentUser) -> UserRead:
     """The signed-in user (same as `GET /api/v1/users/me`)."""
-    return UserRead.model_validate(principal.user)
+    return UserRead.model_validate(principal.account)

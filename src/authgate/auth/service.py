@@ -1,43 +1,294 @@
-"""Access-token resolution shared by request authentication, introspection and forward-auth."""
+"""Access-token resolution shared by request authentication, introspection, forward-auth and the console.
+
+Every authenticated request asks the same question — who is behind these verified claims, and is
+their session still open? — so the answer is one prebuilt statement (user, session and roles) read
+into a plain, immutable `Account`, without the ORM's identity map or a unit of work around it:
+
+* **SQLite** answers on the event loop's own thread, through a read-only connection of the reader's
+  own. An indexed lookup in WAL mode costs tens of microseconds and never waits for a writer; the
+  trip to aiosqlite's thread and back (BEGIN, SELECT, COMMIT) costs tens of times more.
+* **PostgreSQL** answers from a small asyncpg pool of the reader's own, with the statement prepared
+  once per connection and no BEGIN/COMMIT around it: one round trip.
+* **A caller-provided session factory** (the test suite runs each test inside one rolled-back
+  transaction) is read through that factory, so uncommitted test data stays visible.
+
+Handlers that change the caller's account load the ORM `User` in their own transaction.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+import asyncio
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, bindparam, event, select
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate.db import utcnow
 from authgate.errors import AccountDisabledError, SessionRevokedError, TokenInvalidError
+from authgate.roles.models import Role, user_role
 from authgate.security.tokens import AccessClaims
 from authgate.sessions.models import LoginSession
 from authgate.users.models import User
 
-# Built once: SQLAlchemy reuses its compiled form and cache key instead of rebuilding both per request.
-_PRINCIPAL_QUERY = (
-    select(User, LoginSession)
-    .join(LoginSession, LoginSession.user_id == User.id)
-    .options(joinedload(User.roles))
-    .where(
-        User.id == bindparam("user_id"),
-        LoginSession.id == bindparam("session_id"),
-        User.deleted_at.is_(None),
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """The caller's user row and roles as read for this request; a snapshot, never written back."""
+
+    id: uuid.UUID
+    email: str
+    email_verified: bool
+    username: str | None
+    full_name: str | None
+    phone: str | None
+    phone_verified: bool
+    is_active: bool
+    mfa_enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+    role_names: tuple[str, ...]
+    permissions: frozenset[str]
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        """The snapshot of an ORM user loaded with its roles (API keys, a console refresh)."""
+        return cls(
+            id=user.id,
+            email=user.email,
+            email_verified=user.email_verified,
+            username=user.username,
+            full_name=user.full_name,
+            phone=user.phone,
+            phone_verified=user.phone_verified,
+            is_active=user.is_active,
+            mfa_enabled=user.mfa_enabled,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            last_login_at=user.last_login_at,
+            role_names=tuple(user.role_names),
+            permissions=user.permissions,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """An open session and its signed-in account."""
+
+    account: Account
+    session_id: uuid.UUID
+    session_last_used_at: datetime
+
+
+_u, _s, _r = User.__table__.c, LoginSession.__table__.c, Role.__table__.c
+# The column order is the unpacking order in `_access_from_rows`.
+_ACCESS_QUERY = (
+    select(
+        _u.id,
+        _u.email,
+        _u.email_verified,
+        _u.username,
+        _u.full_name,
+        _u.phone,
+        _u.phone_verified,
+        _u.is_active,
+        _u.mfa_enabled,
+        _u.created_at,
+        _u.updated_at,
+        _u.last_login_at,
+        _s.expires_at,
+        _s.revoked_at,
+        _s.last_used_at,
+        _r.name,
+        _r.permissions,
     )
+    .select_from(User.__table__)
+    .join(LoginSession.__table__, _s.user_id == _u.id)
+    .outerjoin(user_role, user_role.c.user_id == _u.id)
+    .outerjoin(Role.__table__, _r.id == user_role.c.role_id)
+    .where(_u.id == bindparam("user_id"), _s.id == bindparam("session_id"), _u.deleted_at.is_(None))
+    .order_by(_r.name)
 )
 
 
-async def resolve_access(session: AsyncSession, claims: AccessClaims) -> tuple[User, LoginSession]:
-    """The user (with roles) and session behind verified claims, in one query.
-
-    A revoked or expired session, a deleted or deactivated user all fail here, so they take
-    effect on the next request rather than when the token expires.
-    """
-    params = {"user_id": claims.user_id, "session_id": claims.session_id}
-    row = (await session.execute(_PRINCIPAL_QUERY, params)).unique().first()
-    if row is None:
+def _access_from_rows(session_id: uuid.UUID, rows: Sequence[Iterable[Any]]) -> Access:
+    """Check the session and the user's state, then fold the one-row-per-role result into an Access."""
+    if not rows:
         raise TokenInvalidError("The token's user or session does not exist")
-    user, login = row[0], row[1]
-    if login.revoked_at is not None or login.expires_at <= utcnow():
+    (
+        user_id,
+        email,
+        email_verified,
+        username,
+        full_name,
+        phone,
+        phone_verified,
+        is_active,
+        mfa_enabled,
+        created_at,
+        updated_at,
+        last_login_at,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        _,
+        _,
+    ) = rows[0]
+    if revoked_at is not None or expires_at <= utcnow():
         raise SessionRevokedError()
-    if not user.is_active:
+    if not is_active:
         raise AccountDisabledError()
-    return user, login
+    roles: list[str] = []
+    permissions: set[str] = set()
+    for row in rows:
+        *_, role_name, role_permissions = row
+        if role_name is not None:
+            roles.append(role_name)
+            permissions.update(role_permissions or ())
+    account = Account(
+        id=user_id,
+        email=email,
+        email_verified=bool(email_verified),
+        username=username,
+        full_name=full_name,
+        phone=phone,
+        phone_verified=bool(phone_verified),
+        is_active=True,
+        mfa_enabled=bool(mfa_enabled),
+        created_at=created_at,
+        updated_at=updated_at,
+        last_login_at=last_login_at,
+        role_names=tuple(roles),
+        permissions=frozenset(permissions),
+    )
+    return Access(account=account, session_id=session_id, session_last_used_at=last_used_at)
+
+
+class AccessReader(Protocol):
+    async def resolve(self, claims: AccessClaims) -> Access:
+        """The open session and account behind verified claims, or the 401/403 that says why not.
+
+        A revoked or expired session, a deleted or deactivated user all fail here, so they take
+        effect on the next request rather than when the token expires.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SessionAccessReader:
+    """Through the application's session factory: the portable path, and the one tests isolate."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+
+    async def resolve(self, claims: AccessClaims) -> Access:
+        params = {"user_id": claims.user_id, "session_id": claims.session_id}
+        async with self._factory() as session:
+            rows = (await session.execute(_ACCESS_QUERY, params)).all()
+            await session.rollback()
+        return _access_from_rows(claims.session_id, rows)
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteAccessReader:
+    """A read-only pysqlite connection used on the event loop's thread (see the module docstring)."""
+
+    BUSY_TIMEOUT_MS = 2000  # WAL readers do not wait for writers; only a checkpoint reset can delay them
+
+    def __init__(self, url: URL) -> None:
+        self._engine: Engine = create_sync_engine(
+            url.set(drivername="sqlite"),
+            isolation_level="AUTOCOMMIT",
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},  # one loop at a time; opened and closed there
+        )
+        event.listen(self._engine, "connect", _sqlite_read_only)
+        self._conn: Connection | None = None
+
+    async def resolve(self, claims: AccessClaims) -> Access:
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = self._engine.connect()
+        params = {"user_id": claims.user_id, "session_id": claims.session_id}
+        try:
+            rows = conn.execute(_ACCESS_QUERY, params).all()
+        finally:
+            conn.rollback()  # no transaction is open in autocommit; this only resets SQLAlchemy's state
+        return _access_from_rows(claims.session_id, rows)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
+
+
+def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SqliteAccessReader.BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+class PostgresAccessReader:
+    """A small asyncpg pool with the statement prepared per connection, outside any transaction."""
+
+    def __init__(self, engine: AsyncEngine, max_size: int) -> None:
+        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        compiled = _ACCESS_QUERY.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._order = tuple(compiled.positiontup or ())
+        self._max_size = max_size
+        self._pool: Any = None  # asyncpg.Pool, opened on first use
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> Any:
+        import asyncpg  # type: ignore[import-untyped]  # only with PostgreSQL
+
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=1, max_size=self._max_size, init=_decode_json
+                )
+        return self._pool
+
+    async def resolve(self, claims: AccessClaims) -> Access:
+        pool = self._pool or await self._open()
+        params = {"user_id": claims.user_id, "session_id": claims.session_id}
+        rows = await pool.fetch(self._sql, *(params[name] for name in self._order))
+        return _access_from_rows(claims.session_id, rows)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _decode_json(conn: Any) -> None:
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def create_access_reader(
+    factory: async_sessionmaker[AsyncSession], engine: AsyncEngine | None, pool_size: int
+) -> AccessReader:
+    """The direct reader for the engine the factory is bound to; the factory itself otherwise."""
+    # A factory bound elsewhere (one connection holding a test's transaction) is read through itself.
+    bound_to_engine: bool = engine is not None and factory.kw.get("bind") is engine
+    if engine is None or not bound_to_engine:
+        return SessionAccessReader(factory)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        return SqliteAccessReader(engine.url)
+    if engine.dialect.name == "postgresql":
+        return PostgresAccessReader(engine, pool_size)
+    return SessionAccessReader(factory)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from authgate.auth.cookies import token_response
-from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, UserSession
+from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, CallerUser, UserSession
 from authgate.auth.schemas import TokenResponse
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
@@ -33,26 +33,31 @@ MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
 
 
 @router.post("/mfa/totp/setup", responses=problem_schema(*MANAGE_PROBLEMS))
-async def totp_setup(principal: UserSession, mfa: MfaServiceDep) -> TotpSetupRead:
+async def totp_setup(_: UserSession, user: CallerUser, mfa: MfaServiceDep) -> TotpSetupRead:
     """Start TOTP set-up: a new secret, its `otpauth://` URI and a QR code of it as SVG.
 
     Scan the code with an authenticator app, then confirm with `/mfa/totp/enable`. Calling this
     again before confirming replaces the secret. Not available to API keys.
     """
-    setup = await mfa.setup(principal.user)
+    setup = await mfa.setup(user)
     return TotpSetupRead(secret=setup.secret, otpauth_uri=setup.otpauth_uri, qr_svg=setup.qr_svg)
 
 
 @router.post("/mfa/totp/enable", responses=problem_schema(*MANAGE_PROBLEMS, CodeInvalidError))
 async def totp_enable(
-    body: MfaCodeBody, principal: UserSession, mfa: MfaServiceDep, session: SessionDep, settings: SettingsDep
+    body: MfaCodeBody,
+    _: UserSession,
+    user: CallerUser,
+    mfa: MfaServiceDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> RecoveryCodesRead:
     """Confirm set-up with a current code: MFA is on from now, and 10 single-use recovery codes come back.
 
     The recovery codes are shown only in this response; each signs in once in place of a TOTP code.
     The account's owner is emailed that two-step verification was turned on.
     """
-    codes = await enable_mfa(session, settings, mfa, principal.user, body.code)
+    codes = await enable_mfa(session, settings, mfa, user, body.code)
     return RecoveryCodesRead(recovery_codes=codes)
 
 
@@ -63,7 +68,8 @@ async def totp_enable(
 )
 async def totp_disable(
     body: MfaDisableBody,
-    principal: UserSession,
+    _: UserSession,
+    user: CallerUser,
     mfa: MfaServiceDep,
     session: SessionDep,
     passwords: PasswordHasherDep,
@@ -79,7 +85,7 @@ async def totp_disable(
         settings,
         mfa,
         passwords,
-        principal.user,
+        user,
         body.password.get_secret_value(),
         body.code,
         request.is_disconnected,

@@ -93,7 +93,7 @@ async def read_avatar(
     callers, `private` for the owner and holders of `users:read`. Hidden and missing avatars are both 404.
     Cached by `ETag`; send `If-None-Match` to get 304."""
     data, key, visibility = await profiles.avatar_for(
-        user_id, viewer.user if viewer else None, viewer.permissions if viewer else frozenset()
+        user_id, viewer.user_id if viewer else None, viewer.permissions if viewer else frozenset()
     )
     etag = f'"{key.split(".")[0]}"'
     headers = {

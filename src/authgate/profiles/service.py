@@ -87,9 +87,9 @@ class ProfileService:
             await self._storage.delete(old)
 
     async def avatar_for(
-        self, owner_id: uuid.UUID, viewer: User | None, viewer_permissions: frozenset[str]
+        self, owner_id: uuid.UUID, viewer_id: uuid.UUID | None, viewer_permissions: frozenset[str]
     ) -> tuple[bytes, str, str]:
-        """The avatar bytes, storage name and visibility, if `viewer` may see it; 404 if hidden or absent."""
+        """The avatar bytes, storage name and visibility, if the viewer may see it; 404 if hidden or absent."""
         owner = await self._db.get(User, owner_id)
         if owner is None or owner.deleted_at is not None:
             raise NotFoundError("Avatar not found")
@@ -99,8 +99,8 @@ class ProfileService:
         visibility = (await self.settings(owner.id)).profile_visibility
         allowed = (
             visibility == "public"
-            or (visibility == "members" and viewer is not None)
-            or (viewer is not None and (viewer.id == owner.id or "users:read" in viewer_permissions))
+            or (visibility == "members" and viewer_id is not None)
+            or (viewer_id is not None and (viewer_id == owner.id or "users:read" in viewer_permissions))
         )
         if not allowed:
             raise NotFoundError("Avatar not found")

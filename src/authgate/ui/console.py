@@ -33,14 +33,15 @@ from authgate.auth.cookies import (
     set_auth_cookies,
     set_csrf_cookie,
 )
-from authgate.auth.dependencies import Principal
-from authgate.auth.service import resolve_access
+from authgate.auth.dependencies import Principal, load_caller
+from authgate.auth.service import AccessReader, Account
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.config import Settings
 from authgate.db import SessionDep, utcnow
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
 from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
+from authgate.users.models import User
 from authgate.users.schemas import UserRead
 
 log = structlog.get_logger("authgate.ui")
@@ -123,6 +124,10 @@ class Console:
             raise SignInRequiredError(self.request)
         return self.user_id
 
+    async def user(self) -> User:
+        """The signed-in user's ORM row in this request's transaction, for pages that change it."""
+        return await load_caller(self.db, self.signed_in)
+
     async def rollback(self) -> None:
         """Undo the request's writes after a domain error, including a refresh done on the way in."""
         await self.db.rollback()
@@ -159,19 +164,23 @@ def login_url(next_path: str | None = None) -> str:
 
 
 async def _from_access_cookie(
-    request: Request, db: AsyncSession, tokens: TokenServiceDep, background: BackgroundTasks
+    request: Request, tokens: TokenServiceDep, background: BackgroundTasks
 ) -> Principal | None:
     token = request.cookies.get(ACCESS_COOKIE)
     if not token:
         return None
+    reader: AccessReader = request.app.state.access
     try:
-        user, login = await resolve_access(db, await tokens.decode_access(token))
+        access = await reader.resolve(await tokens.decode_access(token))
     except AuthgateError:
         return None  # expired or revoked: the refresh cookie decides
     now = utcnow()
-    if now - login.last_used_at >= LAST_USED_RESOLUTION:
-        background.add_task(touch_session, request.app.state.sessionmaker, login.id, now)
-    return Principal(user=user, via="cookie", session_id=login.id, permissions=user.permissions)
+    if now - access.session_last_used_at >= LAST_USED_RESOLUTION:
+        background.add_task(touch_session, request.app.state.sessionmaker, access.session_id, now)
+    account = access.account
+    return Principal(
+        account=account, via="cookie", session_id=access.session_id, permissions=account.permissions
+    )
 
 
 async def get_console(
@@ -184,7 +193,7 @@ async def get_console(
     background: BackgroundTasks,
 ) -> Console:
     """The console context; signs in from the cookies when it can, never raises."""
-    principal = await _from_access_cookie(request, db, tokens, background)
+    principal = await _from_access_cookie(request, tokens, background)
     refreshed: IssuedTokens | None = None
     raw_refresh = request.cookies.get(CONSOLE_REFRESH_COOKIE)
     if principal is None and raw_refresh:
@@ -193,9 +202,12 @@ async def get_console(
         except AuthgateError as exc:
             log.info("console_refresh_failed", code=exc.code)
         else:
-            user = refreshed.user
+            account = Account.of(refreshed.user)
             principal = Principal(
-                user=user, via="cookie", session_id=refreshed.session_id, permissions=user.permissions
+                account=account,
+                via="cookie",
+                session_id=refreshed.session_id,
+                permissions=account.permissions,
             )
     csrf = request.cookies.get(CSRF_COOKIE)
     console = Console(
@@ -203,11 +215,11 @@ async def get_console(
         settings=settings,
         db=db,
         principal=principal,
-        viewer=UserRead.model_validate(principal.user) if principal else None,
+        viewer=UserRead.model_validate(principal.account) if principal else None,
         csrf_token=csrf or new_csrf_token(),
         csrf_is_new=not csrf,
         refreshed=refreshed,
-        user_id=principal.user.id if principal else None,
+        user_id=principal.user_id if principal else None,
         session_id=principal.session_id if principal else None,
     )
     if principal is not None:

@@ -184,7 +184,7 @@ async def update_user(
             is_active=values["is_active"],
             email_verified=values["email_verified"],
         )
-        await admin.update(target, body, actor=console.signed_in.user, held=console.signed_in.permissions)
+        await admin.update(target, body, actor=console.signed_in.account, held=console.signed_in.permissions)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:
@@ -210,7 +210,7 @@ async def set_user_roles(
     try:
         body = RoleAssignment(roles=names)
         await admin.set_roles(
-            target, body.roles, actor=console.signed_in.user, held=console.signed_in.permissions
+            target, body.roles, actor=console.signed_in.account, held=console.signed_in.permissions
         )
     except ValidationError as exc:
         errors = errors_from_validation(exc)
@@ -234,7 +234,7 @@ async def delete_user(
     """Soft-delete the user: sessions and API keys end at once; restore undoes it."""
     target = parse_id(console, user_id, "User not found")
     try:
-        await admin.delete(target, actor=console.signed_in.user, held=console.signed_in.permissions)
+        await admin.delete(target, actor=console.signed_in.account, held=console.signed_in.permissions)
     except AuthgateError as exc:
         await undo(console)
         return await _user_page(console, admin, roles, target, errors_from_domain(exc))
@@ -253,7 +253,7 @@ async def restore_user(
     """Restore a soft-deleted user (409 page when the address was registered again)."""
     target = parse_id(console, user_id, "User not found")
     try:
-        await admin.restore(target, actor=console.signed_in.user, held=console.signed_in.permissions)
+        await admin.restore(target, actor=console.signed_in.account, held=console.signed_in.permissions)
     except AuthgateError as exc:
         await undo(console)
         return await _user_page(console, admin, roles, target, errors_from_domain(exc))

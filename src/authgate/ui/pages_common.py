@@ -102,8 +102,8 @@ async def undo(console: Console, *rows: object) -> None:
     """Roll back a refused change, then re-read the rows the page goes on to use.
 
     A rollback expires every loaded row, and an expired row would lazy-load (not allowed under
-    asyncio) when the page reads it; the signed-in user is always among them.
+    asyncio) when the page reads it. (The signed-in account is a snapshot and needs no refresh.)
     """
     await console.rollback()
-    for row in (console.signed_in.user, *rows):
+    for row in rows:
         await console.db.refresh(row)

@@ -74,7 +74,7 @@ async def resend_verification(
     console: SignedInConsole, _: CheckedForm, emails: EmailVerificationDep
 ) -> Response:
     """Email a new verification link (none when the address is verified already)."""
-    await emails.send(console.signed_in.user)
+    await emails.send(await console.user())
     return redirect(console, "/ui/account?notice=verification_sent")
 
 

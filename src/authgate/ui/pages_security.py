@@ -79,7 +79,7 @@ async def password_submit(
             new_password=text_field(form, "new_password"),
         )
         await passwords.change(
-            console.signed_in.user,
+            await console.user(),
             console.session_id,
             body.current_password.get_secret_value(),
             body.new_password.get_secret_value(),
@@ -132,7 +132,7 @@ async def mfa_page(console: SignedInConsole) -> HTMLResponse:
 async def mfa_setup(console: SignedInConsole, _: CheckedForm, mfa: MfaServiceDep) -> HTMLResponse:
     """Start TOTP set-up (`MfaService.setup`): a QR code and the secret for typing in by hand."""
     try:
-        setup = await mfa.setup(console.signed_in.user)
+        setup = await mfa.setup(await console.user())
     except AuthgateError as exc:
         await console.rollback()
         return _mfa_page(console, errors=errors_from_domain(exc))
@@ -145,7 +145,7 @@ async def mfa_enable(console: SignedInConsole, form: CheckedForm, mfa: MfaServic
     """Confirm set-up with a code (`mfa.workflows.enable_mfa`); the 10 recovery codes are shown this once."""
     try:
         body = MfaCodeBody(code=text_field(form, "code").strip())
-        codes = await enable_mfa(console.db, console.settings, mfa, console.signed_in.user, body.code)
+        codes = await enable_mfa(console.db, console.settings, mfa, await console.user(), body.code)
     except ValidationError as exc:
         return _mfa_page(console, {"setup": True}, errors_from_validation(exc))
     except AuthgateError as exc:
@@ -173,7 +173,7 @@ async def mfa_disable(
             console.settings,
             mfa,
             passwords,
-            console.signed_in.user,
+            await console.user(),
             body.password.get_secret_value(),
             body.code,
             request.is_disconnected,

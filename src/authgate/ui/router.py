@@ -239,7 +239,7 @@ async def account_submit(console: SignedInConsole, form: CheckedForm, users: Use
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
         )
-        await users.update_me(console.signed_in.user, data)
+        await users.update_me(await console.user(), data)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from authgate.api_keys.models import ApiKey
 from authgate.audit.service import Actor, AuditLog
+from authgate.auth.service import Account
 from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.errors import InvalidInputError, NotFoundError, PermissionDeniedError, WrongPasswordError
@@ -120,7 +121,7 @@ class UserAdminService:
             raise NotFoundError("User not found")
         return user
 
-    async def create(self, data: UserCreateAdmin, *, inviter: User) -> User:
+    async def create(self, data: UserCreateAdmin, *, inviter: Account) -> User:
         """Create an account with the `user` role; without a password, email an invitation."""
         digest = None
         if data.password is not None:
@@ -162,7 +163,7 @@ class UserAdminService:
             raise PermissionDeniedError("The user holds permissions you do not have")
 
     async def update(
-        self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: User, held: frozenset[str]
+        self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: Account, held: frozenset[str]
     ) -> User:
         user = await self.get(user_id)
         self._check_manageable(user, held)
@@ -172,7 +173,7 @@ class UserAdminService:
                 changes.pop(field)  # these can be changed, not removed
         return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
 
-    async def delete(self, user_id: uuid.UUID, *, actor: User, held: frozenset[str]) -> None:
+    async def delete(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> None:
         user = await self.get(user_id)
         self._check_manageable(user, held)
         await self._soft_delete(user, Actor.user(actor.id))
@@ -203,7 +204,7 @@ class UserAdminService:
         )
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
-    async def restore(self, user_id: uuid.UUID, *, actor: User, held: frozenset[str]) -> User:
+    async def restore(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> User:
         """Undo a soft delete; 409 `email_taken` when the address was registered again meanwhile."""
         user = await self.get(user_id, include_deleted=True)
         if user.deleted_at is None:
@@ -220,7 +221,7 @@ class UserAdminService:
         return user
 
     async def set_roles(
-        self, user_id: uuid.UUID, names: list[str], *, actor: User, held: frozenset[str]
+        self, user_id: uuid.UUID, names: list[str], *, actor: Account, held: frozenset[str]
     ) -> User:
         """Replace the user's roles; every role added or removed must grant only what the caller holds."""
         user = await self.get(user_id)

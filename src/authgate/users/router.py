@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, UserSession, require_permission
+from authgate.auth.dependencies import (
+    AUTH_PROBLEMS,
+    CallerUser,
+    CurrentUser,
+    Principal,
+    UserSession,
+    require_permission,
+)
 from authgate.errors import (
     InvalidInputError,
     NotFoundError,
@@ -38,13 +45,13 @@ RolesAssignDep = Annotated[Principal, Depends(require_permission("roles:assign")
 @router.get("/me", responses=AUTH_ERRORS)
 async def read_me(principal: CurrentUser) -> UserRead:
     """The signed-in user."""
-    return UserRead.model_validate(principal.user)
+    return UserRead.model_validate(principal.account)
 
 
 @router.patch("/me", responses=problem_schema(*AUTH_PROBLEMS, UsernameTakenError, PhoneTakenError))
-async def update_me(body: UserUpdateMe, principal: CurrentUser, users: UserServiceDep) -> UserRead:
+async def update_me(body: UserUpdateMe, user: CallerUser, users: UserServiceDep) -> UserRead:
     """Change your username, full name or phone. A new phone number starts unverified."""
-    return UserRead.model_validate(await users.update_me(principal.user, body))
+    return UserRead.model_validate(await users.update_me(user, body))
 
 
 @router.delete(
@@ -52,13 +59,13 @@ async def update_me(body: UserUpdateMe, principal: CurrentUser, users: UserServi
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, WrongPasswordError),
 )
-async def delete_me(body: UserDeleteMe, principal: UserSession, admin: UserAdminServiceDep) -> None:
+async def delete_me(body: UserDeleteMe, _: UserSession, user: CallerUser, admin: UserAdminServiceDep) -> None:
     """Delete your account, confirmed with your password (403 `invalid_credentials` if wrong).
 
     Every session and API key stops working at once and the email address can register again.
     Not allowed with an API key.
     """
-    await admin.delete_me(principal.user, body.password.get_secret_value())
+    await admin.delete_me(user, body.password.get_secret_value())
 
 
 @router.get("", responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError))
@@ -100,7 +107,7 @@ async def create_user(
 ) -> UserRead:
     """Create a user with the `user` role. Needs `users:write`. Without a `password` the user is
     emailed an invitation to set one."""
-    return UserRead.model_validate(await admin.create(body, inviter=principal.user))
+    return UserRead.model_validate(await admin.create(body, inviter=principal.account))
 
 
 @router.get("/{user_id}", responses=ADMIN_ERRORS)
@@ -120,7 +127,7 @@ async def update_user(
 ) -> UserRead:
     """Change a user's `username, full_name, phone, is_active, email_verified`. Needs `users:write`, and
     every permission the user holds. Deactivation (`is_active: false`) takes effect on the next request."""
-    user = await admin.update(user_id, body, actor=principal.user, held=principal.permissions)
+    user = await admin.update(user_id, body, actor=principal.account, held=principal.permissions)
     return UserRead.model_validate(user)
 
 
@@ -128,7 +135,7 @@ async def update_user(
 async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
     """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it.
     Needs `users:delete`, and every permission the user holds."""
-    await admin.delete(user_id, actor=principal.user, held=principal.permissions)
+    await admin.delete(user_id, actor=principal.account, held=principal.permissions)
 
 
 @router.post(
@@ -139,7 +146,7 @@ async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: User
     """Restore a soft-deleted user (sessions stay ended). Needs `users:write`; 409 `email_taken` when the
     address has been registered again."""
     return UserRead.model_validate(
-        await admin.restore(user_id, actor=principal.user, held=principal.permissions)
+        await admin.restore(user_id, actor=principal.account, held=principal.permissions)
     )
 
 
@@ -152,5 +159,5 @@ async def set_user_roles(
 ) -> UserRead:
     """Replace the user's roles. Needs `roles:assign` and every permission of each role added or removed
     (403); an unknown role → 422. Takes effect on the user's next request."""
-    user = await admin.set_roles(user_id, body.roles, actor=principal.user, held=principal.permissions)
+    user = await admin.set_roles(user_id, body.roles, actor=principal.account, held=principal.permissions)
     return UserRead.model_validate(user)

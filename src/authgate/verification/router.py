@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession
+from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, UserSession
 from authgate.errors import (
     InvalidInputError,
     PermissionDeniedError,
@@ -34,9 +34,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["verification"])
 @router.post(
     "/verify-email/request", status_code=status.HTTP_202_ACCEPTED, responses=problem_schema(*AUTH_PROBLEMS)
 )
-async def request_email_verification(principal: CurrentUser, emails: EmailVerificationDep) -> Accepted:
+async def request_email_verification(user: CallerUser, emails: EmailVerificationDep) -> Accepted:
     """Email the caller a verification link (single use, valid 24 hours); none when already verified."""
-    await emails.send(principal.user)
+    await emails.send(user)
     return Accepted(detail="If your email address is not verified yet, a link is on its way.")
 
 
@@ -54,14 +54,14 @@ async def confirm_email_verification(
     responses=problem_schema(*AUTH_PROBLEMS, PhoneTakenError, RateLimitedError),
 )
 async def request_phone_verification(
-    body: PhoneVerificationRequest, principal: CurrentUser, phones: PhoneVerificationDep
+    body: PhoneVerificationRequest, user: CallerUser, phones: PhoneVerificationDep
 ) -> Accepted:
     """Text a 6-digit code to `phone` (E.164 or international form; valid 10 minutes, 5 tries).
 
     Another code for the same account within 60 seconds, or beyond the daily cap per number or per
     account, is 429 with `Retry-After`. A number another account has verified is 409 `phone_taken`.
     """
-    await phones.request(principal.user, body.phone)
+    await phones.request(user, body.phone)
     return Accepted(detail="A verification code is on its way.")
 
 
@@ -69,10 +69,10 @@ async def request_phone_verification(
     "/verify-phone/confirm", responses=problem_schema(*AUTH_PROBLEMS, CodeInvalidError, PhoneTakenError)
 )
 async def confirm_phone_verification(
-    body: PhoneVerificationConfirm, principal: CurrentUser, phones: PhoneVerificationDep
+    body: PhoneVerificationConfirm, user: CallerUser, phones: PhoneVerificationDep
 ) -> UserRead:
     """Confirm the code: the number becomes the verified phone. Wrong codes are 400 `code_invalid`."""
-    return UserRead.model_validate(await phones.confirm(principal.user, body.phone, body.code))
+    return UserRead.model_validate(await phones.confirm(user, body.phone, body.code))
 
 
 @router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED)
@@ -104,7 +104,7 @@ async def reset_password(body: PasswordReset, passwords: PasswordServiceDep) -> 
     responses=problem_schema(*AUTH_PROBLEMS, WrongPasswordError, PermissionDeniedError, InvalidInputError),
 )
 async def change_password(
-    body: PasswordChange, principal: UserSession, passwords: PasswordServiceDep
+    body: PasswordChange, principal: UserSession, user: CallerUser, passwords: PasswordServiceDep
 ) -> None:
     """Change your password; your other sessions are signed out.
 
@@ -113,7 +113,7 @@ async def change_password(
     API keys cannot change passwords (403).
     """
     await passwords.change(
-        principal.user,
+        user,
         principal.session_id,
         body.current_password.get_secret_value(),
         body.new_password.get_secret_value(),

@@ -26,7 +26,7 @@ def caller_of(principal: Principal) -> Caller:
         Actor("api_key", str(principal.api_key_id)) if principal.is_api_key else Actor.user(principal.user_id)
     )
     return Caller(
-        user=principal.user,
+        user=principal.account,
         actor=actor,
         permissions=principal.permissions,
         bound_workspace_id=principal.workspace_id,

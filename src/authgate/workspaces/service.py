@@ -15,6 +15,7 @@ from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.service import Actor, AuditLog
+from authgate.auth.service import Account
 from authgate.db import new_id, utcnow
 from authgate.errors import (
     ConflictError,
@@ -25,7 +26,6 @@ from authgate.errors import (
 )
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, fetch_page
-from authgate.users.models import User
 from authgate.users.repository import normalize_email
 from authgate.workspaces.errors import (
     AlreadyMemberError,
@@ -70,7 +70,7 @@ def slugify(name: str) -> str:
 class Caller:
     """Who acts: the user, their global permissions and an API key's workspace binding, if any."""
 
-    user: User
+    user: Account
     actor: Actor
     permissions: frozenset[str] = frozenset()
     bound_workspace_id: uuid.UUID | None = None

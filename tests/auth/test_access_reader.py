@@ -1,0 +1,117 @@
+"""The direct readers behind every authenticated request, on committed data as in production.
+
+The rest of the suite runs each test inside one rolled-back transaction, which the app reads
+through its session factory; here the app has a real pool, so SQLite's read-only connection on
+the event loop and PostgreSQL's asyncpg pool answer, and every state change must show on the
+very next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authgate.auth.service import PostgresAccessReader, SqliteAccessReader
+from authgate.db import utcnow
+from authgate.roles.models import Role, user_role
+from authgate.sessions.models import LoginSession
+from authgate.users.models import User
+from tests.factories import assert_problem, signed_in
+
+ME = "/api/v1/users/me"
+
+
+async def test_the_live_app_reads_directly(live_app: FastAPI, live_engine: AsyncEngine) -> None:
+    expected = SqliteAccessReader if live_engine.dialect.name == "sqlite" else PostgresAccessReader
+    assert isinstance(live_app.state.access, expected)
+
+
+async def test_me_through_the_direct_reader(live_client: AsyncClient) -> None:
+    user, headers = await signed_in(live_client, username="reader", full_name="Ada Reader")
+    response = await live_client.get(ME, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body == (await live_client.get("/api/v1/auth/me", headers=headers)).json()
+    assert body["id"] == user["id"]
+    assert body["email"] == user["email"]
+    assert body["username"] == "reader"
+    assert body["full_name"] == "Ada Reader"
+    assert body["roles"] == ["user"]
+    assert body["is_active"] is True
+    assert body["email_verified"] is False
+    assert body["created_at"].endswith("Z") or "+00:00" in body["created_at"]
+
+
+async def test_logout_takes_effect_on_the_next_request(live_client: AsyncClient) -> None:
+    _, headers = await signed_in(live_client)
+    assert (await live_client.get(ME, headers=headers)).status_code == 200
+    assert (await live_client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert_problem(await live_client.get(ME, headers=headers), 401, "session_revoked")
+
+
+async def test_state_changes_take_effect_on_the_next_request(
+    live_client: AsyncClient, live_engine: AsyncEngine
+) -> None:
+    user, headers = await signed_in(live_client)
+    user_id = uuid.UUID(user["id"])
+
+    # Permissions come from the role rows of this request: granting admin opens the admin list.
+    assert_problem(await live_client.get("/api/v1/users", headers=headers), 403, "permission_denied")
+    async with live_engine.begin() as conn:
+        admin_id = await conn.scalar(select(Role.id).where(Role.name == "admin"))
+        await conn.execute(insert(user_role).values(user_id=user_id, role_id=admin_id))
+    assert (await live_client.get("/api/v1/users", headers=headers)).status_code == 200
+    assert (await live_client.get(ME, headers=headers)).json()["roles"] == ["admin", "user"]
+    async with live_engine.begin() as conn:
+        await conn.execute(delete(user_role).where(user_role.c.user_id == user_id))
+    assert (await live_client.get(ME, headers=headers)).json()["roles"] == []
+    assert_problem(await live_client.get("/api/v1/users", headers=headers), 403, "permission_denied")
+
+    async with live_engine.begin() as conn:
+        await conn.execute(update(User).where(User.id == user_id).values(is_active=False))
+    assert_problem(await live_client.get(ME, headers=headers), 403, "account_disabled")
+    async with live_engine.begin() as conn:
+        await conn.execute(update(User).where(User.id == user_id).values(is_active=True))
+    assert (await live_client.get(ME, headers=headers)).status_code == 200
+
+    async with live_engine.begin() as conn:
+        await conn.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert_problem(await live_client.get(ME, headers=headers), 401, "session_revoked")
+
+
+async def test_a_deleted_user_is_unknown(live_client: AsyncClient, live_engine: AsyncEngine) -> None:
+    user, headers = await signed_in(live_client)
+    async with live_engine.begin() as conn:
+        await conn.execute(update(User).where(User.id == uuid.UUID(user["id"])).values(deleted_at=utcnow()))
+    assert_problem(await live_client.get(ME, headers=headers), 401, "token_invalid")
+
+
+async def test_introspection_and_forward_auth_use_the_reader(live_client: AsyncClient) -> None:
+    user, headers = await signed_in(live_client)
+    verified = await live_client.get("/api/v1/auth/verify", headers=headers)
+    assert verified.status_code == 200
+    assert verified.headers["X-Auth-User-Id"] == user["id"]
+    assert verified.headers["X-Auth-Roles"] == "user"
+    assert (await live_client.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+    assert_problem(await live_client.get("/api/v1/auth/verify", headers=headers), 401, "session_revoked")
+
+
+@pytest.mark.sqlite_only
+async def test_the_sqlite_reader_cannot_write(live_app: FastAPI) -> None:
+    reader = live_app.state.access
+    assert isinstance(reader, SqliteAccessReader)
+    with reader._engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
+        with pytest.raises(OperationalError, match="readonly"):
+            conn.execute(text("DELETE FROM login_session"))
