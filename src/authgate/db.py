@@ -84,6 +84,21 @@ def read_intent() -> Iterator[None]:
         _write_intent.reset(token)
 
 
+@contextmanager
+def write_intent() -> Iterator[None]:
+    """Mark the transactions opened inside as writers (SQLite: `BEGIN IMMEDIATE`, queued in order).
+
+    For work outside a request that reads and then writes, such as the courier claiming messages:
+    a deferred transaction that reads first fails at once with "database is locked" when another
+    connection commits before its first write (WAL's stale snapshot), busy timeout or not.
+    """
+    token = _write_intent.set(True)
+    try:
+        yield
+    finally:
+        _write_intent.reset(token)
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     """WAL, foreign keys and a busy timeout, plus explicit BEGIN so SAVEPOINTs and locking behave.
 

@@ -16,7 +16,7 @@ from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.models import ApiKey
 from authgate.api_keys.schemas import ApiKeyCreate
 from authgate.audit.service import Actor, AuditLog
-from authgate.db import utcnow
+from authgate.db import utcnow, write_intent
 from authgate.errors import InvalidInputError, PermissionDeniedError
 from authgate.pagination import PageParams, fetch_page
 from authgate.roles.permissions import PERMISSIONS
@@ -35,15 +35,16 @@ def hash_secret(secret: str) -> str:
 async def touch_api_key(factory: async_sessionmaker[AsyncSession], key_id: uuid.UUID, at: datetime) -> None:
     """Stamp a key's last use (at most once a minute); best effort, after the response."""
     try:
-        async with factory() as db, db.begin():
-            await db.execute(
-                update(ApiKey)
-                .where(
-                    ApiKey.id == key_id,
-                    or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at - LAST_USED_RESOLUTION),
+        with write_intent():  # after a GET too: queue with the other writers (SQLite)
+            async with factory() as db, db.begin():
+                await db.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.id == key_id,
+                        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at - LAST_USED_RESOLUTION),
+                    )
+                    .values(last_used_at=at)
                 )
-                .values(last_used_at=at)
-            )
     except Exception:  # an activity stamp is never worth failing anything for
         log.warning("api_key_touch_failed", api_key_id=str(key_id), exc_info=True)
 

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from authgate.config import OutboxSettings, Settings
-from authgate.db import utcnow
+from authgate.db import utcnow, write_intent
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.rendering import TemplateError, render
 from authgate.outbox.service import refresh_outbox_gauge
@@ -69,6 +71,13 @@ class Dispatcher:
         self._transports = transports or transports_from_settings(settings)
         self.delivered = 0  # messages this dispatcher marked sent (for tests and status pages)
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """Every courier transaction writes; on SQLite it takes the write lock up front."""
+        with write_intent():
+            async with self._factory() as session, session.begin():
+                yield session
+
     def _due(self, now: datetime) -> ColumnElement[bool]:
         return or_(
             and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
@@ -82,7 +91,7 @@ class Dispatcher:
         limit = limit or self._config.batch_size
         now = utcnow()
         claimed: list[Claimed] = []
-        async with self._factory() as session, session.begin():
+        async with self._transaction() as session:
             rows = await self._lock_due(session, now, limit)
             for row in rows:
                 row.status, row.claimed_at, row.attempts = "sending", now, row.attempts + 1
@@ -178,7 +187,7 @@ class Dispatcher:
             values.update(sent_at=utcnow(), provider_message_id=provider_id)
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        async with self._factory() as session, session.begin():
+        async with self._transaction() as session:
             # Written only while the claim is still ours: a worker whose claim timed out and was
             # taken over must not overwrite the new owner's result.
             await session.execute(
@@ -207,7 +216,7 @@ class Dispatcher:
         """Hand claimed but unsent messages back (shutdown): due again at once, the attempt not counted."""
         if not items:
             return
-        async with self._factory() as session, session.begin():
+        async with self._transaction() as session:
             for item in items:
                 await session.execute(
                     update(OutboxMessage)

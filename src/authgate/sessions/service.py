@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authgate.db import utcnow
+from authgate.db import utcnow, write_intent
 from authgate.errors import NotFoundError, RefreshReusedError, TokenInvalidError
 from authgate.logging import get_request_context
 from authgate.sessions.models import LoginSession, RefreshToken
@@ -30,12 +30,15 @@ async def touch_session(
 ) -> None:
     """Stamp a session's last activity; best effort, so a failure is logged and ignored."""
     try:
-        async with factory() as db, db.begin():
-            await db.execute(
-                update(LoginSession)
-                .where(LoginSession.id == session_id, LoginSession.last_used_at < at - LAST_USED_RESOLUTION)
-                .values(last_used_at=at)
-            )
+        with write_intent():  # after a GET too: queue with the other writers (SQLite)
+            async with factory() as db, db.begin():
+                await db.execute(
+                    update(LoginSession)
+                    .where(
+                        LoginSession.id == session_id, LoginSession.last_used_at < at - LAST_USED_RESOLUTION
+                    )
+                    .values(last_used_at=at)
+                )
     except Exception:  # an activity stamp is never worth failing anything for
         log.warning("session_touch_failed", session_id=str(session_id), exc_info=True)
 
