@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from authgate.config import Settings
 from authgate.db import create_sessionmaker, new_id, utcnow
@@ -82,3 +85,63 @@ async def test_two_workers_drain_a_thousand_messages_without_duplicates_or_loss(
     finally:
         async with factory() as session, session.begin():
             await session.execute(delete(OutboxMessage).where(OutboxMessage.recipient == marker))
+
+
+@pytest.mark.sqlite_only
+async def test_a_claim_holds_the_write_lock_from_its_first_read(
+    live_engine: AsyncEngine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: another writer wants the lock between the claim's SELECT and its UPDATE.
+
+    A deferred transaction that has read cannot wait for a writer (SQLite answers "database is
+    locked" at once, busy timeout or not); the courier takes the write lock up front instead.
+    """
+    factory = create_sessionmaker(live_engine)
+    now = utcnow()
+    message_id = new_id()
+    async with factory() as session, session.begin():
+        await session.execute(
+            insert(OutboxMessage).values(
+                id=message_id,
+                channel="email",
+                template=TEMPLATE,
+                recipient="snapshot@example.com",
+                context={"when": "now", "sessions_link": "http://test/ui/security"},
+                idempotency_key=f"snapshot:{message_id}",
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    other_writes: list[str] = []
+    others: list[sqlite3.Connection] = []
+    original = Dispatcher._due
+    calls = 0
+
+    def due_with_a_writer_after_the_read(self: Dispatcher, at: datetime) -> ColumnElement[bool]:
+        # Called once to build the SELECT, then once per row for the UPDATE, after the SELECT ran.
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            database = live_engine.url.database
+            assert database is not None
+            other = sqlite3.connect(database, timeout=0.2, isolation_level=None)  # another process
+            others.append(other)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # and it keeps the write lock while the claim goes on
+                other_writes.append("holding the write lock")
+            except sqlite3.OperationalError as exc:
+                other_writes.append(str(exc))
+        return original(self, at)
+
+    monkeypatch.setattr(Dispatcher, "_due", due_with_a_writer_after_the_read)
+    recorder = _Recorder()
+    try:
+        claimed = await Dispatcher(factory, settings, Transports(email=recorder, sms=recorder)).claim()
+    finally:
+        for other in others:
+            other.close()
+    assert [c.row_id for c in claimed] == [message_id]
+    assert other_writes == ["database is locked"]  # the claim held the lock; the other writer gave up
