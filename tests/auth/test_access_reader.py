@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +23,7 @@ from authgate.db import utcnow
 from authgate.roles.models import Role, user_role
 from authgate.sessions.models import LoginSession
 from authgate.users.models import User
-from tests.factories import assert_problem, signed_in
+from tests.factories import PASSWORD, assert_problem, signed_in
 
 ME = "/api/v1/users/me"
 
@@ -115,3 +115,25 @@ async def test_the_sqlite_reader_cannot_write(live_app: FastAPI) -> None:
         assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
         with pytest.raises(OperationalError, match="readonly"):
             conn.execute(text("DELETE FROM login_session"))
+
+
+async def test_hot_paths_stay_short(live_client: AsyncClient, live_engine: AsyncEngine) -> None:
+    """The statements the two busiest requests send through the ORM engine, counted."""
+    user, headers = await signed_in(live_client)
+    body = {"email": user["email"], "password": PASSWORD}
+    assert (await live_client.post("/api/v1/auth/login", json=body)).status_code == 200  # device known
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0])
+
+    event.listen(live_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        assert (await live_client.get(ME, headers=headers)).status_code == 200
+        assert statements == []  # the caller comes from the access reader, not the ORM
+        assert (await live_client.post("/api/v1/auth/login", json=body)).status_code == 200
+    finally:
+        event.remove(live_engine.sync_engine, "before_cursor_execute", count)
+    # user+roles, failure count, session, last login, refresh token, audit head (read, write),
+    # audit event, known device.
+    assert len(statements) == 9, statements

@@ -76,7 +76,8 @@ class AuthWorkflow:
         """
         identifier = login_identifier(email, username)
         user = await self._users.get_for_login(email=email, username=username)
-        await self._guard.check(self._db, identifier, user.id if user else None)  # 429 while it must wait
+        # 429 while it must wait
+        has_failures = await self._guard.check(self._db, identifier, user.id if user else None)
         await end_read(self._db)  # no pooled connection is held while the hash runs
         valid, new_hash = await self._passwords.verify(
             password, user.password_hash if user else None, client_gone
@@ -93,7 +94,8 @@ class AuthWorkflow:
             raise EmailNotVerifiedError()
         if new_hash is not None:
             user.password_hash = new_hash  # bcrypt or outdated Argon2 parameters: upgraded on the way in
-        await self._guard.reset(self._db, identifier)
+        if has_failures:
+            await self._guard.reset(self._db, identifier)
         if user.mfa_enabled:
             if not allow_mfa:
                 raise MfaRequiredError()

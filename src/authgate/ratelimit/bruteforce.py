@@ -73,16 +73,21 @@ class LoginGuard:
         wait = self._config.lockout_base_wait * (1 << min(over, 30))
         return min(wait, self._config.lockout_max_wait)
 
-    async def check(self, session: AsyncSession, identifier: str, user_id: uuid.UUID | None) -> None:
-        """Raise 429 while the identifier waits, unless the client's IP is one the account signed in from."""
+    async def check(self, session: AsyncSession, identifier: str, user_id: uuid.UUID | None) -> bool:
+        """Raise 429 while the identifier waits, unless the client's IP is one the account signed in from.
+
+        Returns whether the identifier has failures on record (a success then `reset`s them).
+        """
         row = await session.get(LoginThrottle, _hash(identifier))
-        if row is None or row.locked_until is None:
-            return
+        if row is None:
+            return False
+        if row.locked_until is None:
+            return True
         remaining = (row.locked_until - utcnow()).total_seconds()
         if remaining <= 0:
-            return
+            return True
         if user_id is not None and await self._is_known_ip(session, user_id):
-            return
+            return True
         raise AccountThrottledError(retry_after=int(remaining) + 1)
 
     async def _is_known_ip(self, session: AsyncSession, user_id: uuid.UUID) -> bool:

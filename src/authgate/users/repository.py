@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload, undefer
+from sqlalchemy.orm import joinedload, selectinload, undefer
 
 from authgate.errors import ConflictError
 from authgate.roles.models import Role, user_role
@@ -39,14 +39,14 @@ class UserRepository:
         """The account for a sign-in attempt, with its password hash and roles, deleted ones excluded."""
         stmt = (
             select(User)
-            .options(undefer(User.password_hash), selectinload(User.roles))
+            .options(undefer(User.password_hash), joinedload(User.roles))  # one statement
             .where(User.deleted_at.is_(None))
         )
         if email is not None:
             stmt = stmt.where(User.email_normalized == normalize_email(email))
         else:
             stmt = stmt.where(User.username == (username or "").lower())
-        return await self.session.scalar(stmt)
+        return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
     async def get_role(self, name: str) -> Role | None:
         return await self.session.scalar(select(Role).where(Role.name == name))

@@ -117,6 +117,15 @@ class SecurityNotifier:
             "first_seen_at": now,
             "last_seen_at": now,
         }
+        # The usual case, a device seen before, is one statement.
+        seen = await self._session.execute(
+            update(KnownDevice)
+            .where(KnownDevice.user_id == user.id, KnownDevice.fingerprint == fingerprint)
+            .values(last_seen_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if seen.rowcount == 1:  # type: ignore[attr-defined]
+            return
         has_devices = await self._session.scalar(
             select(KnownDevice.id).where(KnownDevice.user_id == user.id).limit(1)
         )
@@ -128,12 +137,7 @@ class SecurityNotifier:
             .on_conflict_do_nothing(index_elements=["user_id", "fingerprint"])
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            await self._session.execute(
-                update(KnownDevice)
-                .where(KnownDevice.user_id == user.id, KnownDevice.fingerprint == fingerprint)
-                .values(last_seen_at=now)
-            )
-            return
+            return  # a parallel sign-in from the same device remembered it first
         if (
             has_devices is not None
             and self._settings.verification.new_device_alerts
