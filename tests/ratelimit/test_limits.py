@@ -7,17 +7,18 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate.config import RateLimits, Settings
 from authgate.main import create_app
+from authgate.outbox.models import OutboxMessage
 from authgate.ratelimit.service import RateLimiter
 from authgate.sessions.models import RefreshToken
 from authgate.sessions.service import hash_token
 from authgate.users.models import User
 from tests.conftest import REDIS_URL, unavailable
-from tests.factories import PASSWORD, assert_problem, login, register, unique_email
+from tests.factories import PASSWORD, assert_problem, login, register, signed_in, unique_email
 
 
 def use_limits(app: FastAPI, **policies: object) -> None:
@@ -192,3 +193,53 @@ async def test_unreachable_redis_fails_open() -> None:
         assert await limiter.hit("login_per_ip", "192.0.2.1") is None
     finally:
         await limiter.close()
+
+
+async def _mail_to(db: AsyncSession, email: str) -> int:
+    query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
+    return int(await db.scalar(query) or 0)
+
+
+async def test_forgot_password_limit_is_per_address_and_alike_for_unknown_ones(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    known = (await register(client))["email"]
+    unknown = unique_email("nobody")
+    use_limits(app, verification_per_account="2/hour")
+    for email in (known, unknown):
+        async with other_client(app, "198.51.100.20") as c:  # the per-IP limit is not the one hit
+            answers = [
+                await c.post("/api/v1/auth/password/forgot", json={"email": variant})
+                for variant in (email, email.upper())
+            ]
+            sent = await _mail_to(db, email)
+            answers.append(await c.post("/api/v1/auth/password/forgot", json={"email": email}))
+        assert [a.status_code for a in answers] == [202, 202, 429]
+        assert_rate_limited(answers[2], 2)
+        assert sent >= 1
+        assert await _mail_to(db, email) == sent  # the refused request sent nothing
+
+
+async def test_verification_per_ip_limit(app: FastAPI, client: AsyncClient) -> None:
+    use_limits(app, verification_per_ip="2/minute")
+    confirm = "/api/v1/auth/verify-email/confirm"
+    for _ in range(2):
+        assert_problem(await client.post(confirm, json={"token": "x" * 43}), 400, "token_invalid")
+    assert_rate_limited(await client.post(confirm, json={"token": "x" * 43}), 2)
+    assert_rate_limited(await client.post("/api/v1/auth/password/forgot", json={"email": "a@b.co"}), 2)
+    async with other_client(app, "198.51.100.21") as elsewhere:
+        assert_problem(await elsewhere.post(confirm, json={"token": "x" * 43}), 400, "token_invalid")
+
+
+async def test_email_verification_requests_per_account(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    first, first_headers = await signed_in(client)
+    _, second_headers = await signed_in(client)
+    use_limits(app, verification_per_account="1/hour")
+    request = "/api/v1/auth/verify-email/request"
+    assert (await client.post(request, headers=first_headers)).status_code == 202
+    sent = await _mail_to(db, first["email"])
+    assert_rate_limited(await client.post(request, headers=first_headers), 1)
+    assert await _mail_to(db, first["email"]) == sent
+    assert (await client.post(request, headers=second_headers)).status_code == 202  # another account

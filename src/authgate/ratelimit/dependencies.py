@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Response
 from authgate.ratelimit.service import RateLimiter
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:  # async: a plain def runs in a thread
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

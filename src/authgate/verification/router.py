@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, UserSession
 from authgate.errors import (
@@ -14,7 +14,10 @@ from authgate.errors import (
     WrongPasswordError,
     problem_schema,
 )
+from authgate.ratelimit.dependencies import RateLimiterDep, limit_by_ip
+from authgate.ratelimit.errors import RateLimitExceededError
 from authgate.users.errors import PhoneTakenError
+from authgate.users.repository import normalize_email
 from authgate.users.schemas import UserRead
 from authgate.verification.dependencies import EmailVerificationDep, PasswordServiceDep, PhoneVerificationDep
 from authgate.verification.errors import CodeInvalidError
@@ -30,17 +33,36 @@ from authgate.verification.schemas import (
 
 router = APIRouter(prefix="/api/v1/auth", tags=["verification"])
 
+# Every route here sends mail or texts, or checks a secret sent that way: `VERIFICATION_PER_IP`
+# for each client address, and `VERIFICATION_PER_ACCOUNT` for each account (or submitted email).
+PER_IP = [Depends(limit_by_ip("verification_per_ip"))]
+LIMITED = (RateLimitExceededError,)
+
 
 @router.post(
-    "/verify-email/request", status_code=status.HTTP_202_ACCEPTED, responses=problem_schema(*AUTH_PROBLEMS)
+    "/verify-email/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=PER_IP,
+    responses=problem_schema(*AUTH_PROBLEMS, *LIMITED),
 )
-async def request_email_verification(user: CallerUser, emails: EmailVerificationDep) -> Accepted:
-    """Email the caller a verification link (single use, valid 24 hours); none when already verified."""
+async def request_email_verification(
+    user: CallerUser, emails: EmailVerificationDep, limiter: RateLimiterDep
+) -> Accepted:
+    """Email the caller a verification link (single use, valid 24 hours); none when already verified.
+
+    Limited per client address (`VERIFICATION_PER_IP`) and per account (`VERIFICATION_PER_ACCOUNT`):
+    429 `rate_limited` with `Retry-After`.
+    """
+    await limiter.hit("verification_per_account", f"user:{user.id}")
     await emails.send(user)
     return Accepted(detail="If your email address is not verified yet, a link is on its way.")
 
 
-@router.post("/verify-email/confirm", responses=problem_schema(SingleUseTokenInvalidError))
+@router.post(
+    "/verify-email/confirm",
+    dependencies=PER_IP,
+    responses=problem_schema(SingleUseTokenInvalidError, *LIMITED),
+)
 async def confirm_email_verification(
     body: EmailVerificationConfirm, emails: EmailVerificationDep
 ) -> UserRead:
@@ -51,22 +73,26 @@ async def confirm_email_verification(
 @router.post(
     "/verify-phone/request",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=PER_IP,
     responses=problem_schema(*AUTH_PROBLEMS, PhoneTakenError, RateLimitedError),
 )
 async def request_phone_verification(
-    body: PhoneVerificationRequest, user: CallerUser, phones: PhoneVerificationDep
+    body: PhoneVerificationRequest, user: CallerUser, phones: PhoneVerificationDep, limiter: RateLimiterDep
 ) -> Accepted:
     """Text a 6-digit code to `phone` (E.164 or international form; valid 10 minutes, 5 tries).
 
     Another code for the same account within 60 seconds, or beyond the daily cap per number or per
     account, is 429 with `Retry-After`. A number another account has verified is 409 `phone_taken`.
     """
+    await limiter.hit("verification_per_account", f"user:{user.id}")
     await phones.request(user, body.phone)
     return Accepted(detail="A verification code is on its way.")
 
 
 @router.post(
-    "/verify-phone/confirm", responses=problem_schema(*AUTH_PROBLEMS, CodeInvalidError, PhoneTakenError)
+    "/verify-phone/confirm",
+    dependencies=PER_IP,
+    responses=problem_schema(*AUTH_PROBLEMS, CodeInvalidError, PhoneTakenError, *LIMITED),
 )
 async def confirm_phone_verification(
     body: PhoneVerificationConfirm, user: CallerUser, phones: PhoneVerificationDep
@@ -75,12 +101,24 @@ async def confirm_phone_verification(
     return UserRead.model_validate(await phones.confirm(user, body.phone, body.code))
 
 
-@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED)
-async def forgot_password(body: PasswordForgot, passwords: PasswordServiceDep) -> Accepted:
+@router.post(
+    "/password/forgot",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=PER_IP,
+    responses=problem_schema(*LIMITED),
+)
+async def forgot_password(
+    body: PasswordForgot, passwords: PasswordServiceDep, limiter: RateLimiterDep
+) -> Accepted:
     """Email a password-reset link (single use, valid 1 hour).
 
     The answer is the same, in about the same time, whether or not the address has an account.
+
+    Limited per client address and per submitted address (429 `rate_limited`, the same for
+    every address, account or not).
     """
+    # Keyed by the address as typed (normalised), account or not: the limit itself reveals nothing.
+    await limiter.hit("verification_per_account", f"email:{normalize_email(body.email)}")
     await passwords.forgot(body.email)
     return Accepted(detail="If the address has an account, a reset link is on its way.")
 
@@ -88,7 +126,8 @@ async def forgot_password(body: PasswordForgot, passwords: PasswordServiceDep) -
 @router.post(
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_schema(SingleUseTokenInvalidError, InvalidInputError, ServiceBusyError),
+    dependencies=PER_IP,
+    responses=problem_schema(SingleUseTokenInvalidError, InvalidInputError, ServiceBusyError, *LIMITED),
 )
 async def reset_password(body: PasswordReset, passwords: PasswordServiceDep) -> None:
     """Set a new password with the token from the reset link; every session of the account is signed out.
