@@ -361,6 +361,12 @@ def errors_from_validation(exc: ValidationError) -> FormErrors:
     return FormErrors(422, "Please correct the fields marked below.", fields)
 
 
+def retry_headers(exc: AuthgateError) -> dict[str, str] | None:
+    """`Retry-After` of a 429 (or 503) for the page that reports it."""
+    headers = exc.response_headers()
+    return {k: v for k, v in headers.items() if k == "Retry-After"} or None
+
+
 def errors_from_domain(exc: AuthgateError) -> FormErrors:
     fields: dict[str, str] = {}
     summary = exc.detail or exc.title

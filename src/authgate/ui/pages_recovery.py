@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from authgate.errors import AuthgateError, SingleUseTokenInvalidError
+from authgate.errors import AuthgateError, RateLimitedError, SingleUseTokenInvalidError
+from authgate.ratelimit.dependencies import RateLimiterDep, client_ip
 from authgate.ui.console import (
     CheckedForm,
     ConsoleDep,
@@ -23,9 +24,11 @@ from authgate.ui.console import (
     errors_from_validation,
     redirect,
     render,
+    retry_headers,
     signed_out_redirect,
     text_field,
 )
+from authgate.users.repository import normalize_email
 from authgate.verification.dependencies import EmailVerificationDep, PasswordServiceDep
 from authgate.verification.schemas import EmailVerificationConfirm, PasswordForgot, PasswordReset
 
@@ -89,9 +92,16 @@ async def forgot_page(console: ConsoleDep, email: str = "") -> HTMLResponse:
 
 @router.post("/password/forgot")
 async def forgot_submit(
-    console: ConsoleDep, form: CheckedForm, passwords: PasswordServiceDep
+    console: ConsoleDep,
+    form: CheckedForm,
+    passwords: PasswordServiceDep,
+    request: Request,
+    limiter: RateLimiterDep,
 ) -> HTMLResponse:
-    """Send a reset link (`PasswordService.forgot`): the same page for known and unknown addresses."""
+    """Send a reset link (`PasswordService.forgot`): the same page for known and unknown addresses.
+
+    Limited like the API: per client address and per submitted address.
+    """
     email = text_field(form, "email").strip()
     try:
         body = PasswordForgot(email=email)
@@ -99,6 +109,18 @@ async def forgot_submit(
         errors = errors_from_validation(exc)
         return render(
             console, "password_forgot.html", {"email": email[:320], "errors": errors}, status=errors.status
+        )
+    try:
+        await limiter.hit("verification_per_ip", client_ip(request))
+        await limiter.hit("verification_per_account", f"email:{normalize_email(body.email)}")
+    except RateLimitedError as exc:
+        errors = errors_from_domain(exc)
+        return render(
+            console,
+            "password_forgot.html",
+            {"email": email[:320], "errors": errors},
+            status=errors.status,
+            headers=retry_headers(exc),
         )
     await passwords.forgot(body.email)
     return render(console, "password_forgot.html", {"sent": True, "email": ""})
@@ -113,7 +135,13 @@ async def reset_page(console: ConsoleDep, token: str = "") -> HTMLResponse:
 
 
 @router.post("/password/reset", response_model=None)
-async def reset_submit(console: ConsoleDep, form: CheckedForm, passwords: PasswordServiceDep) -> Response:
+async def reset_submit(
+    console: ConsoleDep,
+    form: CheckedForm,
+    passwords: PasswordServiceDep,
+    request: Request,
+    limiter: RateLimiterDep,
+) -> Response:
     """Set the new password (`PasswordService.reset`); every session is signed out, this browser too.
 
     A password the policy refuses keeps the token usable, so the form comes back with it.
@@ -129,6 +157,7 @@ async def reset_submit(console: ConsoleDep, form: CheckedForm, passwords: Passwo
             console, "password_reset.html", {"token": token, "errors": errors}, status=errors.status
         )
     try:
+        await limiter.hit("verification_per_ip", client_ip(request))
         await passwords.reset(body.token, body.new_password.get_secret_value())
     except SingleUseTokenInvalidError:
         await console.rollback()

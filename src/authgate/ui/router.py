@@ -19,6 +19,8 @@ from authgate.deps import SessionmakerDep, SettingsDep
 from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
+from authgate.ratelimit.bruteforce import login_identifier
+from authgate.ratelimit.dependencies import RateLimiterDep, client_ip
 from authgate.ui import (
     pages_account,
     pages_admin,
@@ -43,6 +45,7 @@ from authgate.ui.console import (
     redirect,
     render,
     render_csrf_failure,
+    retry_headers,
     safe_next,
     signed_out_redirect,
     text_field,
@@ -83,9 +86,9 @@ async def login_page(console: ConsoleDep, next: str | None = None) -> Response:
 
 @router.post("/login", response_model=None)
 async def login_submit(
-    console: ConsoleDep, form: CheckedForm, auth: AuthWorkflowDep, request: Request
+    console: ConsoleDep, form: CheckedForm, auth: AuthWorkflowDep, request: Request, limiter: RateLimiterDep
 ) -> Response:
-    """Sign in with an email or username and password; sets the same cookies as the API."""
+    """Sign in with an email or username and password; sets the same cookies and limits as the API."""
     identifier = text_field(form, "identifier").strip()
     target = safe_next(text_field(form, "next"))
     context = {"next": target, "identifier": identifier}
@@ -100,6 +103,8 @@ async def login_submit(
         errors = FormErrors(422, "Enter your email or username and your password.")
         return render(console, "login.html", {**context, "errors": errors}, status=422)
     try:
+        await limiter.hit("login_per_ip", client_ip(request))
+        await limiter.hit("login_per_account", login_identifier(body.email, body.username))
         issued = await auth.login(
             email=body.email,
             username=body.username,
@@ -110,7 +115,11 @@ async def login_submit(
         await console.rollback()
         errors = errors_from_domain(exc)
         return render(
-            console, "login.html", {**context, "errors": errors}, status=errors.status, headers=_retry(exc)
+            console,
+            "login.html",
+            {**context, "errors": errors},
+            status=errors.status,
+            headers=retry_headers(exc),
         )
     if isinstance(issued, MfaPending):  # the second step: a code from the authenticator app
         return render(console, "login_mfa.html", {"next": target, "mfa_token": issued.mfa_token})
@@ -133,6 +142,8 @@ async def login_mfa_submit(
     session: SessionDep,
     factory: SessionmakerDep,
     settings: SettingsDep,
+    request: Request,
+    limiter: RateLimiterDep,
 ) -> Response:
     """Finish a sign-in with a TOTP or recovery code (the same rules as `POST /api/v1/auth/login/mfa`)."""
     target = safe_next(text_field(form, "next"))
@@ -144,6 +155,7 @@ async def login_mfa_submit(
         return render(console, "login_mfa.html", {**context, "errors": errors}, status=422)
     workflow = MfaLoginWorkflow(session, factory, settings, auth, MfaService(session, settings.secret()))
     try:
+        await limiter.hit("login_per_ip", client_ip(request))
         issued = await workflow.finish(mfa_token, code)
     except AuthgateError as exc:
         await console.rollback()
@@ -153,7 +165,7 @@ async def login_mfa_submit(
             "login_mfa.html",
             {**context, "errors": errors},
             status=errors.status,
-            headers=_retry(exc),
+            headers=retry_headers(exc),
         )
     return _signed_in(console, issued, target)
 
@@ -170,7 +182,7 @@ async def register_page(console: ConsoleDep) -> Response:
 
 @router.post("/register", response_model=None)
 async def register_submit(
-    console: ConsoleDep, form: CheckedForm, users: UserServiceDep, request: Request
+    console: ConsoleDep, form: CheckedForm, users: UserServiceDep, request: Request, limiter: RateLimiterDep
 ) -> Response:
     """Create an account and email the verification link (`RegistrationWorkflow`, as the API does).
 
@@ -181,7 +193,9 @@ async def register_submit(
     if console.principal is not None:  # signed in already (another tab): nothing to create
         return redirect(console, "/ui/")
     values = {name: text_field(form, name) for name in ("email", "username", "full_name", "phone")}
+    retry: dict[str, str] | None = None
     try:
+        await limiter.hit("register_per_ip", client_ip(request))
         body = UserRegister(
             email=values["email"],
             password=text_field(form, "password"),
@@ -195,11 +209,13 @@ async def register_submit(
         errors = errors_from_validation(exc)
     except AuthgateError as exc:
         await console.rollback()
-        errors = errors_from_domain(exc)
+        errors, retry = errors_from_domain(exc), retry_headers(exc)
     else:
         safe = console.settings.features.enumeration_safe_registration
         return redirect(console, f"/ui/login?notice={'check_email' if safe else 'registered'}")
-    return render(console, "register.html", {"values": values, "errors": errors}, status=errors.status)
+    return render(
+        console, "register.html", {"values": values, "errors": errors}, status=errors.status, headers=retry
+    )
 
 
 def _registration_closed(console: ConsoleDep) -> HTMLResponse:
@@ -297,11 +313,6 @@ async def revoke_all_sessions(console: SignedInConsole, _: CheckedForm, auth: Au
 
 
 # --- wiring ------------------------------------------------------------------------------------
-
-
-def _retry(exc: AuthgateError) -> dict[str, str] | None:
-    headers = exc.response_headers()
-    return {k: v for k, v in headers.items() if k == "Retry-After"} or None
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:

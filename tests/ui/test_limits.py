@@ -1,0 +1,69 @@
+"""The console's forms count against the same request limits as the API: no way around them."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from authgate.outbox.models import OutboxMessage
+from authgate.users.models import User
+from tests.factories import PASSWORD, register, unique_email
+from tests.ratelimit.test_limits import use_limits
+from tests.ui.conftest import post_form
+
+
+def assert_limited_page(response: object) -> None:
+    assert response.status_code == 429  # type: ignore[attr-defined]
+    assert int(response.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
+    assert response.headers["content-type"].startswith("text/html")  # type: ignore[attr-defined]
+    assert "Too many requests" in response.text  # type: ignore[attr-defined]
+
+
+async def test_console_sign_in_shares_the_login_limits(app: FastAPI, client: AsyncClient) -> None:
+    user = await register(client)
+    client.cookies.clear()
+    use_limits(app, login_per_ip="2/minute")
+    await client.get("/ui/login")
+    form = {"identifier": str(user["email"]), "password": "wrong password here"}
+    for _ in range(2):
+        assert (await post_form(client, "/ui/login", form)).status_code == 401
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    ).status_code == 429
+    limited = await post_form(client, "/ui/login", {**form, "password": PASSWORD})
+    assert_limited_page(limited)
+    assert "authgate_access" not in limited.cookies
+
+
+async def test_console_registration_shares_the_register_limit(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    use_limits(app, register_per_ip="1/minute")
+    await client.get("/ui/register")
+    first = unique_email("ui-first")
+    assert (
+        await post_form(client, "/ui/register", {"email": first, "password": PASSWORD})
+    ).status_code == 303
+    second = unique_email("ui-second")
+    assert_limited_page(await post_form(client, "/ui/register", {"email": second, "password": PASSWORD}))
+    emails = set((await db.scalars(select(User.email).where(User.email.in_([first, second])))).all())
+    assert emails == {first}
+
+
+async def test_console_forgot_password_is_limited_per_address(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    use_limits(app, verification_per_account="1/hour")
+    await client.get("/ui/password/forgot")
+    email = unique_email("ui-forgot")
+    assert (await post_form(client, "/ui/password/forgot", {"email": email})).status_code == 200
+    sent = await db.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
+    )
+    assert_limited_page(await post_form(client, "/ui/password/forgot", {"email": email}))
+    after = await db.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
+    )
+    assert after == sent
