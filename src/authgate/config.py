@@ -76,6 +76,9 @@ class OutboxSettings(BaseModel):
     in_process: bool | None = None
     batch_size: int = Field(default=50, ge=1, le=1000)
     poll_interval: float = Field(default=1.0, gt=0)
+    # The in-process courier is woken by every commit of this process that queues a message; this
+    # poll is only the safety net for retries coming due and messages queued by other processes.
+    in_process_poll_interval: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     backoff_base: Duration = timedelta(seconds=5)
     backoff_max: Duration = timedelta(hours=1)

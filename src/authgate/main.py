@@ -105,9 +105,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """The embedded shape: the courier runs inside the API process (SPEC §1)."""
     stop = asyncio.Event()
-    dispatcher = Dispatcher(app.state.sessionmaker, app.state.settings)
+    settings: Settings = app.state.settings
+    dispatcher = Dispatcher(app.state.sessionmaker, settings)
+    dispatcher.attach(app.state.sessionmaker)  # woken by each commit that queues mail
     app.state.dispatcher = dispatcher
-    return stop, asyncio.create_task(dispatcher.run(stop), name="outbox-dispatcher")
+    interval = settings.outbox.in_process_poll_interval
+    return stop, asyncio.create_task(dispatcher.run(stop, poll_interval=interval), name="outbox-dispatcher")
 
 
 async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:

@@ -9,12 +9,13 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from authgate.config import Settings
+from authgate.config import OutboxSettings, Settings
+from authgate.db import create_sessionmaker
 from authgate.main import create_app
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.service import Outbox
 from tests.conftest import make_settings
-from tests.factories import assert_problem, register
+from tests.factories import PASSWORD, assert_problem, register, unique_email
 
 
 async def test_inbox_json_lists_rendered_messages_newest_first(client: AsyncClient) -> None:
@@ -80,3 +81,24 @@ async def test_in_process_dispatcher_delivers_when_enabled(
     row = await db.scalar(select(OutboxMessage).where(OutboxMessage.id == message.id))
     assert row is not None
     assert row.status == "sent"
+
+
+async def test_in_process_courier_wakes_on_the_commit_that_queues_mail(live_engine: AsyncEngine) -> None:
+    """Polling rarely (every 60 s here), it still sends a sign-up link within moments of the commit."""
+    url = live_engine.url.render_as_string(hide_password=False)
+    settings = make_settings(url, outbox=OutboxSettings(in_process=True, in_process_poll_interval=60))
+    app: FastAPI = create_app(settings, sessionmaker=create_sessionmaker(live_engine), engine=live_engine)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as client,
+    ):
+        await asyncio.sleep(0.2)  # the first poll, at start, finds nothing; then the courier idles
+        assert app.state.dispatcher.delivered == 0
+        email = unique_email("wake")
+        response = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 201
+        for _ in range(300):
+            if app.state.dispatcher.delivered:
+                break
+            await asyncio.sleep(0.01)
+        assert app.state.dispatcher.delivered == 1

@@ -14,7 +14,6 @@ conditional UPDATE on SQLite), and results are only written while the claim is s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -31,7 +30,7 @@ from authgate.config import OutboxSettings, Settings
 from authgate.db import utcnow, write_intent
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.rendering import TemplateError, render
-from authgate.outbox.service import refresh_outbox_gauge
+from authgate.outbox.service import COURIER_WAKEUP, refresh_outbox_gauge
 from authgate.outbox.transports import (
     OutgoingMessage,
     PermanentError,
@@ -70,6 +69,11 @@ class Dispatcher:
         self._factory, self._settings, self._config = factory, settings, settings.outbox
         self._transports = transports or transports_from_settings(settings)
         self.delivered = 0  # messages this dispatcher marked sent (for tests and status pages)
+        self.wakeup = asyncio.Event()  # set after a commit that queued mail (`attach`)
+
+    def attach(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        """Let commits through `factory` that queue mail wake this courier (the in-process shape)."""
+        factory.configure(info={**factory.kw.get("info", {}), COURIER_WAKEUP: self.wakeup})
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -240,6 +244,16 @@ class Dispatcher:
             await self.deliver(item)
         return len(batch)
 
+    async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait for `stop`, a wake-up or the timeout, whichever comes first."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wakeup.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.wakeup.clear()
+
     async def drain(self) -> int:
         """Deliver until nothing is due (tests, `authgate worker --once`)."""
         total = 0
@@ -251,8 +265,12 @@ class Dispatcher:
     async def update_gauge(self) -> None:
         await refresh_outbox_gauge(self._factory)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll until `stop` is set; the batch in hand is finished or released before returning."""
+    async def run(self, stop: asyncio.Event, *, poll_interval: float | None = None) -> None:
+        """Poll until `stop` is set; the batch in hand is finished or released before returning.
+
+        Between polls it also wakes when `wakeup` is set, so an attached courier can poll rarely.
+        """
+        interval = poll_interval or self._config.poll_interval
         log.info("dispatcher_started")
         while not stop.is_set():
             try:
@@ -262,6 +280,5 @@ class Dispatcher:
                 log.exception("dispatcher_error")
                 count = 0
             if count == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self._config.poll_interval)
+                await self._idle(stop, interval)
         log.info("dispatcher_stopped")

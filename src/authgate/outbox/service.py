@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from authgate.db import new_id
 from authgate.ops.metrics import OUTBOX_PENDING
@@ -49,7 +50,31 @@ class Outbox:
         )
         self._session.add(message)
         await self._session.flush()
+        if deliver:
+            self._session.info[PENDING_MAIL] = True  # see `wake_courier_after_commit`
         return message
+
+
+PENDING_MAIL = "authgate_outbox_pending"
+COURIER_WAKEUP = "authgate_courier_wakeup"
+
+
+@event.listens_for(Session, "after_commit")
+def wake_courier_after_commit(session: Session) -> None:
+    """Nudge the in-process courier the moment a transaction that queued mail commits.
+
+    The courier's event reaches sessions through their factory's `info` (`Dispatcher.attach`);
+    without one (a separate worker process, tests) the courier finds the message on its next poll.
+    """
+    if session.info.pop(PENDING_MAIL, False):
+        wakeup = session.info.get(COURIER_WAKEUP)
+        if wakeup is not None:
+            wakeup.set()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back_mail(session: Session) -> None:
+    session.info.pop(PENDING_MAIL, None)
 
 
 async def inbox_page(session: AsyncSession, params: PageParams) -> tuple[list[OutboxMessage], str | None]:
