@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, Row, event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -146,6 +147,56 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # transaction is still open.
         if state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
+
+
+class SqliteReadOnly:
+    """A read-only pysqlite connection used on the event loop's own thread, for hot, tiny reads.
+
+    An indexed read in WAL mode costs tens of microseconds and never waits for a writer, while a
+    trip to aiosqlite's thread and back costs far more and, under load, stalls behind the event
+    loop's queue. Used by the access reader (every authenticated request) and the in-process
+    courier's idle check. Never for anything that writes: the connection is `query_only`.
+    """
+
+    BUSY_TIMEOUT_MS = 2000  # WAL readers do not wait for writers; only a checkpoint reset can delay them
+
+    def __init__(self, url: URL) -> None:
+        self.engine: Engine = create_sync_engine(
+            url.set(drivername="sqlite"),
+            isolation_level="AUTOCOMMIT",
+            pool_size=1,
+            max_overflow=0,
+            connect_args={"check_same_thread": False},  # one loop at a time; opened and closed there
+        )
+        event.listen(self.engine, "connect", _sqlite_read_only)
+        self._conn: Connection | None = None
+
+    def all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = self.engine.connect()
+        try:
+            return conn.execute(statement, params).all()
+        finally:
+            conn.rollback()  # no transaction is open in autocommit; this only resets SQLAlchemy's state
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self.engine.dispose()
+
+    @staticmethod
+    def usable_for(engine: AsyncEngine) -> bool:
+        """A file database (an in-memory one would be a different, empty database per connection)."""
+        return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+
+def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SqliteReadOnly.BUSY_TIMEOUT_MS}")
+    cursor.close()
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

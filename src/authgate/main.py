@@ -21,7 +21,7 @@ from authgate.audit.router import me_router as security_events_router
 from authgate.audit.router import router as audit_router
 from authgate.auth.integration import router as integration_router
 from authgate.auth.router import router as auth_router
-from authgate.auth.service import create_access_reader
+from authgate.auth.service import SqliteAccessReader, create_access_reader
 from authgate.config import Settings, get_settings
 from authgate.db import create_engine, create_sessionmaker
 from authgate.errors import register_error_handlers
@@ -106,7 +106,10 @@ def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
     """The embedded shape: the courier runs inside the API process (SPEC §1)."""
     stop = asyncio.Event()
     settings: Settings = app.state.settings
-    dispatcher = Dispatcher(app.state.sessionmaker, settings)
+    access = app.state.access
+    # On SQLite the idle check shares the access reader's read-only connection: no thread trips.
+    quick_reads = access.reads if isinstance(access, SqliteAccessReader) else None
+    dispatcher = Dispatcher(app.state.sessionmaker, settings, quick_reads=quick_reads)
     dispatcher.attach(app.state.sessionmaker)  # woken by each commit that queues mail
     app.state.dispatcher = dispatcher
     interval = settings.outbox.in_process_poll_interval

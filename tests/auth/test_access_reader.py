@@ -111,7 +111,7 @@ async def test_introspection_and_forward_auth_use_the_reader(live_client: AsyncC
 async def test_the_sqlite_reader_cannot_write(live_app: FastAPI) -> None:
     reader = live_app.state.access
     assert isinstance(reader, SqliteAccessReader)
-    with reader._engine.connect() as conn:
+    with reader.reads.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 1
         with pytest.raises(OperationalError, match="readonly"):
             conn.execute(text("DELETE FROM login_session"))

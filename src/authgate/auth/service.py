@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, event, select
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import URL
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from authgate.db import utcnow
+from authgate.db import SqliteReadOnly, utcnow
 from authgate.errors import AccountDisabledError, SessionRevokedError, TokenInvalidError
 from authgate.roles.models import Role, user_role
 from authgate.security.tokens import AccessClaims
@@ -201,44 +199,17 @@ class SessionAccessReader:
 
 
 class SqliteAccessReader:
-    """A read-only pysqlite connection used on the event loop's thread (see the module docstring)."""
+    """The statement on the event loop's thread, through a read-only connection of its own."""
 
-    BUSY_TIMEOUT_MS = 2000  # WAL readers do not wait for writers; only a checkpoint reset can delay them
-
-    def __init__(self, url: URL) -> None:
-        self._engine: Engine = create_sync_engine(
-            url.set(drivername="sqlite"),
-            isolation_level="AUTOCOMMIT",
-            pool_size=1,
-            max_overflow=0,
-            connect_args={"check_same_thread": False},  # one loop at a time; opened and closed there
-        )
-        event.listen(self._engine, "connect", _sqlite_read_only)
-        self._conn: Connection | None = None
+    def __init__(self, reads: SqliteReadOnly) -> None:
+        self.reads = reads
 
     async def resolve(self, claims: AccessClaims) -> Access:
-        conn = self._conn
-        if conn is None or conn.closed:
-            conn = self._conn = self._engine.connect()
-        params = {"user_id": claims.user_id, "session_id": claims.session_id}
-        try:
-            rows = conn.execute(_ACCESS_QUERY, params).all()
-        finally:
-            conn.rollback()  # no transaction is open in autocommit; this only resets SQLAlchemy's state
+        rows = self.reads.all(_ACCESS_QUERY, {"user_id": claims.user_id, "session_id": claims.session_id})
         return _access_from_rows(claims.session_id, rows)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._engine.dispose()
-
-
-def _sqlite_read_only(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SqliteAccessReader.BUSY_TIMEOUT_MS}")
-    cursor.close()
+        self.reads.close()
 
 
 class PostgresAccessReader:
@@ -287,8 +258,8 @@ def create_access_reader(
     bound_to_engine: bool = engine is not None and factory.kw.get("bind") is engine
     if engine is None or not bound_to_engine:
         return SessionAccessReader(factory)
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        return SqliteAccessReader(engine.url)
+    if SqliteReadOnly.usable_for(engine):
+        return SqliteAccessReader(SqliteReadOnly(engine.url))
     if engine.dialect.name == "postgresql":
         return PostgresAccessReader(engine, pool_size)
     return SessionAccessReader(factory)
