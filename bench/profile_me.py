@@ -194,27 +194,21 @@ async def _run(app: Any, path: str, token: str, args: argparse.Namespace) -> Non
 
 async def _breakdown(app: Any, token: str, n: int) -> None:
     """CPU per call of each part of GET /users/me, measured alone (event loop thread)."""
-    from authgate.auth.service import _ACCESS_QUERY as _PRINCIPAL_QUERY
     from authgate.users.schemas import UserRead
 
     tokens = app.state.tokens
-    factory = app.state.sessionmaker
+    reader = app.state.access
     claims = await tokens.decode_access(token)
-    params = {"user_id": claims.user_id, "session_id": claims.session_id}
+    account = (await reader.resolve(claims)).account
 
     async def decode() -> None:
         await tokens.decode_access(token)
 
-    async def query() -> None:
-        async with factory() as session:
-            (await session.execute(_PRINCIPAL_QUERY, params)).unique().first()
-            await session.commit()
-
-    async with factory() as session:
-        user = (await session.execute(_PRINCIPAL_QUERY, params)).unique().first()[0]
+    async def resolve() -> None:
+        await reader.resolve(claims)
 
     async def serialise() -> None:
-        UserRead.model_validate(user).model_dump_json()
+        UserRead.model_validate(account).model_dump_json()
 
     async def live() -> None:
         await _request(app, "/live", [(b"host", b"bench")])
@@ -224,7 +218,7 @@ async def _breakdown(app: Any, token: str, n: int) -> None:
 
     for name, fn in (
         ("JWT verify (TokenService.decode_access)", decode),
-        ("session + principal query + commit", query),
+        (f"caller read ({type(reader).__name__}.resolve)", resolve),
         ("UserRead validate + JSON", serialise),
         ("GET /live through the whole app (middleware, routing)", live),
         ("GET /users/me without a token (-> 401 problem)", unauthenticated),

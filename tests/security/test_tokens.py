@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -167,3 +168,59 @@ async def test_key_ring_watcher_picks_up_a_rotation(app: FastAPI, sessionmaker: 
     with contextlib.suppress(asyncio.CancelledError):
         await watcher
     assert ring.current.kid == new_kid
+
+
+# --- the verified-token cache --------------------------------------------------------------------
+
+
+async def test_a_token_is_verified_once_per_process(
+    client: AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, _, _ = await _signed_in_claims(client)
+    tokens = app.state.tokens
+    calls = 0
+    real_decode = jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr("authgate.security.tokens.jwt.decode", counting_decode)
+    first = await tokens.decode_access(token)
+    assert await tokens.decode_access(token) == first
+    assert (await _me(client, token)).status_code == 200
+    assert calls <= 1  # 0 when the login's own requests already verified it
+
+
+async def test_forged_tokens_are_never_remembered(client: AsyncClient, app: FastAPI) -> None:
+    token, _, claims = await _signed_in_claims(client)
+    head, _, signature = token.split(".")
+    tampered = f"{head}.{_b64(json.dumps({**claims, 'sub': claims['sid']}).encode())}.{signature}"
+    assert_problem(await _me(client, tampered), 401, "token_invalid")
+    assert_problem(await _me(client, tampered), 401, "token_invalid")
+    assert tampered not in app.state.tokens._verified
+
+
+async def test_a_remembered_token_fails_once_its_key_leaves_the_ring(
+    client: AsyncClient, app: FastAPI
+) -> None:
+    token, _, _ = await _signed_in_claims(client)
+    assert (await _me(client, token)).status_code == 200  # verified and remembered
+    ring = app.state.keyring
+    ring.keys = {}  # as after a reload that no longer finds the key (retired and expired)
+    ring._loaded_at = time.monotonic()  # and no reload for a while (the throttle)
+    assert_problem(await _me(client, token), 401, "token_invalid")
+    assert token not in app.state.tokens._verified
+
+
+async def test_a_remembered_token_expires_on_time(client: AsyncClient, app: FastAPI) -> None:
+    token, _, _ = await _signed_in_claims(client)
+    tokens = app.state.tokens
+    claims = await tokens.decode_access(token)
+    kid = tokens._verified[token][0]
+    stale = dataclasses.replace(claims, expires_at=int(time.time()) - 60)
+    tokens._verified[token] = (kid, stale)
+    # The stale entry is not trusted: the token is verified again (it is still valid in truth).
+    assert (await tokens.decode_access(token)).expires_at == claims.expires_at
+    assert tokens._verified[token][1].expires_at == claims.expires_at
