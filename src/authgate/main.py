@@ -40,6 +40,7 @@ from authgate.schemas import openapi_problem_schema
 from authgate.security.keys import KeyRing
 from authgate.security.passwords import PasswordHasher
 from authgate.security.tokens import TokenService
+from authgate.sessions.service import ActivityStamps
 from authgate.ui.router import install_console
 from authgate.users.router import router as users_router
 from authgate.verification.router import router as verification_router
@@ -67,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with factory() as session, session.begin():
         await ensure_builtin_roles(session)
     app.state.access = create_access_reader(factory, app.state.engine, settings.database_pool_size)
+    app.state.stamps = ActivityStamps()
     ring = KeyRing(settings.secret(), settings.jwt_algorithm)
     await ring.load(factory)
     app.state.keyring = ring

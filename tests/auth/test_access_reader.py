@@ -8,6 +8,7 @@ very next request.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -22,6 +23,7 @@ from authgate.auth.service import PostgresAccessReader, SqliteAccessReader
 from authgate.db import utcnow
 from authgate.roles.models import Role, user_role
 from authgate.sessions.models import LoginSession
+from authgate.sessions.service import ActivityStamps
 from authgate.users.models import User
 from tests.factories import PASSWORD, assert_problem, signed_in
 
@@ -137,3 +139,43 @@ async def test_hot_paths_stay_short(live_client: AsyncClient, live_engine: Async
     # user+roles, failure count, session, last login, refresh token, audit head (read, write),
     # audit event, known device.
     assert len(statements) == 9, statements
+
+
+async def test_a_busy_session_is_stamped_once_not_per_request(
+    live_client: AsyncClient, live_engine: AsyncEngine
+) -> None:
+    user, headers = await signed_in(live_client)
+    old = utcnow() - timedelta(minutes=5)
+    async with live_engine.begin() as conn:
+        await conn.execute(
+            update(LoginSession).where(LoginSession.user_id == uuid.UUID(user["id"])).values(last_used_at=old)
+        )
+    stamps: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE login_session"):
+            stamps.append(statement)
+
+    event.listen(live_engine.sync_engine, "before_cursor_execute", count)
+    try:
+        responses = await asyncio.gather(*(live_client.get(ME, headers=headers) for _ in range(20)))
+    finally:
+        event.remove(live_engine.sync_engine, "before_cursor_execute", count)
+    assert {r.status_code for r in responses} == {200}
+    assert len(stamps) == 1
+    async with live_engine.connect() as conn:
+        stamped = await conn.scalar(
+            select(LoginSession.last_used_at).where(LoginSession.user_id == uuid.UUID(user["id"]))
+        )
+    assert stamped is not None
+    assert stamped > old
+
+
+def test_activity_stamps_claim_one_stamp_per_row_and_interval() -> None:
+    stamps = ActivityStamps(timedelta(minutes=1))
+    row, now = uuid.uuid4(), utcnow()
+    assert not stamps.due(row, now - timedelta(seconds=30), now)  # the stored stamp is recent
+    assert stamps.due(row, now - timedelta(minutes=2), now)  # stale: this caller writes it
+    assert not stamps.due(row, now - timedelta(minutes=2), now + timedelta(seconds=5))  # not again
+    assert stamps.due(uuid.uuid4(), None, now)  # another row, never stamped
+    assert stamps.due(row, now - timedelta(minutes=2), now + timedelta(minutes=1, seconds=1))

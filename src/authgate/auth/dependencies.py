@@ -39,7 +39,7 @@ from authgate.errors import (
     TokenInvalidError,
 )
 from authgate.security.tokens import TokenService
-from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
+from authgate.sessions.service import ActivityStamps, touch_session
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
 
@@ -120,7 +120,8 @@ async def get_principal(
     reader: AccessReader = state.access
     access = await reader.resolve(await tokens.decode_access(token))
     now = utcnow()
-    if now - access.session_last_used_at >= LAST_USED_RESOLUTION:
+    stamps: ActivityStamps = state.stamps
+    if stamps.due(access.session_id, access.session_last_used_at, now):
         # Coalesced to one write a minute, after the response and in its own transaction, so a
         # read stays a read (and never waits for SQLite's write lock).
         background.add_task(touch_session, state.sessionmaker, access.session_id, now)
@@ -158,7 +159,8 @@ async def _principal_from_api_key(request: Request, raw: str, background: Backgr
         raise TokenExpiredError("API key expired")
     if user.deleted_at is not None or not user.is_active:  # 401: the key no longer authenticates anyone
         raise TokenInvalidError("The API key's owner is deactivated")
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+    stamps: ActivityStamps = request.app.state.stamps
+    if stamps.due(key.id, key.last_used_at, now):
         background.add_task(touch_api_key, request.app.state.sessionmaker, key.id, now)  # coalesced, after
     structlog.contextvars.bind_contextvars(user_id=str(user.id), api_key_id=str(key.id))
     return Principal(

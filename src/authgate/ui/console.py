@@ -40,7 +40,7 @@ from authgate.config import Settings
 from authgate.db import SessionDep, utcnow
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
-from authgate.sessions.service import LAST_USED_RESOLUTION, touch_session
+from authgate.sessions.service import ActivityStamps, touch_session
 from authgate.users.models import User
 from authgate.users.schemas import UserRead
 
@@ -175,7 +175,8 @@ async def _from_access_cookie(
     except AuthgateError:
         return None  # expired or revoked: the refresh cookie decides
     now = utcnow()
-    if now - access.session_last_used_at >= LAST_USED_RESOLUTION:
+    stamps: ActivityStamps = request.app.state.stamps
+    if stamps.due(access.session_id, access.session_last_used_at, now):
         background.add_task(touch_session, request.app.state.sessionmaker, access.session_id, now)
     account = access.account
     return Principal(
