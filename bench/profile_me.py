@@ -217,7 +217,7 @@ async def _breakdown(app: Any, token: str, n: int) -> None:
         await _request(app, "/api/v1/users/me", [(b"host", b"bench")])
 
     for name, fn in (
-        ("JWT verify (TokenService.decode_access)", decode),
+        ("JWT verify (TokenService.decode_access; remembered after the first)", decode),
         (f"caller read ({type(reader).__name__}.resolve)", resolve),
         ("UserRead validate + JSON", serialise),
         ("GET /live through the whole app (middleware, routing)", live),
