@@ -77,14 +77,26 @@ async def delete_avatar(principal: CurrentUser, profiles: ProfileServiceDep) -> 
     await profiles.delete_avatar(principal.user_id)
 
 
+AVATAR_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {OUTPUT_MEDIA_TYPE: {}}, "description": "The avatar image"},
+    304: {"description": "Not modified (`If-None-Match`)"},
+}
+
+
+@router.get(
+    "/me/avatar",
+    response_class=Response,
+    responses={**AVATAR_RESPONSES, **problem_schema(*AUTH_PROBLEMS, NotFoundError)},
+)
+async def read_my_avatar(principal: CurrentUser, request: Request, profiles: ProfileServiceDep) -> Response:
+    """Your own avatar (404 when you have none). Cached by `ETag`; send `If-None-Match` to get 304."""
+    return await _avatar(principal.user_id, principal, request, profiles)
+
+
 @router.get(
     "/{user_id}/avatar",
     response_class=Response,
-    responses={
-        200: {"content": {OUTPUT_MEDIA_TYPE: {}}, "description": "The avatar image"},
-        304: {"description": "Not modified (`If-None-Match`)"},
-        **problem_schema(NotFoundError),
-    },
+    responses={**AVATAR_RESPONSES, **problem_schema(NotFoundError)},
 )
 async def read_avatar(
     user_id: uuid.UUID, request: Request, viewer: OptionalPrincipal, profiles: ProfileServiceDep
@@ -92,6 +104,12 @@ async def read_avatar(
     """A user's avatar, subject to their `profile_visibility`: `public` for anyone, `members` for signed-in
     callers, `private` for the owner and holders of `users:read`. Hidden and missing avatars are both 404.
     Cached by `ETag`; send `If-None-Match` to get 304."""
+    return await _avatar(user_id, viewer, request, profiles)
+
+
+async def _avatar(
+    user_id: uuid.UUID, viewer: Principal | None, request: Request, profiles: ProfileServiceDep
+) -> Response:
     data, key, visibility = await profiles.avatar_for(
         user_id, viewer.user_id if viewer else None, viewer.permissions if viewer else frozenset()
     )
