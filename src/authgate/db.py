@@ -170,8 +170,11 @@ class SqliteReadOnly:
         )
         event.listen(self.engine, "connect", _sqlite_read_only)
         self._conn: Connection | None = None
+        self._closed = False
 
     def all(self, statement: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row[Any]]:
+        if self._closed:
+            raise RuntimeError("the read-only SQLite connection is closed (shutting down)")
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = self.engine.connect()
@@ -181,6 +184,7 @@ class SqliteReadOnly:
             conn.rollback()  # no transaction is open in autocommit; this only resets SQLAlchemy's state
 
     def close(self) -> None:
+        self._closed = True
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import delete, event, insert, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authgate.auth.service import PostgresAccessReader, SqliteAccessReader
-from authgate.db import utcnow
+from authgate.db import SqliteReadOnly, utcnow
 from authgate.roles.models import Role, user_role
 from authgate.sessions.models import LoginSession
 from authgate.sessions.service import ActivityStamps
@@ -179,3 +181,33 @@ def test_activity_stamps_claim_one_stamp_per_row_and_interval() -> None:
     assert not stamps.due(row, now - timedelta(minutes=2), now + timedelta(seconds=5))  # not again
     assert stamps.due(uuid.uuid4(), None, now)  # another row, never stamped
     assert stamps.due(row, now - timedelta(minutes=2), now + timedelta(minutes=1, seconds=1))
+
+
+def test_activity_stamps_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ActivityStamps, "MAX_ENTRIES", 3)
+    stamps, now = ActivityStamps(timedelta(minutes=1)), utcnow()
+    for _ in range(10):
+        assert stamps.due(uuid.uuid4(), None, now)
+        assert len(stamps._stamped) <= 3
+
+
+def test_the_sqlite_read_only_connection_refuses_reads_after_close(tmp_path: Path) -> None:
+    reads = SqliteReadOnly(make_url(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"))
+    assert reads.all(text("SELECT 1"))[0][0] == 1
+    reads.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        reads.all(text("SELECT 1"))
+
+
+@pytest.mark.postgres_only
+async def test_the_postgres_reader_connects_with_the_engines_options(live_engine: AsyncEngine) -> None:
+    """SQLAlchemy-only URL options (here its statement cache size) do not reach asyncpg."""
+    url = live_engine.url.update_query_dict({"prepared_statement_cache_size": "50"})
+    engine = create_async_engine(url)
+    reader = PostgresAccessReader(engine, 2)
+    try:
+        pool = await reader._open()
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await reader.close()
+        await engine.dispose()

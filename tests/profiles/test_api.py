@@ -374,12 +374,14 @@ async def test_my_own_avatar_at_me(client: AsyncClient) -> None:
     user, headers = await signed_in(client)
     assert_problem(await client.get(AVATAR), 401, "not_authenticated")
     assert_problem(await client.get(AVATAR, headers=headers), 404, "not_found")  # none uploaded yet
-    await client.patch("/api/v1/users/me/settings", json={"profile_visibility": "private"}, headers=headers)
+    await client.patch("/api/v1/users/me/settings", json={"profile_visibility": "public"}, headers=headers)
     await client.put(AVATAR, headers=headers, **upload(images.png()))  # type: ignore[arg-type]
     mine = await client.get(AVATAR, headers=headers)
     assert mine.status_code == 200
-    assert mine.content == (await client.get(f"/api/v1/users/{user['id']}/avatar", headers=headers)).content
-    assert mine.headers["cache-control"] == "private, max-age=300"
+    by_id = await client.get(f"/api/v1/users/{user['id']}/avatar")
+    assert mine.content == by_id.content
+    assert by_id.headers["cache-control"] == "public, max-age=300"
+    assert mine.headers["cache-control"] == "private, max-age=300"  # one URL for everyone: never shared
     assert (
         await client.get(AVATAR, headers={**headers, "If-None-Match": mine.headers["etag"]})
     ).status_code == 304

@@ -67,3 +67,12 @@ async def test_console_forgot_password_is_limited_per_address(
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
     )
     assert after == sent
+
+
+async def test_console_password_reset_is_limited_per_address(app: FastAPI, client: AsyncClient) -> None:
+    use_limits(app, verification_per_ip="1/minute")
+    await client.get("/ui/password/forgot")
+    form = {"token": "x" * 43, "new_password": "a brand new passphrase 2026"}
+    first = await post_form(client, "/ui/password/reset", form)
+    assert first.status_code == 400  # the link is not valid, and it counted
+    assert_limited_page(await post_form(client, "/ui/password/reset", form))

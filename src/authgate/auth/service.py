@@ -18,6 +18,7 @@ Handlers that change the caller's account load the ORM `User` in their own trans
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -216,7 +217,8 @@ class PostgresAccessReader:
     """A small asyncpg pool with the statement prepared per connection, outside any transaction."""
 
     def __init__(self, engine: AsyncEngine, max_size: int) -> None:
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The engine's own connect arguments (host, TLS, ...), as SQLAlchemy would pass them.
+        self._connect_args = engine.dialect.create_connect_args(engine.url)
         compiled = _ACCESS_QUERY.compile(dialect=engine.dialect)
         self._sql = str(compiled)
         self._order = tuple(compiled.positiontup or ())
@@ -229,8 +231,14 @@ class PostgresAccessReader:
 
         async with self._opening:
             if self._pool is None:
+                args, options = self._connect_args
+                accepted = inspect.signature(asyncpg.connect).parameters  # not SQLAlchemy's own options
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max_size, init=_decode_json
+                    *args,
+                    min_size=1,
+                    max_size=self._max_size,
+                    init=_decode_json,
+                    **{name: value for name, value in options.items() if name in accepted},
                 )
         return self._pool
 

@@ -90,7 +90,7 @@ AVATAR_RESPONSES: dict[int | str, dict[str, object]] = {
 )
 async def read_my_avatar(principal: CurrentUser, request: Request, profiles: ProfileServiceDep) -> Response:
     """Your own avatar (404 when you have none). Cached by `ETag`; send `If-None-Match` to get 304."""
-    return await _avatar(principal.user_id, principal, request, profiles)
+    return await _avatar(principal.user_id, principal, request, profiles, shared=False)
 
 
 @router.get(
@@ -104,19 +104,25 @@ async def read_avatar(
     """A user's avatar, subject to their `profile_visibility`: `public` for anyone, `members` for signed-in
     callers, `private` for the owner and holders of `users:read`. Hidden and missing avatars are both 404.
     Cached by `ETag`; send `If-None-Match` to get 304."""
-    return await _avatar(user_id, viewer, request, profiles)
+    return await _avatar(user_id, viewer, request, profiles, shared=True)
 
 
 async def _avatar(
-    user_id: uuid.UUID, viewer: Principal | None, request: Request, profiles: ProfileServiceDep
+    user_id: uuid.UUID,
+    viewer: Principal | None,
+    request: Request,
+    profiles: ProfileServiceDep,
+    *,
+    shared: bool,
 ) -> Response:
+    """`shared=False` for `/me`: one URL for every caller, so no shared cache may keep it."""
     data, key, visibility = await profiles.avatar_for(
         user_id, viewer.user_id if viewer else None, viewer.permissions if viewer else frozenset()
     )
     etag = f'"{key.split(".")[0]}"'
     headers = {
         "ETag": etag,
-        "Cache-Control": f"{'public' if visibility == 'public' else 'private'}, max-age=300",
+        "Cache-Control": f"{'public' if shared and visibility == 'public' else 'private'}, max-age=300",
         "Vary": "Authorization, Cookie, X-API-Key",
     }
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:

@@ -45,6 +45,8 @@ class ActivityStamps:
             return False
         if len(self._stamped) >= self.MAX_ENTRIES:
             self._stamped = {k: v for k, v in self._stamped.items() if now - v < self._resolution}
+            if len(self._stamped) >= self.MAX_ENTRIES:  # all recent: forget them (costs a few extra stamps)
+                self._stamped.clear()
         self._stamped[row_id] = now
         return True
 

@@ -166,7 +166,11 @@ async def reset_submit(
         await console.rollback()
         errors = _password_errors(exc)
         return render(
-            console, "password_reset.html", {"token": token, "errors": errors}, status=errors.status
+            console,
+            "password_reset.html",
+            {"token": token, "errors": errors},
+            status=errors.status,
+            headers=retry_headers(exc),
         )
     return signed_out_redirect(console, "/ui/login?notice=password_reset")
 
