@@ -21,10 +21,11 @@ import asyncio
 import inspect
 import json
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -170,50 +171,52 @@ def _access_from_rows(session_id: uuid.UUID, rows: Sequence[Iterable[Any]]) -> A
     return Access(account=account, session_id=session_id, session_last_used_at=last_used_at)
 
 
-class AccessReader(Protocol):
+class AccessReader(ABC):
+    """Runs `_ACCESS_QUERY`; the subclasses differ only in how the statement reaches the database."""
+
     async def resolve(self, claims: AccessClaims) -> Access:
         """The open session and account behind verified claims, or the 401/403 that says why not.
 
         A revoked or expired session, a deleted or deactivated user all fail here, so they take
         effect on the next request rather than when the token expires.
         """
-        ...
-
-    async def close(self) -> None: ...
-
-
-class SessionAccessReader:
-    """Through the application's session factory: the portable path, and the one tests isolate."""
-
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
-        self._factory = factory
-
-    async def resolve(self, claims: AccessClaims) -> Access:
-        params = {"user_id": claims.user_id, "session_id": claims.session_id}
-        async with self._factory() as session:
-            rows = (await session.execute(_ACCESS_QUERY, params)).all()
-            await session.rollback()
+        rows = await self._rows({"user_id": claims.user_id, "session_id": claims.session_id})
         return _access_from_rows(claims.session_id, rows)
+
+    @abstractmethod
+    async def _rows(self, params: dict[str, uuid.UUID]) -> Sequence[Iterable[Any]]: ...
 
     async def close(self) -> None:
         return None
 
 
-class SqliteAccessReader:
+class SessionAccessReader(AccessReader):
+    """Through the application's session factory: the portable path, and the one tests isolate."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+
+    async def _rows(self, params: dict[str, uuid.UUID]) -> Sequence[Iterable[Any]]:
+        async with self._factory() as session:
+            rows = (await session.execute(_ACCESS_QUERY, params)).all()
+            await session.rollback()
+        return rows
+
+
+class SqliteAccessReader(AccessReader):
     """The statement on the event loop's thread, through a read-only connection of its own."""
 
     def __init__(self, reads: SqliteReadOnly) -> None:
         self.reads = reads
 
-    async def resolve(self, claims: AccessClaims) -> Access:
-        rows = self.reads.all(_ACCESS_QUERY, {"user_id": claims.user_id, "session_id": claims.session_id})
-        return _access_from_rows(claims.session_id, rows)
+    async def _rows(self, params: dict[str, uuid.UUID]) -> Sequence[Iterable[Any]]:
+        return self.reads.all(_ACCESS_QUERY, params)
 
     async def close(self) -> None:
         self.reads.close()
 
 
-class PostgresAccessReader:
+class PostgresAccessReader(AccessReader):
     """A small asyncpg pool with the statement prepared per connection, outside any transaction."""
 
     def __init__(self, engine: AsyncEngine, max_size: int) -> None:
@@ -242,11 +245,10 @@ class PostgresAccessReader:
                 )
         return self._pool
 
-    async def resolve(self, claims: AccessClaims) -> Access:
+    async def _rows(self, params: dict[str, uuid.UUID]) -> Sequence[Iterable[Any]]:
         pool = self._pool or await self._open()
-        params = {"user_id": claims.user_id, "session_id": claims.session_id}
-        rows = await pool.fetch(self._sql, *(params[name] for name in self._order))
-        return _access_from_rows(claims.session_id, rows)
+        rows: Sequence[Iterable[Any]] = await pool.fetch(self._sql, *(params[name] for name in self._order))
+        return rows
 
     async def close(self) -> None:
         if self._pool is not None:
