@@ -195,7 +195,7 @@ async def test_unreachable_redis_fails_open() -> None:
         await limiter.close()
 
 
-async def _mail_to(db: AsyncSession, email: str) -> int:
+async def mail_to(db: AsyncSession, email: str) -> int:
     query = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
     return int(await db.scalar(query) or 0)
 
@@ -212,12 +212,12 @@ async def test_forgot_password_limit_is_per_address_and_alike_for_unknown_ones(
                 await c.post("/api/v1/auth/password/forgot", json={"email": variant})
                 for variant in (email, email.upper())
             ]
-            sent = await _mail_to(db, email)
+            sent = await mail_to(db, email)
             answers.append(await c.post("/api/v1/auth/password/forgot", json={"email": email}))
         assert [a.status_code for a in answers] == [202, 202, 429]
         assert_rate_limited(answers[2], 2)
         assert sent >= 1
-        assert await _mail_to(db, email) == sent  # the refused request sent nothing
+        assert await mail_to(db, email) == sent  # the refused request sent nothing
 
 
 async def test_verification_per_ip_limit(app: FastAPI, client: AsyncClient) -> None:
@@ -239,7 +239,7 @@ async def test_email_verification_requests_per_account(
     use_limits(app, verification_per_account="1/hour")
     request = "/api/v1/auth/verify-email/request"
     assert (await client.post(request, headers=first_headers)).status_code == 202
-    sent = await _mail_to(db, first["email"])
+    sent = await mail_to(db, first["email"])
     assert_rate_limited(await client.post(request, headers=first_headers), 1)
-    assert await _mail_to(db, first["email"]) == sent
+    assert await mail_to(db, first["email"]) == sent
     assert (await client.post(request, headers=second_headers)).status_code == 202  # another account

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.outbox.models import OutboxMessage
 from authgate.users.models import User
 from tests.factories import PASSWORD, register, unique_email
-from tests.ratelimit.test_limits import use_limits
+from tests.ratelimit.test_limits import mail_to, use_limits
 from tests.ui.conftest import post_form
 
 
@@ -59,14 +58,9 @@ async def test_console_forgot_password_is_limited_per_address(
     await client.get("/ui/password/forgot")
     email = unique_email("ui-forgot")
     assert (await post_form(client, "/ui/password/forgot", {"email": email})).status_code == 200
-    sent = await db.scalar(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
-    )
+    sent = await mail_to(db, email)
     assert_limited_page(await post_form(client, "/ui/password/forgot", {"email": email}))
-    after = await db.scalar(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
-    )
-    assert after == sent
+    assert await mail_to(db, email) == sent
 
 
 async def test_console_password_reset_is_limited_per_address(app: FastAPI, client: AsyncClient) -> None:
