@@ -28,9 +28,9 @@ from authgate.ui.console import (
     signed_out_redirect,
     text_field,
 )
-from authgate.users.repository import normalize_email
 from authgate.verification.dependencies import EmailVerificationDep, PasswordServiceDep
 from authgate.verification.schemas import EmailVerificationConfirm, PasswordForgot, PasswordReset
+from authgate.verification.service import count_reset_request
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -112,7 +112,7 @@ async def forgot_submit(
         )
     try:
         await limiter.hit("verification_per_ip", client_ip(request))
-        await limiter.hit("verification_per_account", f"email:{normalize_email(body.email)}")
+        await count_reset_request(limiter, body.email)
     except RateLimitedError as exc:
         errors = errors_from_domain(exc)
         return render(

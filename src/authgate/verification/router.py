@@ -17,7 +17,6 @@ from authgate.errors import (
 from authgate.ratelimit.dependencies import RateLimiterDep, limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
 from authgate.users.errors import PhoneTakenError
-from authgate.users.repository import normalize_email
 from authgate.users.schemas import UserRead
 from authgate.verification.dependencies import EmailVerificationDep, PasswordServiceDep, PhoneVerificationDep
 from authgate.verification.errors import CodeInvalidError
@@ -30,6 +29,7 @@ from authgate.verification.schemas import (
     PhoneVerificationConfirm,
     PhoneVerificationRequest,
 )
+from authgate.verification.service import count_reset_request, count_verification_request
 
 router = APIRouter(prefix="/api/v1/auth", tags=["verification"])
 
@@ -53,7 +53,7 @@ async def request_email_verification(
     Limited per client address (`VERIFICATION_PER_IP`) and per account (`VERIFICATION_PER_ACCOUNT`):
     429 `rate_limited` with `Retry-After`.
     """
-    await limiter.hit("verification_per_account", f"user:{user.id}")
+    await count_verification_request(limiter, user.id)
     await emails.send(user)
     return Accepted(detail="If your email address is not verified yet, a link is on its way.")
 
@@ -84,7 +84,7 @@ async def request_phone_verification(
     Another code for the same account within 60 seconds, or beyond the daily cap per number or per
     account, is 429 with `Retry-After`. A number another account has verified is 409 `phone_taken`.
     """
-    await limiter.hit("verification_per_account", f"user:{user.id}")
+    await count_verification_request(limiter, user.id)
     await phones.request(user, body.phone)
     return Accepted(detail="A verification code is on its way.")
 
@@ -117,8 +117,7 @@ async def forgot_password(
     Limited per client address and per submitted address (429 `rate_limited`, the same for
     every address, account or not).
     """
-    # Keyed by the address as typed (normalised), account or not: the limit itself reveals nothing.
-    await limiter.hit("verification_per_account", f"email:{normalize_email(body.email)}")
+    await count_reset_request(limiter, body.email)
     await passwords.forgot(body.email)
     return Accepted(detail="If the address has an account, a reset link is on its way.")
 

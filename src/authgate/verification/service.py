@@ -14,6 +14,7 @@ from authgate.config import Settings
 from authgate.db import end_read, utcnow
 from authgate.errors import SingleUseTokenInvalidError, WrongPasswordError
 from authgate.outbox.service import Outbox
+from authgate.ratelimit.service import RateLimiter
 from authgate.security.passwords import PasswordHasher, check_password_policy
 from authgate.sessions.service import SessionService, hash_token
 from authgate.users.models import User
@@ -129,6 +130,17 @@ class EmailVerificationService:
             )
         await self._db.flush()
         return user
+
+
+async def count_verification_request(limiter: RateLimiter, user_id: uuid.UUID) -> None:
+    """`VERIFICATION_PER_ACCOUNT` for a link or code sent to a signed-in account (429 past it)."""
+    await limiter.hit("verification_per_account", f"user:{user_id}")
+
+
+async def count_reset_request(limiter: RateLimiter, email: str) -> None:
+    """`VERIFICATION_PER_ACCOUNT` for forgot-password, keyed by the address as typed (normalised),
+    account or not: the limit itself reveals nothing."""
+    await limiter.hit("verification_per_account", f"email:{normalize_email(email)}")
 
 
 class PasswordService:
