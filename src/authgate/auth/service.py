@@ -197,10 +197,8 @@ class SessionAccessReader(AccessReader):
         self._factory = factory
 
     async def _rows(self, params: dict[str, uuid.UUID]) -> Sequence[Iterable[Any]]:
-        async with self._factory() as session:
-            rows = (await session.execute(_ACCESS_QUERY, params)).all()
-            await session.rollback()
-        return rows
+        async with self._factory() as session:  # closing ends the read
+            return (await session.execute(_ACCESS_QUERY, params)).all()
 
 
 class SqliteAccessReader(AccessReader):
