@@ -346,8 +346,8 @@ class Server:
             "warning",
             "--no-access-log",
         ]
-        if self.target.kind == "authgate":
-            return [str(PROJECT_BIN / "uvicorn"), "authgate.main:create_app", "--factory", *common]
+        if self.target.kind == "authgate":  # as deployed: one `authgate serve` process is one worker
+            return [str(PROJECT_BIN / "authgate"), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.target.kind == "peer":
             return [str(PEER_VENV / "bin" / "uvicorn"), "app:app", "--app-dir", str(BENCH / "peer"), *common]
         return [str(PROJECT_BIN / "uvicorn"), "ceiling:app", "--app-dir", str(BENCH), *common]

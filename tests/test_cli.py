@@ -140,3 +140,22 @@ async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, 
     assert response.status_code == 200
     stored = await db.scalar(select(User.password_hash).where(User.email == "legacy@example.com"))
     assert stored is not None and stored.startswith("$argon2id$")
+
+
+def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`authgate serve` hands uvicorn the standard asyncio loop: uvloop's libuv accepts one
+    connection per loop turn, so on a busy worker new connections waited up to a second."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: calls.append(kwargs))
+    result = runner.invoke(app, ["serve", "--host", "127.0.0.2", "--port", "8123"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1
+    options = calls[0]
+    assert options["loop"] == "asyncio" and options["http"] == "httptools" and options["factory"] is True
+    assert (options["host"], options["port"]) == ("127.0.0.2", 8123)
+    assert options["server_header"] is False and options["access_log"] is False
+    current = runner.invoke(app, ["migrate", "current"])
+    assert "(head)" in current.output
+    assert "exists already" in runner.invoke(app, ["create-admin"]).output

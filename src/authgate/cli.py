@@ -56,6 +56,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         reload=reload,
+        # The standard asyncio loop, not uvloop: libuv accepts one connection per loop turn, so
+        # on a busy worker new connections waited up to a second (docs/benchmarks.md).
+        loop="asyncio",
+        http="httptools",
         proxy_headers=True,
         access_log=False,
         log_level="warning",
