@@ -124,19 +124,50 @@ async def _run_worker(settings: Settings, *, once: bool) -> int:
     import signal
 
     from authgate.db import create_engine, create_sessionmaker
+    from authgate.ops.housekeeping import Housekeeper
     from authgate.outbox.dispatcher import Dispatcher
 
     engine = create_engine(settings)
     try:
-        dispatcher = Dispatcher(create_sessionmaker(engine), settings)
+        factory = create_sessionmaker(engine)
+        dispatcher = Dispatcher(factory, settings)
         if once:
             return await dispatcher.drain()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await dispatcher.run(stop)
+        jobs = [dispatcher.run(stop)]
+        if settings.retention.automatic:
+            jobs.append(Housekeeper.from_settings(factory, settings).run(stop))
+        await asyncio.gather(*jobs)
         return 0
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[bool, typer.Option(help="Count what is due; delete nothing")] = False,
+) -> None:
+    """Delete what ended longer ago than its retention (AUTHGATE_RETENTION__*): ended sessions,
+    spent tokens and codes, delivered messages, and deleted accounts (erased for good)."""
+    from rich.table import Table
+
+    report = asyncio.run(_purge(get_settings(), dry_run=dry_run))
+    table = Table("records", "due" if dry_run else "deleted", title="authgate purge")
+    for kind, count in report.items():
+        table.add_row(kind.replace("_", " "), str(count))
+    Console(soft_wrap=True).print(table)
+
+
+async def _purge(settings: Settings, *, dry_run: bool) -> dict[str, int]:
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.ops.housekeeping import Housekeeper
+
+    engine = create_engine(settings)
+    try:
+        return await Housekeeper.from_settings(create_sessionmaker(engine), settings).purge(dry_run=dry_run)
     finally:
         await engine.dispose()
 

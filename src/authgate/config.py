@@ -92,6 +92,24 @@ class OutboxSettings(BaseModel):
     twilio_timeout: float = 10.0
 
 
+class RetentionSettings(BaseModel):
+    """How long ended records are kept before `authgate purge` deletes them (`AUTHGATE_RETENTION__<NAME>`)."""
+
+    # Sessions expired or signed out this long ago (with their refresh tokens), and sign-in
+    # throttles whose last failure is this old and that are not holding anyone back.
+    ended_sessions: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    # Email and reset links, phone codes, MFA challenges and workspace invitations used, revoked or
+    # expired this long ago.
+    spent_tokens: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    # Outbox messages sent, dead or suppressed this long ago (their bodies and context hold links).
+    finished_messages: Duration = Field(default=timedelta(days=14), gt=timedelta(0))
+    # Soft-deleted accounts are erased for good (row, profile, avatar, sessions, keys, memberships).
+    deleted_accounts: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    # Purge every `interval` in `authgate worker` and in the in-process courier of `authgate serve`.
+    automatic: bool = True
+    interval: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
+
+
 class VerificationSettings(BaseModel):
     """Email and phone verification, password recovery (`AUTHGATE_VERIFICATION__<NAME>`)."""
 
@@ -157,6 +175,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimits = Field(default_factory=RateLimits)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:

@@ -28,6 +28,7 @@ from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
 from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
+from authgate.ops.housekeeping import Housekeeper
 from authgate.ops.router import router as ops_router
 from authgate.outbox.admin_router import router as outbox_admin_router
 from authgate.outbox.dispatcher import Dispatcher
@@ -78,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.passwords = PasswordHasher(settings.password)
     app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    courier = _start_dispatcher(app) if settings.runs_dispatcher_in_process else None
+    background = _start_background(app) if settings.runs_dispatcher_in_process else None
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit,
         settings.redis_url,
@@ -91,8 +92,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        if courier is not None:
-            await _stop_dispatcher(*courier)
+        if background is not None:
+            await _stop_background(*background)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
@@ -104,25 +105,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await engine.dispose()
 
 
-def _start_dispatcher(app: FastAPI) -> tuple[asyncio.Event, asyncio.Task[None]]:
-    """The embedded shape: the courier runs inside the API process (SPEC §1)."""
+def _start_background(app: FastAPI) -> tuple[asyncio.Event, list[asyncio.Task[None]]]:
+    """The embedded shape: the courier and the housekeeping run inside the API process (SPEC §1)."""
     stop = asyncio.Event()
     settings: Settings = app.state.settings
+    factory: async_sessionmaker[AsyncSession] = app.state.sessionmaker
     access = app.state.access
     # On SQLite the idle check shares the access reader's read-only connection: no thread trips.
     quick_reads = access.reads if isinstance(access, SqliteAccessReader) else None
-    dispatcher = Dispatcher(app.state.sessionmaker, settings, quick_reads=quick_reads)
-    dispatcher.attach(app.state.sessionmaker)  # woken by each commit that queues mail
+    dispatcher = Dispatcher(factory, settings, quick_reads=quick_reads)
+    dispatcher.attach(factory)  # woken by each commit that queues mail
     app.state.dispatcher = dispatcher
     interval = settings.outbox.in_process_poll_interval
-    return stop, asyncio.create_task(dispatcher.run(stop, poll_interval=interval), name="outbox-dispatcher")
+    tasks = [asyncio.create_task(dispatcher.run(stop, poll_interval=interval), name="outbox-dispatcher")]
+    if settings.retention.automatic:
+        housekeeper = Housekeeper.from_settings(factory, settings)
+        tasks.append(asyncio.create_task(housekeeper.run(stop), name="housekeeping"))
+    return stop, tasks
 
 
-async def _stop_dispatcher(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+async def _stop_background(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
     """Let the courier finish or release its batch; give up after a while rather than hang shutdown."""
     stop.set()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(task, timeout=30)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
 
 
 def create_app(

@@ -60,7 +60,10 @@ async def test_in_process_dispatcher_delivers_when_enabled(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine, db: AsyncSession
 ) -> None:
     enabled = settings.model_copy(
-        update={"outbox": settings.outbox.model_copy(update={"in_process": True, "poll_interval": 0.01})}
+        update={
+            "outbox": settings.outbox.model_copy(update={"in_process": True, "poll_interval": 0.01}),
+            "retention": settings.retention.model_copy(update={"automatic": False}),  # the courier alone
+        }
     )
     assert not settings.runs_dispatcher_in_process  # off in tests by default
     async with sessionmaker() as session, session.begin():

@@ -1,4 +1,4 @@
-"""`authgate worker`: drains the outbox in its own process and stops cleanly on SIGTERM."""
+"""`authgate worker`: drains the outbox and purges old records in its own process; stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
 from authgate import migrate
-from authgate.db import create_engine, create_sessionmaker
+from authgate.db import create_engine, create_sessionmaker, utcnow
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.service import Outbox
 from tests.conftest import make_settings
@@ -26,7 +27,7 @@ async def _status(url: str, message_id: object) -> str | None:
         await engine.dispose()
 
 
-async def test_worker_process_delivers_and_exits_on_sigterm(tmp_path: Path) -> None:
+async def test_worker_process_delivers_purges_and_exits_on_sigterm(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'worker.db'}"
     await asyncio.to_thread(migrate.upgrade, url)
     engine = create_engine(make_settings(url))
@@ -37,6 +38,18 @@ async def test_worker_process_delivers_and_exits_on_sigterm(tmp_path: Path) -> N
             to="+14155550123",
             context={"code": "123456", "expires_minutes": 10},
         )
+        long_ago = utcnow() - timedelta(days=15)
+        old = OutboxMessage(
+            channel="sms",
+            template="phone_verification",
+            recipient="+14155550123",
+            idempotency_key="delivered-long-ago",
+            status="sent",
+            created_at=long_ago,
+            updated_at=long_ago,
+            sent_at=long_ago,
+        )
+        session.add(old)
     await engine.dispose()
 
     env = {
@@ -58,13 +71,14 @@ async def test_worker_process_delivers_and_exits_on_sigterm(tmp_path: Path) -> N
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        status = None
+        status, old_status = None, None
         for _ in range(300):
-            status = await _status(url, message.id)
-            if status == "sent":
+            status, old_status = await _status(url, message.id), await _status(url, old.id)
+            if status == "sent" and old_status is None:
                 break
             await asyncio.sleep(0.05)
         assert status == "sent"
+        assert old_status is None  # finished longer ago than its retention: purged by the worker
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
         assert process.returncode == 0, stderr.decode()
