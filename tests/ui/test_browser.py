@@ -248,3 +248,42 @@ async def test_mfa_setup_and_avatar_images_load_under_the_csp(page: object, cons
     assert await avatar.evaluate("img => img.complete && img.naturalWidth > 0")
 
     assert problems == []  # no CSP violation or failed load
+
+
+LIGHT_BG, DARK_BG = "rgb(247, 248, 250)", "rgb(17, 19, 24)"  # --color-bg in each scheme
+
+
+async def test_the_chosen_theme_overrides_the_system_scheme(page: object, console_server: str) -> None:
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    base = console_server
+    email = "theme@example.com"
+    async with httpx.AsyncClient(base_url=base) as api:
+        registered = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert registered.status_code == 201, registered.text
+    body = page.locator("body")
+
+    await page.emulate_media(color_scheme="light")
+    await page.goto(f"{base}/ui/login")
+    await expect(body).to_have_css("background-color", LIGHT_BG)  # signed out: the system's scheme
+    await page.get_by_label("Email or username").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{base}/ui/")
+
+    async def choose(theme: str) -> None:
+        await page.goto(f"{base}/ui/account/settings")
+        await page.get_by_label("Theme").select_option(label=theme)
+        await page.get_by_role("button", name="Save").click()
+        await expect(page.get_by_role("status")).to_have_text("Your changes were saved.")
+
+    await choose("Dark")
+    await expect(body).to_have_css("background-color", DARK_BG)  # dark on a light system
+    await page.emulate_media(color_scheme="dark")
+    await choose("Light")
+    await expect(body).to_have_css("background-color", LIGHT_BG)  # light on a dark system
+    await choose("Follow the system")
+    await expect(body).to_have_css("background-color", DARK_BG)
+    await page.emulate_media(color_scheme="light")
+    await expect(body).to_have_css("background-color", LIGHT_BG)

@@ -36,7 +36,7 @@ async def test_styleguide_is_public_accessible_html_with_console_headers(client:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
     html = response.text
-    assert '<html lang="en">' in html
+    assert '<html lang="en" data-theme="system">' in html
     assert '<a class="skip-link" href="#main">' in html and 'id="main"' in html
     for component in ("button--primary", "button--danger", "alert--error", 'class="table"', 'class="card"'):
         assert component in html
@@ -50,7 +50,8 @@ async def test_stylesheet_defines_tokens_light_and_dark(client: AsyncClient) -> 
     assert "cache-control" not in response.headers  # public and cacheable, unlike the pages
     css = response.text
     assert "--color-primary:" in css and "--space-4:" in css and "--text-base:" in css
-    assert "@media (prefers-color-scheme: dark)" in css
+    assert "--color-bg: light-dark(" in css  # every colour token holds its light and dark value
+    assert ':root[data-theme="dark"]' in css and ':root[data-theme="light"]' in css
     assert ":focus-visible" in css
 
 

@@ -193,6 +193,26 @@ async def test_settings_save_and_unticked_boxes_are_false(
     assert '<option value="private" selected>' in page.text
 
 
+async def test_the_chosen_theme_is_applied_to_every_console_page(
+    client: AsyncClient, ui_user: dict[str, object]
+) -> None:
+    before = await client.get("/ui/")
+    assert '<html lang="en" data-theme="system">' in before.text
+    assert '<meta name="color-scheme" content="light dark">' in before.text
+    saved = await post_form(
+        client, "/ui/account/settings", {"profile_visibility": "members", "theme": "dark"}
+    )
+    assert saved.status_code == 303
+    for path in ("/ui/", "/ui/account/settings", "/ui/styleguide"):
+        page = await client.get(path)
+        assert '<html lang="en" data-theme="dark">' in page.text, path
+        assert '<meta name="color-scheme" content="dark">' in page.text, path
+    await post_form(client, "/ui/account/settings", {"profile_visibility": "members", "theme": "light"})
+    assert '<html lang="en" data-theme="light">' in (await client.get("/ui/")).text
+    client.cookies.clear()  # signed out: the sign-in page follows the system
+    assert 'data-theme="system"' in (await client.get("/ui/login")).text
+
+
 async def test_settings_bad_value_is_422_and_bad_csrf_403(
     client: AsyncClient, ui_user: dict[str, object], db: AsyncSession
 ) -> None:

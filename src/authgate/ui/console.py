@@ -20,6 +20,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.responses import Response
@@ -40,6 +41,7 @@ from authgate.config import Settings
 from authgate.db import SessionDep, utcnow
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
+from authgate.profiles.models import UserSettings
 from authgate.sessions.service import ActivityStamps, touch_session
 from authgate.users.models import User
 from authgate.users.schemas import UserRead
@@ -111,6 +113,7 @@ class Console:
     user_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     nav: list[NavItem] = field(default_factory=list)
+    theme: str = "system"  # the signed-in user's choice (system | light | dark), on <html data-theme>
 
     @property
     def signed_in(self) -> Principal:
@@ -225,6 +228,8 @@ async def get_console(
     )
     if principal is not None:
         console.nav = [n for n in NAV if n.permission is None or n.permission in principal.permissions]
+        theme = await db.scalar(select(UserSettings.theme).where(UserSettings.user_id == principal.user_id))
+        console.theme = theme or "system"
     return console
 
 
