@@ -12,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
 from authgate.outbox.dispatcher import Dispatcher
+from authgate.outbox.models import OutboxMessage
 from authgate.users.models import User
 from authgate.verification.models import PhoneVerification
-from tests.courier import Mailbox, mail_to
+from tests.courier import Mailbox, body_text, mail_to
 from tests.factories import assert_problem, signed_in
+from tests.rbac import admin
 
 REQUEST = "/api/v1/auth/verify-phone/request"
 CONFIRM = "/api/v1/auth/verify-phone/confirm"
@@ -167,3 +169,72 @@ async def test_a_number_verified_by_another_account_is_409(
     assert_problem(await client.post(REQUEST, headers=second, json={"phone": PHONE}), 409, "phone_taken")
     phone = await db.scalar(select(User.phone).where(User.email == second_user["email"]))
     assert phone is None
+
+
+async def _verified(client: AsyncClient, courier: Dispatcher, headers: dict[str, str]) -> None:
+    assert (await client.post(REQUEST, headers=headers, json={"phone": PHONE})).status_code == 202
+    code = await _latest_code(client, courier, PHONE)
+    assert (
+        await client.post(CONFIRM, headers=headers, json={"phone": PHONE, "code": code})
+    ).status_code == 200
+
+
+async def _phone_alerts(db: AsyncSession, email: str) -> list[dict[str, object]]:
+    stmt = (
+        select(OutboxMessage.context)
+        .where(OutboxMessage.recipient == email, OutboxMessage.template == "phone_changed")
+        .order_by(OutboxMessage.id)
+    )
+    return [dict(c) for c in (await db.scalars(stmt)).all()]
+
+
+async def test_replacing_or_removing_a_verified_number_alerts_the_owner(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    await _verified(client, courier, headers)
+    assert len(await _phone_alerts(db, user["email"])) == 1  # the verification itself
+
+    other = "+14155550199"
+    changed = await client.patch("/api/v1/users/me", headers=headers, json={"phone": other})
+    assert changed.status_code == 200 and changed.json()["phone_verified"] is False
+    alerts = await _phone_alerts(db, user["email"])
+    assert len(alerts) == 2 and alerts[-1]["phone"] == other
+    # An unverified number replaced again: nothing that counted was lost, no alert.
+    again = await client.patch("/api/v1/users/me", headers=headers, json={"phone": "+14155550188"})
+    assert again.status_code == 200
+    assert len(await _phone_alerts(db, user["email"])) == 2
+
+    await _age_codes(db, timedelta(minutes=2))  # past the resend cooldown
+    await db.commit()
+    await _verified(client, courier, headers)
+    removed = await client.patch("/api/v1/users/me", headers=headers, json={"phone": None})
+    assert removed.status_code == 200 and removed.json()["phone"] is None
+    alerts = await _phone_alerts(db, user["email"])
+    assert alerts[-1]["phone"] is None
+    mail = await mail_to(courier, mailbox, user["email"], "phone number was changed")
+    assert "was removed from your account" in body_text(mail)
+
+
+async def test_an_administrator_replacing_a_verified_number_alerts_the_owner(
+    client: AsyncClient, courier: Dispatcher, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    await _verified(client, courier, headers)
+    _, admin_headers = await admin(client, db)
+    response = await client.patch(
+        f"/api/v1/users/{user['id']}", headers=admin_headers, json={"phone": "+14155550177"}
+    )
+    assert response.status_code == 200, response.text
+    alerts = await _phone_alerts(db, user["email"])
+    assert [a["phone"] for a in alerts] == [PHONE, "+14155550177"]
+
+
+async def test_a_rejected_phone_change_sends_no_alert(
+    client: AsyncClient, courier: Dispatcher, db: AsyncSession
+) -> None:
+    user, headers = await signed_in(client)
+    await _verified(client, courier, headers)
+    bad = await client.patch("/api/v1/users/me", headers=headers, json={"phone": "not a number"})
+    assert_problem(bad, 422, "validation_error")
+    assert len(await _phone_alerts(db, user["email"])) == 1

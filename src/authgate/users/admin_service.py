@@ -35,6 +35,7 @@ from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
 from authgate.users.service import UserService
+from authgate.verification.notifications import SecurityNotifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,9 @@ class UserAdminService:
         self._db, self._passwords, self._settings = session, passwords, settings
         self._users = UserRepository(session)
         self._audit = AuditLog(session)
-        self._accounts = UserService(self._users, passwords, settings.password, self._audit)
+        self._accounts = UserService(
+            self._users, passwords, settings.password, self._audit, SecurityNotifier(session, settings)
+        )
 
     async def list_page(self, filters: UserFilters, params: PageParams) -> tuple[list[User], str | None]:
         """One page of users, newest first, shaped so every filter stays index-served at 1M users.

@@ -10,12 +10,19 @@ from authgate.deps import PasswordHasherDep, SettingsDep
 from authgate.users.admin_service import UserAdminService
 from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
+from authgate.verification.notifications import SecurityNotifier
 
 
 async def get_user_service(
     session: SessionDep, passwords: PasswordHasherDep, settings: SettingsDep
 ) -> UserService:
-    return UserService(UserRepository(session), passwords, settings.password, AuditLog(session))
+    return UserService(
+        UserRepository(session),
+        passwords,
+        settings.password,
+        AuditLog(session),
+        SecurityNotifier(session, settings),
+    )
 
 
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]

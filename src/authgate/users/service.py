@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from authgate.audit.service import Actor, AuditLog
 from authgate.config import PasswordPolicy
 from authgate.profiles.models import new_profile_rows
@@ -12,12 +14,21 @@ from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserRegister, UserUpdateMe
 
+if TYPE_CHECKING:
+    from authgate.verification.notifications import SecurityNotifier
+
 
 class UserService:
     def __init__(
-        self, users: UserRepository, passwords: PasswordHasher, policy: PasswordPolicy, audit: AuditLog
+        self,
+        users: UserRepository,
+        passwords: PasswordHasher,
+        policy: PasswordPolicy,
+        audit: AuditLog,
+        notifier: SecurityNotifier | None = None,
     ) -> None:
         self._users, self._passwords, self._policy, self._audit = users, passwords, policy, audit
+        self._notifier = notifier  # None for the command line's bulk work: no alerts
 
     async def register(self, data: UserRegister, client_gone: ClientGone | None = None) -> User:
         """Create an account with the `user` role. The password is hashed before any database work."""
@@ -86,7 +97,10 @@ class UserService:
             other = await self._users.get_by_username(str(changes["username"]))
             if other is not None and other.id != user.id:
                 raise UsernameTakenError()
+        # Replacing or removing a verified number is a change that could lock the owner out: alert.
+        verified_phone_dropped = False
         if "phone" in changes and changes["phone"] != user.phone:
+            verified_phone_dropped = user.phone is not None and user.phone_verified
             user.phone_verified = False
         for field, value in changes.items():
             setattr(user, field, value)
@@ -98,6 +112,8 @@ class UserService:
             await self._audit.record(
                 "user.updated", actor=actor, target_type="user", target_id=user.id, data=data
             )
+        if verified_phone_dropped and self._notifier is not None:
+            await self._notifier.phone_changed(user)
         return user
 
     async def ensure_admin(self, email: str, password: str) -> tuple[User, bool]:
