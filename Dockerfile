@@ -9,6 +9,8 @@ FROM python:3.11-slim
 RUN useradd --system --create-home --uid 10001 authgate
 COPY --from=build /install /usr/local
 WORKDIR /app
+# Avatars; mount a volume here shared by the API and the worker (the purge erases files too).
+RUN mkdir -p /app/uploads && chown authgate /app/uploads
 USER authgate
 ENV AUTHGATE_ENV=production \
     AUTHGATE_HOST=0.0.0.0 \

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
+from authgate.api_keys.models import ApiKey
 from authgate.audit.models import AuditEvent
 from authgate.audit.service import verify_chain
 from authgate.cli import app as cli_app
@@ -30,7 +31,7 @@ from authgate.ratelimit.models import LoginThrottle
 from authgate.sessions.models import LoginSession, RefreshToken
 from authgate.users.models import User
 from authgate.verification.models import PhoneVerification, VerificationToken
-from authgate.workspaces.models import WorkspaceInvitation
+from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, signed_in
 from tests.profiles import images
@@ -45,6 +46,18 @@ def _hex() -> str:
 
 async def _count(db: AsyncSession, model: Any, *where: Any) -> int:
     return int(await db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _invitation(workspace_id: str, **values: Any) -> WorkspaceInvitation:
+    return WorkspaceInvitation(
+        id=uuid.uuid4(),
+        workspace_id=uuid.UUID(workspace_id),
+        email="guest@example.com",
+        email_normalized="guest@example.com",
+        role="member",
+        token_hash=_hex(),
+        **values,
+    )
 
 
 def _housekeeper(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Housekeeper:
@@ -123,16 +136,7 @@ async def _seed(client: AsyncClient, db: AsyncSession) -> dict[str, set[uuid.UUI
     add("mfa_challenges", challenge(), goes=False)
 
     def invitation(**times: datetime | None) -> WorkspaceInvitation:
-        values: dict[str, Any] = {"expires_at": now + DAY, **times}
-        return WorkspaceInvitation(
-            id=uuid.uuid4(),
-            workspace_id=uuid.UUID(workspace["id"]),
-            email="guest@example.com",
-            email_normalized="guest@example.com",
-            role="member",
-            token_hash=_hex(),
-            **values,
-        )
+        return _invitation(workspace["id"], **{"expires_at": now + DAY, **times})
 
     add("invitations", invitation(expires_at=now - 8 * DAY), goes=True)
     add("invitations", invitation(accepted_at=now - 8 * DAY), goes=True)
@@ -301,6 +305,60 @@ async def test_deleted_accounts_are_erased_after_their_retention(
     )
 
 
+async def test_erasure_takes_memberships_keys_and_deleted_workspaces_and_keeps_others_whole(
+    client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    owner, owner_headers = await signed_in(client)
+    shared = await create_ws(client, owner_headers, name="Shared")
+    gone_user, gone_headers = await signed_in(client)
+    gone = uuid.UUID(gone_user["id"])
+    key = await client.post("/api/v1/api-keys", headers=gone_headers, json={"name": "ci", "scopes": []})
+    assert key.status_code == 201, key.text
+    abandoned = await create_ws(client, gone_headers, name="Abandoned")
+    assert (
+        await client.delete(f"/api/v1/workspaces/{abandoned['id']}", headers=gone_headers)
+    ).status_code == 204
+    db.add(WorkspaceMember(workspace_id=uuid.UUID(shared["id"]), user_id=gone, role="member"))
+    invitation = _invitation(shared["id"], invited_by_id=gone, expires_at=utcnow() + DAY)
+    db.add(invitation)
+    invitation_id = invitation.id
+    await db.commit()
+    assert (
+        await client.request("DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=gone_headers)
+    ).status_code == 204
+    await db.execute(update(User).where(User.id == gone).values(deleted_at=utcnow() - 31 * DAY))
+    await db.commit()
+
+    report = await _housekeeper(sessionmaker, settings).purge()
+
+    assert (report["accounts"], report["accounts_kept"]) == (1, 0)  # a deleted workspace does not hold it
+    db.expire_all()
+    assert await db.get(User, gone) is None
+    assert await _count(db, ApiKey, ApiKey.user_id == gone) == 0
+    assert await _count(db, WorkspaceMember, WorkspaceMember.user_id == gone) == 0
+    assert await db.get(Workspace, uuid.UUID(abandoned["id"])) is None
+    kept = await db.get(WorkspaceInvitation, invitation_id)
+    assert kept is not None and kept.invited_by_id is None  # the shared workspace keeps its invitation
+    assert await db.get(Workspace, uuid.UUID(shared["id"])) is not None
+    assert await _count(db, WorkspaceMember, WorkspaceMember.user_id == uuid.UUID(owner["id"])) == 1
+
+
+async def test_an_account_restored_after_it_was_found_is_not_erased(
+    client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """The delete checks the condition again: a restore between the scan and the delete wins."""
+    uid = await _deleted_account(client, db, days_ago=31)
+    due = User.deleted_at < utcnow() - 30 * DAY
+    await db.execute(update(User).where(User.id == uid).values(deleted_at=None))  # restored meanwhile
+    await db.commit()
+    async with sessionmaker() as session, session.begin():
+        erased, files = await Housekeeper._erase(session, [uid], due)
+    assert (erased, files) == (0, [])
+    db.expire_all()
+    assert await db.get(User, uid) is not None
+    assert await _count(db, AuditEvent, AuditEvent.action == "user.purged") == 0
+
+
 async def test_a_deleted_account_that_owns_a_workspace_is_kept_and_reported(
     client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
@@ -352,6 +410,15 @@ def test_retention_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AUTHGATE_RETENTION__DELETED_ACCOUNTS", "0")
     with pytest.raises(ValidationError, match="deleted_accounts"):
         make_settings("sqlite+aiosqlite:///:memory:")
+    monkeypatch.delenv("AUTHGATE_RETENTION__DELETED_ACCOUNTS")
+    # Shorter than a day would let the purge undercut the daily SMS caps and the sign-in lockout.
+    monkeypatch.setenv("AUTHGATE_RETENTION__SPENT_TOKENS", "PT12H")
+    with pytest.raises(ValidationError, match="spent_tokens"):
+        make_settings("sqlite+aiosqlite:///:memory:")
+    monkeypatch.setenv("AUTHGATE_RETENTION__SPENT_TOKENS", "P1D")
+    monkeypatch.setenv("AUTHGATE_RETENTION__ENDED_SESSIONS", "3600")
+    with pytest.raises(ValidationError, match="ended_sessions"):
+        make_settings("sqlite+aiosqlite:///:memory:")
 
 
 def test_purge_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -392,3 +459,34 @@ async def test_serve_purges_alongside_the_in_process_courier(settings: Settings,
         assert "outbox-dispatcher" in names
         assert ("housekeeping" in names) is automatic
     assert not {t.get_name() for t in asyncio.all_tasks()} & {"housekeeping", "outbox-dispatcher"}
+
+
+async def test_purges_side_by_side_erase_each_account_once(
+    live_client: AsyncClient, live_engine: Any, settings: Settings
+) -> None:
+    """Several workers purge at once on real connections: every erasure is recorded exactly once."""
+    from authgate.db import create_sessionmaker
+
+    factory = create_sessionmaker(live_engine)
+    ids = []
+    for _ in range(6):
+        _, headers = await signed_in(live_client)
+        me = await live_client.get("/api/v1/users/me", headers=headers)
+        deleted = await live_client.request(
+            "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers
+        )
+        assert deleted.status_code == 204
+        ids.append(uuid.UUID(me.json()["id"]))
+    async with factory() as session, session.begin():
+        await session.execute(update(User).where(User.id.in_(ids)).values(deleted_at=utcnow() - 31 * DAY))
+
+    reports = await asyncio.gather(*(_housekeeper(factory, settings).purge() for _ in range(3)))
+
+    assert sum(r["accounts"] for r in reports) == 6
+    async with factory() as session:
+        assert await _count(session, User, User.id.in_(ids)) == 0
+        purged = (
+            await session.scalars(select(AuditEvent.target_id).where(AuditEvent.action == "user.purged"))
+        ).all()
+        assert sorted(purged) == sorted(str(i) for i in ids)
+        assert (await verify_chain(session)).broken_event_id is None

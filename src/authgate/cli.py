@@ -90,7 +90,7 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
             generated = settings.admin_password is None
             password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
             service = UserService(
-                users, PasswordHasher(settings.password), settings.password, AuditLog(session)
+                users, PasswordHasher(settings.password), settings.password, AuditLog(session), notifier=None
             )
             await service.ensure_admin(email, password)
     finally:
@@ -110,7 +110,8 @@ def create_admin() -> None:
 def worker(
     once: Annotated[bool, typer.Option(help="Deliver what is due now, then exit")] = False,
 ) -> None:
-    """Deliver outbox messages until SIGTERM/SIGINT; the batch in hand is finished or released."""
+    """Deliver outbox messages and purge old records (AUTHGATE_RETENTION__*) until SIGTERM/SIGINT;
+    the batch in hand is finished or released."""
     from authgate.logging import configure_logging
 
     settings = get_settings()
@@ -137,10 +138,10 @@ async def _run_worker(settings: Settings, *, once: bool) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        jobs = [dispatcher.run(stop)]
-        if settings.retention.automatic:
-            jobs.append(Housekeeper.from_settings(factory, settings).run(stop))
-        await asyncio.gather(*jobs)
+        async with asyncio.TaskGroup() as jobs:  # one failing stops the other
+            jobs.create_task(dispatcher.run(stop))
+            if settings.retention.automatic:
+                jobs.create_task(Housekeeper.from_settings(factory, settings).run(stop))
         return 0
     finally:
         await engine.dispose()
@@ -154,7 +155,11 @@ def purge(
     spent tokens and codes, delivered messages, and deleted accounts (erased for good)."""
     from rich.table import Table
 
-    report = asyncio.run(_purge(get_settings(), dry_run=dry_run))
+    from authgate.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(console=settings.console_logs, level=settings.log_level)
+    report = asyncio.run(_purge(settings, dry_run=dry_run))
     table = Table("records", "due" if dry_run else "deleted", title="authgate purge")
     for kind, count in report.items():
         table.add_row(kind.replace("_", " "), str(count))
@@ -279,6 +284,7 @@ def users_import(
                     PasswordHasher(settings.password),
                     settings.password,
                     AuditLog(session),
+                    notifier=None,  # an import sends no alerts
                 )
                 return await import_users(
                     session, service, track(rows, description="Importing", console=console)

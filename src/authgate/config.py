@@ -96,11 +96,12 @@ class RetentionSettings(BaseModel):
     """How long ended records are kept before `authgate purge` deletes them (`AUTHGATE_RETENTION__<NAME>`)."""
 
     # Sessions expired or signed out this long ago (with their refresh tokens), and sign-in
-    # throttles whose last failure is this old and that are not holding anyone back.
-    ended_sessions: Duration = Field(default=timedelta(days=30), gt=timedelta(0))
+    # throttles whose last failure is this old and that are not holding anyone back. At least a
+    # day: the lockout's failure count and the known-IP check read these rows.
+    ended_sessions: Duration = Field(default=timedelta(days=30), ge=timedelta(days=1))
     # Email and reset links, phone codes, MFA challenges and workspace invitations used, revoked or
-    # expired this long ago.
-    spent_tokens: Duration = Field(default=timedelta(days=7), gt=timedelta(0))
+    # expired this long ago. At least a day: the daily SMS caps count the phone codes of 24 hours.
+    spent_tokens: Duration = Field(default=timedelta(days=7), ge=timedelta(days=1))
     # Outbox messages sent, dead or suppressed this long ago (their bodies and context hold links).
     finished_messages: Duration = Field(default=timedelta(days=14), gt=timedelta(0))
     # Soft-deleted accounts are erased for good (row, profile, avatar, sessions, keys, memberships).

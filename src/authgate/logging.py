@@ -63,6 +63,12 @@ def _redact(_logger: object, _name: str, event: structlog.typing.EventDict) -> s
     return event
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    # sys.stderr as it is when the logger is made, not when logging was configured: a command run
+    # under a test runner (or anything else that swaps the stream) must not keep a closed one.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(*, console: bool, level: str = "INFO") -> None:
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -78,6 +84,6 @@ def configure_logging(*, console: bool, level: str = "INFO") -> None:
         if not console
         else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

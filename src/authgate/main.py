@@ -125,7 +125,8 @@ def _start_background(app: FastAPI) -> tuple[asyncio.Event, list[asyncio.Task[No
 
 
 async def _stop_background(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
-    """Let the courier finish or release its batch; give up after a while rather than hang shutdown."""
+    """Let the courier finish or release its batch and the purge its batch; give up after a while
+    rather than hang shutdown."""
     stop.set()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)

@@ -52,6 +52,7 @@ async def test_stylesheet_defines_tokens_light_and_dark(client: AsyncClient) -> 
     assert "--color-primary:" in css and "--space-4:" in css and "--text-base:" in css
     assert "--color-bg: light-dark(" in css  # every colour token holds its light and dark value
     assert ':root[data-theme="dark"]' in css and ':root[data-theme="light"]' in css
+    assert "@supports not (color: light-dark(#000, #fff))" in css  # older browsers: the light palette
     assert ":focus-visible" in css
 
 

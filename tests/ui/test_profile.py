@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
-from httpx import AsyncClient
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.profiles.models import UserProfile, UserSettings
+from tests.factories import PASSWORD, unique_email
 from tests.ui.conftest import csrf, post_form
 
 
@@ -228,3 +232,45 @@ async def test_settings_bad_value_is_422_and_bad_csrf_403(
         "system",
         True,
     )
+
+
+async def test_a_slow_form_post_does_not_hold_up_other_writers(
+    live_app: FastAPI, live_client: AsyncClient
+) -> None:
+    """The console reads the theme on a short session of its own, so a form whose body is still
+    arriving holds no transaction (on SQLite: no write lock) while other requests write."""
+    other = {"email": unique_email("other"), "password": PASSWORD}
+    for body in ({"email": (mine := unique_email("slow")), "password": PASSWORD}, other):
+        assert (await live_client.post("/api/v1/auth/register", json=body)).status_code == 201
+    await live_client.get("/ui/login")
+    signed_in = await live_client.post(
+        "/ui/login",
+        data={"csrf_token": live_client.cookies["authgate_csrf"], "identifier": mine, "password": PASSWORD},
+    )
+    assert signed_in.status_code == 303
+    form = f"csrf_token={live_client.cookies['authgate_csrf']}&profile_visibility=members&theme=dark".encode()
+    login_done = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield form[:10]
+        await login_done.wait()  # the rest only once another request has written
+        yield form[10:]
+
+    async def slow_post() -> int:
+        response = await live_client.post(
+            "/ui/account/settings",
+            content=body(),
+            headers={"content-type": "application/x-www-form-urlencoded", "content-length": str(len(form))},
+        )
+        return response.status_code
+
+    async def login_meanwhile() -> int:
+        await asyncio.sleep(0.2)  # the post has started and is waiting for its body
+        async with AsyncClient(transport=ASGITransport(app=live_app), base_url="https://test") as api:
+            response = await api.post("/api/v1/auth/login", json=other)
+        login_done.set()
+        return response.status_code
+
+    # Were the write lock held, the sign-in would wait for the post, which waits for the sign-in.
+    statuses = await asyncio.wait_for(asyncio.gather(slow_post(), login_meanwhile()), timeout=20)
+    assert statuses == [303, 200]

@@ -4,21 +4,23 @@ Sessions, one-time tokens and delivered messages end on their own; their rows ar
 while (the session list, the outbox admin view, an investigation) and then purged, so tables do
 not grow without bound and no stale link lingers in a message body. Soft-deleted accounts are
 erased for good once `DELETED_ACCOUNTS` has passed: the row and everything that cascades from it
-(profile, settings, sessions, API keys, memberships, MFA, devices), and the avatar file. The
-audit trail keeps its events (they name the account by id) and gains one `user.purged` per
-erased account. An account that still owns a workspace is kept until ownership is transferred.
+(profile, settings, sessions, API keys, memberships, MFA, devices), the workspaces it owned and
+had deleted, and the avatar file. The audit log is never purged: its events keep what they
+recorded (ids, and for some an address, a number, an IP), and it gains one `user.purged` per
+erased account. An account that still owns a live workspace is kept, and counted.
 
 Runs from `authgate purge` (`--dry-run` only counts), and every `RETENTION__INTERVAL` in `authgate
-worker` and in the in-process courier of `authgate serve`. Deletes go in batches of `BATCH` rows,
-one short write transaction each, so requests never wait long behind a purge on SQLite.
+worker` and in the in-process courier of `authgate serve`. Each batch finds its rows in a read
+transaction and deletes them by primary key, the condition checked again, in a short write
+transaction: on SQLite no request waits behind a scan, and purges running side by side (several
+workers) neither delete a row that no longer qualifies nor record an erasure twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,9 +44,12 @@ from authgate.workspaces.models import Workspace, WorkspaceInvitation
 
 log = structlog.get_logger("authgate.housekeeping")
 BATCH = 500
+ACCOUNT_BATCH = 50  # each erased account appends an audit event, which waits for the chain's head
 FINISHED_MESSAGES = ("sent", "dead", "suppressed")
 
 Where = Callable[[datetime, datetime], ColumnElement[bool]]  # (cutoff, now) -> the rows to delete
+# (session, keys, where) -> (rows removed, storage names to delete once the transaction committed)
+Remove = Callable[[AsyncSession, list[Any], ColumnElement[bool]], Awaitable[tuple[int, list[str]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +128,8 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _owns_a_workspace() -> ColumnElement[bool]:
-    return select(Workspace.id).where(Workspace.owner_id == User.id).exists()
+def _owns_a_live_workspace() -> ColumnElement[bool]:
+    return select(Workspace.id).where(Workspace.owner_id == User.id, Workspace.deleted_at.is_(None)).exists()
 
 
 class Housekeeper:
@@ -147,23 +152,35 @@ class Housekeeper:
             async with self._factory() as session, session.begin():
                 yield session
 
-    async def purge(self, *, dry_run: bool = False, now: datetime | None = None) -> dict[str, int]:
+    async def purge(
+        self, *, dry_run: bool = False, now: datetime | None = None, stop: asyncio.Event | None = None
+    ) -> dict[str, int]:
         """Delete (or with `dry_run`, count) what is past its retention; returns rows per kind.
 
-        `accounts_kept` counts deleted accounts past their retention that still own a workspace.
+        `accounts_kept` counts deleted accounts past their retention that still own a live
+        workspace. With `stop`, a purge that is asked to stop ends after the batch in hand.
         """
         now = now or utcnow()
+        stop = stop or asyncio.Event()
         report: dict[str, int] = {}
         for rule in RULES:
             where = rule.where(self._cutoff(rule.retention, now), now)
-            report[rule.name] = await (
-                self._count(rule.table, where) if dry_run else self._delete(rule, where)
-            )
+            (key,) = rule.table.primary_key.columns
+            if dry_run:
+                report[rule.name] = await self._count(rule.table, where)
+            else:
+                report[rule.name] = await self._batches(
+                    key, where, BATCH, stop, self._delete_rows(rule.table, key)
+                )
         due = User.deleted_at < self._cutoff("deleted_accounts", now)
-        report["accounts"] = await (
-            self._count(_table(User), due & ~_owns_a_workspace()) if dry_run else self._erase_accounts(due)
-        )
-        report["accounts_kept"] = await self._count(_table(User), due & _owns_a_workspace())
+        erasable = due & ~_owns_a_live_workspace()
+        if dry_run:
+            report["accounts"] = await self._count(_table(User), erasable)
+        else:
+            report["accounts"] = await self._batches(
+                _table(User).c.id, erasable, ACCOUNT_BATCH, stop, self._erase
+            )
+        report["accounts_kept"] = await self._count(_table(User), due & _owns_a_live_workspace())
         if report["accounts_kept"]:
             log.warning("deleted_accounts_kept", count=report["accounts_kept"], reason="they own a workspace")
         if not dry_run and any(report[k] for k in report if k != "accounts_kept"):
@@ -174,53 +191,72 @@ class Housekeeper:
         async with self._factory() as session:
             return int(await session.scalar(select(func.count()).select_from(table).where(where)) or 0)
 
-    async def _delete(self, rule: Rule, where: ColumnElement[bool]) -> int:
-        (key,) = rule.table.primary_key.columns
-        batch = select(key).where(where).limit(BATCH).scalar_subquery()
-        total = 0
-        while True:
-            async with self._transaction() as session:
-                result = await session.execute(delete(rule.table).where(key.in_(batch)))
-            deleted = int(result.rowcount)  # type: ignore[attr-defined]
-            total += deleted
-            if deleted < BATCH:
-                return total
+    async def _batches(
+        self,
+        key: ColumnElement[Any],
+        where: ColumnElement[bool],
+        size: int,
+        stop: asyncio.Event,
+        remove: Remove,
+    ) -> int:
+        """Find up to `size` keys (a read), remove them (a write that checks `where` again); repeat.
 
-    async def _erase_accounts(self, due: ColumnElement[bool]) -> int:
+        Files named by `remove` are deleted once its transaction has committed: a rolled-back
+        erasure keeps its avatar, and a file that cannot be deleted does not stop the others.
+        """
         total = 0
-        while True:
-            avatars: list[str] = []
+        while not stop.is_set():
+            async with self._factory() as session:  # a plain read: no write lock while it scans
+                keys = list((await session.scalars(select(key).where(where).limit(size))).all())
+            if not keys:
+                break
             async with self._transaction() as session:
-                rows = (
-                    await session.execute(
-                        select(User.id, UserProfile.avatar_key)
-                        .outerjoin(UserProfile, UserProfile.user_id == User.id)
-                        .where(due & ~_owns_a_workspace())
-                        .limit(BATCH)
-                    )
-                ).all()
-                ids: list[uuid.UUID] = [row.id for row in rows]
-                if ids:
-                    await session.execute(delete(User).where(User.id.in_(ids)))
-                    audit = AuditLog(session)
-                    for user_id in ids:
-                        await audit.record(
-                            "user.purged", actor=Actor.system(), target_type="user", target_id=user_id
-                        )
-                avatars = [row.avatar_key for row in rows if row.avatar_key]
-            # Files go only once the rows are gone for good: a rolled-back erase keeps its avatar.
-            for name in avatars:
-                await self._storage.delete(name)
-            total += len(ids)
-            if len(ids) < BATCH:
-                return total
+                removed, files = await remove(session, keys, where)
+            total += removed
+            for name in files:
+                try:
+                    await self._storage.delete(name)
+                except Exception:
+                    log.warning("purged_file_not_deleted", name=name, exc_info=True)
+            if len(keys) < size:
+                break
+        return total
+
+    @staticmethod
+    def _delete_rows(table: Table, key: ColumnElement[Any]) -> Remove:
+        async def remove(
+            session: AsyncSession, keys: list[Any], where: ColumnElement[bool]
+        ) -> tuple[int, list[str]]:
+            result = await session.execute(delete(table).where(key.in_(keys), where))
+            return int(result.rowcount), []  # type: ignore[attr-defined]
+
+        return remove
+
+    @staticmethod
+    async def _erase(
+        session: AsyncSession, ids: list[Any], where: ColumnElement[bool]
+    ) -> tuple[int, list[str]]:
+        """Erase accounts that still qualify (not restored meanwhile, not erased by another worker)."""
+        users = _table(User)
+        profiles = select(UserProfile.user_id, UserProfile.avatar_key).where(UserProfile.user_id.in_(ids))
+        avatars = dict((await session.execute(profiles)).all())
+        # Workspaces the account owned and deleted: their members and invitations go with them.
+        await session.execute(
+            delete(Workspace).where(Workspace.owner_id.in_(ids), Workspace.deleted_at.is_not(None))
+        )
+        result = await session.execute(delete(users).where(users.c.id.in_(ids), where).returning(users.c.id))
+        erased = list(result.scalars().all())
+        audit = AuditLog(session)
+        for user_id in erased:
+            await audit.record("user.purged", actor=Actor.system(), target_type="user", target_id=user_id)
+        return len(erased), [name for user_id in erased if (name := avatars.get(user_id))]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Purge now and every `interval` until `stop` is set; a failed round is logged and retried."""
         interval = self._retention.interval.total_seconds()
         while not stop.is_set():
             try:
-                await self.purge()
+                await self.purge(stop=stop)
             except Exception:  # the next round tries again; housekeeping never takes the process down
                 log.exception("purge_failed")
             with contextlib.suppress(TimeoutError):

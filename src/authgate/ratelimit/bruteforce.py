@@ -103,10 +103,13 @@ class LoginGuard:
         """Count one failure (call in its own transaction: it must survive the failed request)."""
         key, now = _hash(identifier), utcnow()
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        upsert = insert(LoginThrottle).values(key_hash=key, failures=0, last_failure_at=now)
+        # DO UPDATE (a no-op), not DO NOTHING: on PostgreSQL it locks an existing row at once, so
+        # the purge of idle throttles cannot delete it between this statement and the next.
         await session.execute(
-            insert(LoginThrottle)
-            .values(key_hash=key, failures=0, last_failure_at=now)
-            .on_conflict_do_nothing(index_elements=["key_hash"])
+            upsert.on_conflict_do_update(
+                index_elements=["key_hash"], set_={"key_hash": upsert.excluded.key_hash}
+            )
         )
         # Row lock on PostgreSQL (SQLite's write lock does the same): parallel failures all count.
         row = await session.scalar(

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -38,7 +38,7 @@ from authgate.auth.dependencies import Principal, load_caller
 from authgate.auth.service import AccessReader, Account
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.config import Settings
-from authgate.db import SessionDep, utcnow
+from authgate.db import SessionDep, read_intent, utcnow
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
 from authgate.profiles.models import UserSettings
@@ -228,9 +228,17 @@ async def get_console(
     )
     if principal is not None:
         console.nav = [n for n in NAV if n.permission is None or n.permission in principal.permissions]
-        theme = await db.scalar(select(UserSettings.theme).where(UserSettings.user_id == principal.user_id))
-        console.theme = theme or "system"
+        console.theme = await _theme(factory, principal.user_id)
     return console
+
+
+async def _theme(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> str:
+    """The user's colour theme, read on a short session of its own: the request's session is not
+    opened for it (on SQLite a form post's first query takes the write lock, held to the end)."""
+    with read_intent():
+        async with factory() as session:
+            theme = await session.scalar(select(UserSettings.theme).where(UserSettings.user_id == user_id))
+    return theme or "system"
 
 
 async def require_console(console: Annotated[Console, Depends(get_console)]) -> Console:

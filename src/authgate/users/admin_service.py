@@ -63,7 +63,11 @@ class UserAdminService:
         self._users = UserRepository(session)
         self._audit = AuditLog(session)
         self._accounts = UserService(
-            self._users, passwords, settings.password, self._audit, SecurityNotifier(session, settings)
+            self._users,
+            passwords,
+            settings.password,
+            self._audit,
+            notifier=SecurityNotifier(session, settings),
         )
 
     async def list_page(self, filters: UserFilters, params: PageParams) -> tuple[list[User], str | None]:

@@ -21,7 +21,7 @@ async def get_user_service(
         passwords,
         settings.password,
         AuditLog(session),
-        SecurityNotifier(session, settings),
+        notifier=SecurityNotifier(session, settings),
     )
 
 

@@ -25,10 +25,11 @@ class UserService:
         passwords: PasswordHasher,
         policy: PasswordPolicy,
         audit: AuditLog,
-        notifier: SecurityNotifier | None = None,
+        *,
+        notifier: SecurityNotifier | None,
     ) -> None:
         self._users, self._passwords, self._policy, self._audit = users, passwords, policy, audit
-        self._notifier = notifier  # None for the command line's bulk work: no alerts
+        self._notifier = notifier  # security alerts; None only for the command line's bulk work
 
     async def register(self, data: UserRegister, client_gone: ClientGone | None = None) -> User:
         """Create an account with the `user` role. The password is hashed before any database work."""
