@@ -142,11 +142,11 @@ async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, 
     assert stored is not None and stored.startswith("$argon2id$")
 
 
-def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker(
+def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`authgate serve` hands uvicorn the standard asyncio loop: uvloop's libuv accepts one
-    connection per loop turn, so on a busy worker new connections waited up to a second."""
+    """On SQLite `authgate serve` hands uvicorn the standard asyncio loop: uvloop's libuv accepts
+    one connection per loop turn, so on a busy worker new connections waited up to a second."""
     calls: list[dict[str, object]] = []
     monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: calls.append(kwargs))
     result = runner.invoke(app, ["serve", "--host", "127.0.0.2", "--port", "8123"])
@@ -159,3 +159,13 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker(
     current = runner.invoke(app, ["migrate", "current"])
     assert "(head)" in current.output
     assert "exists already" in runner.invoke(app, ["create-admin"]).output
+
+
+def test_the_event_loop_follows_the_database_unless_chosen() -> None:
+    from tests.conftest import make_settings
+
+    postgres = "postgresql+asyncpg://u@localhost/db"
+    assert make_settings("sqlite+aiosqlite:///x.db").server_loop == "asyncio"
+    assert make_settings(postgres).server_loop == "uvloop"  # uvloop is a dependency (not on Windows)
+    assert make_settings(postgres, event_loop="asyncio").server_loop == "asyncio"
+    assert make_settings("sqlite+aiosqlite:///x.db", event_loop="uvloop").server_loop == "uvloop"

@@ -56,9 +56,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         reload=reload,
-        # The standard asyncio loop, not uvloop: libuv accepts one connection per loop turn, so
-        # on a busy worker new connections waited up to a second (docs/benchmarks.md).
-        loop="asyncio",
+        loop=settings.server_loop,  # asyncio on SQLite, uvloop on PostgreSQL (Settings.server_loop)
         http="httptools",
         proxy_headers=True,
         access_log=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -141,6 +142,8 @@ class Settings(BaseSettings):
     env: Environment = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # auto: asyncio on SQLite, uvloop on PostgreSQL (see docs/benchmarks.md, "Which event loop").
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
     database_pool_size: int = 10
     database_max_overflow: int = 20
@@ -210,6 +213,19 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def server_loop(self) -> Literal["asyncio", "uvloop"]:
+        """The event loop `authgate serve` runs on.
+
+        On SQLite an authenticated read never waits, so a loop turn serves every ready request
+        and takes tens of milliseconds; uvloop (libuv) accepts one new connection per turn, which
+        kept new connections waiting up to a second. asyncio accepts all that wait. On PostgreSQL
+        every request awaits the database, turns stay short, and uvloop is the faster loop.
+        """
+        if self.event_loop != "auto":
+            return self.event_loop
+        return "asyncio" if self.is_sqlite or importlib.util.find_spec("uvloop") is None else "uvloop"
 
     @property
     def token_issuer(self) -> str:
