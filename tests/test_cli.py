@@ -159,6 +159,10 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
     current = runner.invoke(app, ["migrate", "current"])
     assert "(head)" in current.output
     assert "exists already" in runner.invoke(app, ["create-admin"]).output
+    monkeypatch.setenv("AUTHGATE_EVENT_LOOP", "uvloop")  # the setting reaches uvicorn
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert calls[-1]["loop"] == "uvloop"
 
 
 def test_the_event_loop_follows_the_database_unless_chosen() -> None:

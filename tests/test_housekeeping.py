@@ -347,7 +347,12 @@ async def test_an_account_restored_after_it_was_found_is_not_erased(
     client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     """The delete checks the condition again: a restore between the scan and the delete wins."""
-    uid = await _deleted_account(client, db, days_ago=31)
+    user, headers = await signed_in(client)
+    uid = uuid.UUID(user["id"])
+    abandoned = await create_ws(client, headers, name="Kept")
+    assert (await client.delete(f"/api/v1/workspaces/{abandoned['id']}", headers=headers)).status_code == 204
+    await db.execute(update(User).where(User.id == uid).values(deleted_at=utcnow() - 31 * DAY))
+    await db.commit()
     due = User.deleted_at < utcnow() - 30 * DAY
     await db.execute(update(User).where(User.id == uid).values(deleted_at=None))  # restored meanwhile
     await db.commit()
@@ -356,6 +361,7 @@ async def test_an_account_restored_after_it_was_found_is_not_erased(
     assert (erased, files) == (0, [])
     db.expire_all()
     assert await db.get(User, uid) is not None
+    assert await db.get(Workspace, uuid.UUID(abandoned["id"])) is not None  # its records stay too
     assert await _count(db, AuditEvent, AuditEvent.action == "user.purged") == 0
 
 
@@ -419,6 +425,11 @@ def test_retention_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AUTHGATE_RETENTION__ENDED_SESSIONS", "3600")
     with pytest.raises(ValidationError, match="ended_sessions"):
         make_settings("sqlite+aiosqlite:///:memory:")
+    # Nor shorter than the window in which the lockout counts failed sign-ins.
+    monkeypatch.setenv("AUTHGATE_RETENTION__ENDED_SESSIONS", "P2D")
+    monkeypatch.setenv("AUTHGATE_RATE_LIMIT__LOCKOUT_FAILURE_RESET", "P3D")
+    with pytest.raises(ValidationError, match="LOCKOUT_FAILURE_RESET"):
+        make_settings("sqlite+aiosqlite:///:memory:")
 
 
 def test_purge_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -461,6 +472,7 @@ async def test_serve_purges_alongside_the_in_process_courier(settings: Settings,
     assert not {t.get_name() for t in asyncio.all_tasks()} & {"housekeeping", "outbox-dispatcher"}
 
 
+@pytest.mark.postgres_only  # SQLite's single writer runs the purges one after another
 async def test_purges_side_by_side_erase_each_account_once(
     live_client: AsyncClient, live_engine: Any, settings: Settings
 ) -> None:

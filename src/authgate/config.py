@@ -182,6 +182,15 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
+    def _keep_failed_sign_ins_as_long_as_the_lockout_counts_them(self) -> Self:
+        if self.retention.ended_sessions < self.rate_limit.lockout_failure_reset:
+            raise ValueError(
+                "RETENTION__ENDED_SESSIONS must be at least RATE_LIMIT__LOCKOUT_FAILURE_RESET: "
+                "the purge would forget failed sign-ins before the lockout stops counting them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Self:
         if self.env != "production":
             return self

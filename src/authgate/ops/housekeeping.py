@@ -238,6 +238,14 @@ class Housekeeper:
     ) -> tuple[int, list[str]]:
         """Erase accounts that still qualify (not restored meanwhile, not erased by another worker)."""
         users = _table(User)
+        # Which of them still qualify, locked (PostgreSQL; SQLite's write lock is held already):
+        # an account restored since the read keeps its rows, deleted workspaces included.
+        qualifying = (
+            await session.scalars(select(users.c.id).where(users.c.id.in_(ids), where).with_for_update())
+        ).all()
+        ids = list(qualifying)
+        if not ids:
+            return 0, []
         profiles = select(UserProfile.user_id, UserProfile.avatar_key).where(UserProfile.user_id.in_(ids))
         avatars = dict((await session.execute(profiles)).all())
         # Workspaces the account owned and deleted: their members and invitations go with them.

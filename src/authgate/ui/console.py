@@ -228,17 +228,21 @@ async def get_console(
     )
     if principal is not None:
         console.nav = [n for n in NAV if n.permission is None or n.permission in principal.permissions]
-        console.theme = await _theme(factory, principal.user_id)
+        # After a refresh the request's session holds a connection already: read on it, not a second.
+        console.theme = await _theme(db if refreshed is not None else factory, principal.user_id)
     return console
 
 
-async def _theme(factory: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> str:
-    """The user's colour theme, read on a short session of its own: the request's session is not
-    opened for it (on SQLite a form post's first query takes the write lock, held to the end)."""
+async def _theme(source: AsyncSession | async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> str:
+    """The user's colour theme. From a session factory it is read on a short session of its own, so
+    the request's session is not opened for it (on SQLite a form post's first query takes the write
+    lock, held to the end); an open session is read as it is."""
+    query = select(UserSettings.theme).where(UserSettings.user_id == user_id)
+    if isinstance(source, AsyncSession):
+        return await source.scalar(query) or "system"
     with read_intent():
-        async with factory() as session:
-            theme = await session.scalar(select(UserSettings.theme).where(UserSettings.user_id == user_id))
-    return theme or "system"
+        async with source() as session:
+            return await session.scalar(query) or "system"
 
 
 async def require_console(console: Annotated[Console, Depends(get_console)]) -> Console:
