@@ -35,9 +35,10 @@ from authgate.db import utcnow, write_intent
 from authgate.mfa.models import MfaChallenge
 from authgate.outbox.models import OutboxMessage
 from authgate.profiles.models import UserProfile
+from authgate.profiles.service import avatar_storage
 from authgate.ratelimit.models import LoginThrottle
 from authgate.sessions.models import LoginSession, RefreshToken
-from authgate.storage.local import LocalStorage, Storage
+from authgate.storage.local import Storage
 from authgate.users.models import User
 from authgate.verification.models import PhoneVerification, VerificationToken
 from authgate.workspaces.models import Workspace, WorkspaceInvitation
@@ -140,7 +141,7 @@ class Housekeeper:
 
     @classmethod
     def from_settings(cls, factory: async_sessionmaker[AsyncSession], settings: Settings) -> Housekeeper:
-        return cls(factory, settings.retention, LocalStorage(settings.upload_dir / "avatars"))
+        return cls(factory, settings.retention, avatar_storage(settings))
 
     def _cutoff(self, retention: str, now: datetime) -> datetime:
         keep: timedelta = getattr(self._retention, retention)
@@ -238,22 +239,23 @@ class Housekeeper:
     ) -> tuple[int, list[str]]:
         """Erase accounts that still qualify (not restored meanwhile, not erased by another worker)."""
         users = _table(User)
-        # Which of them still qualify, locked (PostgreSQL; SQLite's write lock is held already):
-        # an account restored since the read keeps its rows, deleted workspaces included.
-        qualifying = (
-            await session.scalars(select(users.c.id).where(users.c.id.in_(ids), where).with_for_update())
-        ).all()
-        ids = list(qualifying)
-        if not ids:
+        # Which of them still qualify, locked until the commit (PostgreSQL; SQLite's write lock is
+        # held already): an account restored since the read keeps its rows, deleted workspaces
+        # included, and a worker erasing the same accounts finds them gone once it gets the lock.
+        erased = list(
+            (
+                await session.scalars(select(users.c.id).where(users.c.id.in_(ids), where).with_for_update())
+            ).all()
+        )
+        if not erased:
             return 0, []
-        profiles = select(UserProfile.user_id, UserProfile.avatar_key).where(UserProfile.user_id.in_(ids))
+        profiles = select(UserProfile.user_id, UserProfile.avatar_key).where(UserProfile.user_id.in_(erased))
         avatars = dict((await session.execute(profiles)).all())
         # Workspaces the account owned and deleted: their members and invitations go with them.
         await session.execute(
-            delete(Workspace).where(Workspace.owner_id.in_(ids), Workspace.deleted_at.is_not(None))
+            delete(Workspace).where(Workspace.owner_id.in_(erased), Workspace.deleted_at.is_not(None))
         )
-        result = await session.execute(delete(users).where(users.c.id.in_(ids), where).returning(users.c.id))
-        erased = list(result.scalars().all())
+        await session.execute(delete(users).where(users.c.id.in_(erased)))
         audit = AuditLog(session)
         for user_id in erased:
             await audit.record("user.purged", actor=Actor.system(), target_type="user", target_id=user_id)

@@ -6,14 +6,13 @@ from fastapi import Depends
 
 from authgate.db import SessionDep
 from authgate.deps import SettingsDep
-from authgate.profiles.service import ProfileService
-from authgate.storage.local import LocalStorage
+from authgate.profiles.service import ProfileService, avatar_storage
 
 
 async def get_profile_service(session: SessionDep, settings: SettingsDep) -> ProfileService:
     return ProfileService(
         session,
-        LocalStorage(settings.upload_dir / "avatars"),
+        avatar_storage(settings),
         public_url=settings.public_url,
         max_upload=settings.max_upload_bytes,
     )

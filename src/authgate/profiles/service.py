@@ -7,13 +7,19 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.errors import NotFoundError, PayloadTooLargeError
 from authgate.profiles.images import OUTPUT_EXTENSION, normalize_avatar
 from authgate.profiles.models import UserProfile, UserSettings
 from authgate.profiles.schemas import ProfileRead, ProfileUpdate, SettingsUpdate
-from authgate.storage.local import Storage
+from authgate.storage.local import LocalStorage, Storage
 from authgate.users.models import User
+
+
+def avatar_storage(settings: Settings) -> LocalStorage:
+    """Where avatar files live: one place for the API that writes them and the purge that erases them."""
+    return LocalStorage(settings.upload_dir / "avatars")
 
 
 class ProfileService:
