@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
@@ -502,3 +502,39 @@ async def test_purges_side_by_side_erase_each_account_once(
         ).all()
         assert sorted(purged) == sorted(str(i) for i in ids)
         assert (await verify_chain(session)).broken_event_id is None
+
+
+@pytest.mark.postgres_only  # the plans of PostgreSQL; SQLite's indexes come from the same migration
+@pytest.mark.parametrize(
+    ("rule", "indexes"),
+    [
+        ("sessions", {"ix_login_session_expires_at", "ix_login_session_revoked_at"}),
+        ("messages", {"ix_outbox_message_finished"}),
+    ],
+)
+async def test_the_purge_finds_its_batches_through_indexes(
+    db: AsyncSession, rule: str, indexes: set[str]
+) -> None:
+    """Sequential scans switched off: the plan names the indexes made for the purge's conditions."""
+    now = utcnow()
+    (found,) = [r for r in housekeeping.RULES if r.name == rule]
+    (key,) = found.table.primary_key.columns
+    plan = await _plan(db, housekeeping.scan(key, found.where(now, now), housekeeping.BATCH))
+    assert all(index in plan for index in indexes), plan
+
+
+@pytest.mark.postgres_only
+async def test_the_purge_finds_deleted_accounts_through_an_index(db: AsyncSession) -> None:
+    due = User.deleted_at < utcnow()
+    plan = await _plan(db, housekeeping.scan(User.id, due, housekeeping.ACCOUNT_BATCH))
+    assert "ix_user_account_deleted_at" in plan
+    assert "Seq Scan on user_account" not in plan
+
+
+async def _plan(db: AsyncSession, statement: Any) -> str:
+    await db.execute(text("SET LOCAL enable_seqscan = off"))
+    compiled = statement.compile(dialect=db.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.params[name] for name in compiled.positiontup)
+    connection = await db.connection()
+    rows = await connection.exec_driver_sql(f"EXPLAIN {compiled}", params)
+    return "\n".join(row[0] for row in rows)

@@ -14,7 +14,10 @@ class OutboxMessage(Base):
     """A message (email or SMS) to deliver, written in the transaction of the change that causes it."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index("ix_outbox_message_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_message_due", "status", "next_attempt_at"),
+        Index("ix_outbox_message_finished", "status", "updated_at"),  # the purge of delivered messages
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     channel: Mapped[str] = mapped_column(String(8))  # email | sms

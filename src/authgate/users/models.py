@@ -21,6 +21,13 @@ class User(Base):
             postgresql_where=text("phone_verified AND deleted_at IS NULL"),
             sqlite_where=text("phone_verified = 1 AND deleted_at IS NULL"),
         ),
+        # The purge finds deleted accounts past their retention; the few deleted rows only.
+        Index(
+            "ix_user_account_deleted_at",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
