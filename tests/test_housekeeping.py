@@ -35,7 +35,7 @@ from authgate.workspaces.models import Workspace, WorkspaceInvitation, Workspace
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, signed_in
 from tests.profiles import images
-from tests.workspaces.helpers import create_ws
+from tests.workspaces.helpers import add_member, create_ws, grant_admin
 
 DAY = timedelta(days=1)
 
@@ -365,11 +365,13 @@ async def test_an_account_restored_after_it_was_found_is_not_erased(
     assert await _count(db, AuditEvent, AuditEvent.action == "user.purged") == 0
 
 
-async def test_a_deleted_account_that_owns_a_workspace_is_kept_and_reported(
+async def test_a_deleted_account_that_owns_a_workspace_is_kept_until_an_administrator_hands_it_over(
     client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     user, headers = await signed_in(client)
-    await create_ws(client, headers)
+    workspace = await create_ws(client, headers)
+    member, _ = await signed_in(client)
+    await add_member(db, workspace["id"], member["id"], "member")
     assert (
         await client.request("DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers)
     ).status_code == 204
@@ -382,6 +384,26 @@ async def test_a_deleted_account_that_owns_a_workspace_is_kept_and_reported(
     assert report["accounts"] == 0 and report["accounts_kept"] == 1
     db.expire_all()
     assert await db.get(User, uid) is not None
+
+    admin, admin_headers = await signed_in(client)
+    await grant_admin(db, admin["id"])
+    transfer = await client.post(
+        f"/api/v1/workspaces/{workspace['id']}/transfer",
+        json={"user_id": member["id"]},
+        headers=admin_headers,
+    )
+    assert transfer.status_code == 200, transfer.text
+
+    report = await _housekeeper(sessionmaker, settings).purge()
+
+    assert report["accounts"] == 1 and report["accounts_kept"] == 0
+    db.expire_all()
+    assert await db.get(User, uid) is None
+    assert (await db.get(Workspace, uuid.UUID(workspace["id"]))) is not None
+    members = select(WorkspaceMember.user_id).where(
+        WorkspaceMember.workspace_id == uuid.UUID(workspace["id"])
+    )
+    assert (await db.scalars(members)).all() == [uuid.UUID(member["id"])]
 
 
 # --- where it runs -------------------------------------------------------------------------------

@@ -234,6 +234,34 @@ async def test_owner_transfers_to_a_member(client: AsyncClient, db: AsyncSession
     )
 
 
+async def test_an_administrator_hands_over_a_workspace_from_its_page(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    users, ws = await team(client, db)
+    await grant_admin(db, users["outsider"]["id"])
+    await sign_in_as(client, users["outsider"])
+    page = await client.get(f"/ui/workspaces/{ws.slug}")
+    assert 'action="/ui/workspaces/' + ws.slug + '/transfer"' in page.text
+    assert f'value="{users["member"]["id"]}"' in page.text
+    assert f'value="{users["owner"]["id"]}"' not in page.text  # the owner is not a candidate
+    assert "Delete workspace" not in page.text and "Save changes" not in page.text
+    bad = await post_form(client, f"/ui/workspaces/{ws.slug}/transfer", {"user_id": users["owner"]["id"]})
+    assert bad.status_code == 422
+    assert await role_of(db, ws.id, users["owner"]["id"]) == "owner"
+
+    response = await post_form(
+        client, f"/ui/workspaces/{ws.slug}/transfer", {"user_id": users["member"]["id"]}
+    )
+
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/ui/workspaces/{ws.slug}?notice=ownership_moved"
+    assert await role_of(db, ws.id, users["member"]["id"]) == "owner"
+    assert await role_of(db, ws.id, users["owner"]["id"]) == "admin"
+    assert await role_of(db, ws.id, users["outsider"]["id"]) is None
+    notice = await client.get(response.headers["location"])
+    assert "The previous owner is now an admin." in notice.text
+
+
 # --- members -----------------------------------------------------------------------------------
 
 

@@ -361,6 +361,67 @@ async def test_transfer_moves_ownership(client: AsyncClient, db: AsyncSession) -
     assert "workspace.transferred" in await actions(db, ws["id"])
 
 
+async def _roles(db: AsyncSession, workspace_id: str) -> dict[str, str]:
+    rows = await db.execute(
+        select(WorkspaceMember.user_id, WorkspaceMember.role).where(
+            WorkspaceMember.workspace_id == uuid.UUID(workspace_id)
+        )
+    )
+    return {str(user_id): role for user_id, role in rows.all()}
+
+
+async def test_an_administrator_hands_over_a_workspace_they_do_not_belong_to(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    team = await _team(client, db)
+    ws, owner_id, target = team["ws"][0], team["owner"][0]["id"], team["member"][0]["id"]
+    admin, admin_headers = await signed_in(client)
+    url = f"{WS}/{ws['slug']}/transfer"
+    assert_problem(await client.post(url, json={"user_id": target}, headers=admin_headers), 404, "not_found")
+    await grant_admin(db, admin["id"])
+    before = await _roles(db, ws["id"])
+    stranger, _ = await signed_in(client)
+    for user_id in (stranger["id"], owner_id, admin["id"]):  # not members, or already the owner
+        response = await client.post(url, json={"user_id": user_id}, headers=admin_headers)
+        assert_problem(response, 422, "validation_error")
+    assert await _roles(db, ws["id"]) == before
+
+    response = await client.post(url, json={"user_id": target}, headers=admin_headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["owner_id"] == target
+    assert response.json()["my_role"] is None  # still not a member
+    roles = await _roles(db, ws["id"])
+    assert (roles[target], roles[owner_id]) == ("owner", "admin")
+    assert list(roles.values()).count("owner") == 1
+    assert admin["id"] not in roles
+    event = await db.scalar(
+        select(AuditEvent)
+        .where(AuditEvent.action == "workspace.transferred", AuditEvent.target_id == ws["id"])
+        .order_by(AuditEvent.seq.desc())
+    )
+    assert event is not None
+    assert (event.actor_id, event.data) == (admin["id"], {"from": owner_id, "to": target})
+
+
+async def test_a_member_holding_workspaces_admin_may_hand_over_to_themselves(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    team = await _team(client, db)
+    ws, (viewer, viewer_headers) = team["ws"][0], team["viewer"]
+    url = f"{WS}/{ws['id']}/transfer"
+    assert_problem(
+        await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers),
+        403,
+        "permission_denied",
+    )
+    await grant_admin(db, viewer["id"])
+    response = await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers)
+    assert response.status_code == 200, response.text
+    assert (response.json()["owner_id"], response.json()["my_role"]) == (viewer["id"], "owner")
+    assert (await _roles(db, ws["id"]))[team["owner"][0]["id"]] == "admin"
+
+
 # --- invitations -----------------------------------------------------------------------------
 
 

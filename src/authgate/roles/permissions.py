@@ -10,7 +10,7 @@ PERMISSIONS: dict[str, str] = {
     "roles:manage": "Create, change and delete roles",
     "roles:assign": "Assign roles to users",
     "audit:read": "Read the audit log",
-    "workspaces:admin": "List and inspect every workspace",
+    "workspaces:admin": "List and inspect every workspace, and hand over its ownership",
     "tokens:introspect": "Introspect access tokens (RFC 7662)",
     "outbox:read": "Inspect the message outbox, including dead messages",
 }

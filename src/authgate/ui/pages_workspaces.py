@@ -34,7 +34,7 @@ from authgate.ui.console import (
 from authgate.ui.pages_common import PageError, next_link, page_params, undo, with_notices
 from authgate.workspaces.dependencies import WorkspaceServiceDep, caller_of
 from authgate.workspaces.schemas import WorkspaceCreate, WorkspaceUpdate
-from authgate.workspaces.service import ROLE_RANK, WorkspaceAccess, WorkspaceService
+from authgate.workspaces.service import ADMIN_PERMISSION, ROLE_RANK, WorkspaceAccess, WorkspaceService
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -46,6 +46,7 @@ NOTICES = {
     "left": "You left the workspace.",
     "invitation_revoked": "The invitation was revoked.",
     "transferred": "Ownership was transferred. You are now an admin of the workspace.",
+    "ownership_moved": "Ownership was transferred. The previous owner is now an admin.",
     "joined": "Welcome! You joined the workspace.",
 }
 ASSIGNABLE = ("admin", "member", "viewer")
@@ -91,14 +92,12 @@ def _snapshot(access: WorkspaceAccess) -> WorkspaceSnapshot:
     return WorkspaceSnapshot(w.id, w.slug, w.name, w.description, w.owner_id, w.created_at, access.role)
 
 
-def workspace_page(minimum: str, *, admin_read: bool = False) -> Callable[..., Awaitable[WorkspacePage]]:
+def workspace_page(minimum: str, *, admin: bool = False) -> Callable[..., Awaitable[WorkspacePage]]:
     """Resolve `{ws}` for a page like the API's `workspace_access(minimum)`: 404 page, 403 page, or go."""
 
     async def dependency(ws: str, console: SignedInConsole, workspaces: WorkspaceServiceDep) -> WorkspacePage:
         try:
-            access = await workspaces.resolve(
-                ws, caller_of(console.signed_in), minimum=minimum, admin_read=admin_read
-            )
+            access = await workspaces.resolve(ws, caller_of(console.signed_in), minimum=minimum, admin=admin)
         except AuthgateError as exc:
             raise PageError(console, exc) from exc
         return WorkspacePage(console, access, _snapshot(access))
@@ -106,10 +105,11 @@ def workspace_page(minimum: str, *, admin_read: bool = False) -> Callable[..., A
     return dependency
 
 
-Reader = Annotated[WorkspacePage, Depends(workspace_page("viewer", admin_read=True))]
+Reader = Annotated[WorkspacePage, Depends(workspace_page("viewer", admin=True))]
 MemberPage = Annotated[WorkspacePage, Depends(workspace_page("viewer"))]
 AdminPage = Annotated[WorkspacePage, Depends(workspace_page("admin"))]
 OwnerPage = Annotated[WorkspacePage, Depends(workspace_page("owner"))]
+TransferPage = Annotated[WorkspacePage, Depends(workspace_page("owner", admin=True))]
 
 
 def workspace_template(
@@ -189,11 +189,14 @@ async def _overview(
 ) -> HTMLResponse:
     ws = page.ws
     others: list[Any] = []
-    if ws.role == "owner":  # candidates for a transfer
+    # The owner hands over their workspace; holders of `workspaces:admin` may hand over any.
+    hands_over = ws.role == "owner" or ADMIN_PERMISSION in caller_of(page.console.signed_in).permissions
+    if hands_over:  # candidates: every member but the owner
         rows, _ = await workspaces.list_members(page.access, PageParams(limit=200))
-        others = [m for m in rows if m.user_id != page.console.signed_in_user_id]
+        others = [m for m in rows if m.user_id != ws.owner_id]
     context = {
         "ws": ws,
+        "hands_over": hands_over,
         "values": values or {"name": ws.name, "slug": ws.slug, "description": ws.description},
         "transfer_candidates": [
             (str(m.user_id), f"{m.user.full_name or m.user.email} ({m.role})") for m in others
@@ -233,9 +236,10 @@ async def update_workspace(
 
 @router.post("/workspaces/{ws}/transfer", response_model=None)
 async def transfer_workspace(
-    console: SignedInConsole, form: CheckedForm, page: OwnerPage, workspaces: WorkspaceServiceDep
+    console: SignedInConsole, form: CheckedForm, page: TransferPage, workspaces: WorkspaceServiceDep
 ) -> Response:
-    """Hand ownership to another member (owner only); the previous owner stays on as admin."""
+    """Hand ownership to another member (the owner, or any `workspaces:admin` holder); the previous
+    owner stays on as admin."""
     try:
         target = uuid.UUID(text_field(form, "user_id"))
     except ValueError:
@@ -246,7 +250,8 @@ async def transfer_workspace(
     except AuthgateError as exc:
         await undo(console, page.access.workspace)
         return await _overview(page, workspaces, errors=errors_from_domain(exc))
-    return redirect(console, f"{page.ws.href}?notice=transferred")
+    notice = "transferred" if page.ws.role == "owner" else "ownership_moved"
+    return redirect(console, f"{page.ws.href}?notice={notice}")
 
 
 @router.post("/workspaces/{ws}/delete", response_model=None)

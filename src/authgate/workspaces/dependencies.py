@@ -40,10 +40,10 @@ async def get_caller(principal: CurrentUser) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def workspace_access(minimum: str, *, admin_read: bool = False) -> Callable[..., Awaitable[WorkspaceAccess]]:
+def workspace_access(minimum: str, *, admin: bool = False) -> Callable[..., Awaitable[WorkspaceAccess]]:
     """A dependency admitting members with at least `minimum` (404 for non-members, 403 when too low).
 
-    With `admin_read`, holders of `workspaces:admin` may read a workspace they do not belong to.
+    With `admin`, holders of `workspaces:admin` pass too, whatever their role in the workspace.
     """
 
     async def dependency(
@@ -51,13 +51,14 @@ def workspace_access(minimum: str, *, admin_read: bool = False) -> Callable[...,
         caller: CallerDep,
         workspaces: WorkspaceServiceDep,
     ) -> WorkspaceAccess:
-        return await workspaces.resolve(ws, caller, minimum=minimum, admin_read=admin_read)
+        return await workspaces.resolve(ws, caller, minimum=minimum, admin=admin)
 
-    dependency.__name__ = f"workspace_{minimum}{'_or_admin' if admin_read else ''}"
+    dependency.__name__ = f"workspace_{minimum}{'_or_admin' if admin else ''}"
     return dependency
 
 
-WorkspaceReader = Annotated[WorkspaceAccess, Depends(workspace_access("viewer", admin_read=True))]
+WorkspaceReader = Annotated[WorkspaceAccess, Depends(workspace_access("viewer", admin=True))]
 WorkspaceMemberAccess = Annotated[WorkspaceAccess, Depends(workspace_access("viewer"))]
 WorkspaceAdmin = Annotated[WorkspaceAccess, Depends(workspace_access("admin"))]
 WorkspaceOwner = Annotated[WorkspaceAccess, Depends(workspace_access("owner"))]
+WorkspaceOwnerOrAdmin = Annotated[WorkspaceAccess, Depends(workspace_access("owner", admin=True))]

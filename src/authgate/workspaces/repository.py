@@ -96,6 +96,13 @@ class WorkspaceRepository:
             stmt = stmt.execution_options(populate_existing=True)
         return await self.session.scalar(stmt)
 
+    async def get_owner(self, workspace_id: uuid.UUID) -> WorkspaceMember:
+        """The owner's membership, re-read (a workspace always has exactly one)."""
+        stmt = select(WorkspaceMember).where(
+            WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.role == "owner"
+        )
+        return (await self.session.scalars(stmt.execution_options(populate_existing=True))).one()
+
     async def member_by_email(self, workspace_id: uuid.UUID, email_normalized: str) -> bool:
         stmt = (
             select(WorkspaceMember.id)

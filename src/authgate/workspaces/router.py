@@ -28,6 +28,7 @@ from authgate.workspaces.dependencies import (
     WorkspaceAdmin,
     WorkspaceMemberAccess,
     WorkspaceOwner,
+    WorkspaceOwnerOrAdmin,
     WorkspaceReader,
     WorkspaceServiceDep,
 )
@@ -185,9 +186,14 @@ async def remove_member(
 
 @router.post("/{ws}/transfer", responses=problem_schema(*WS_PROBLEMS, InvalidInputError))
 async def transfer_workspace(
-    body: TransferRequest, access: WorkspaceOwner, workspaces: WorkspaceServiceDep
+    body: TransferRequest, access: WorkspaceOwnerOrAdmin, workspaces: WorkspaceServiceDep
 ) -> WorkspaceRead:
-    """Hand ownership to another member (owner only); you stay on as admin. A non-member target is 422."""
+    """Hand ownership to another member; the previous owner stays on as admin. A target who is not a
+    member, or already the owner, is 422.
+
+    The owner transfers their own workspace. Holders of `workspaces:admin` may transfer any workspace,
+    one whose owner's account was deleted for instance, without being a member.
+    """
     return _read(await workspaces.transfer(access, body.user_id))
 
 

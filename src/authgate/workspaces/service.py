@@ -78,11 +78,15 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class WorkspaceAccess:
-    """A resolved workspace and the caller's role in it (None: a `workspaces:admin` reading)."""
+    """A resolved workspace and the caller's role in it (None: not a member).
+
+    `by_permission` is set when `workspaces:admin` let the caller in, not their role here.
+    """
 
     workspace: Workspace
     role: str | None
     caller: Caller
+    by_permission: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +105,13 @@ class WorkspaceService:
     # --- access -------------------------------------------------------------------------------
 
     async def resolve(
-        self, ref: str, caller: Caller, *, minimum: str, admin_read: bool = False
+        self, ref: str, caller: Caller, *, minimum: str, admin: bool = False
     ) -> WorkspaceAccess:
         """The workspace named by id or slug and the caller's role; 404 unless a member, 403 if too low.
 
         Existence is never revealed: unknown, deleted, out-of-key-scope and not-a-member all answer
-        the same 404 before any role is looked at.
+        the same 404 before any role is looked at. With `admin`, holders of `workspaces:admin` pass
+        whatever their role (reading any workspace, handing one over).
         """
         workspace = await self._repo.get_by_ref(ref)
         if workspace is None:
@@ -114,13 +119,14 @@ class WorkspaceService:
         if caller.bound_workspace_id is not None and caller.bound_workspace_id != workspace.id:
             raise NotFoundError("Workspace not found")
         member = await self._repo.get_member(workspace.id, caller.user.id)
+        role = member.role if member else None
+        if role is not None and ROLE_RANK[role] >= ROLE_RANK[minimum]:
+            return WorkspaceAccess(workspace, role, caller)
+        if admin and ADMIN_PERMISSION in caller.permissions:
+            return WorkspaceAccess(workspace, role, caller, by_permission=True)
         if member is None:
-            if admin_read and ADMIN_PERMISSION in caller.permissions:
-                return WorkspaceAccess(workspace, None, caller)
             raise NotFoundError("Workspace not found")
-        if ROLE_RANK[member.role] < ROLE_RANK[minimum]:
-            raise PermissionDeniedError(f"This needs the {minimum} role in the workspace")
-        return WorkspaceAccess(workspace, member.role, caller)
+        raise PermissionDeniedError(f"This needs the {minimum} role in the workspace")
 
     # --- workspaces ---------------------------------------------------------------------------
 
@@ -293,30 +299,39 @@ class WorkspaceService:
         )
 
     async def transfer(self, access: WorkspaceAccess, user_id: uuid.UUID) -> WorkspaceView:
-        """Make another member the owner; the previous owner stays on as admin."""
-        await self._repo.lock(access.workspace.id)
-        if user_id == access.caller.user.id:
+        """Make another member the owner; the previous owner stays on as admin.
+
+        The owner hands over their own workspace. A holder of `workspaces:admin` may hand over any,
+        such as one whose owner's account was deleted (the purge keeps such an account until then).
+        """
+        workspace, caller = access.workspace, access.caller
+        await self._repo.lock(workspace.id)
+        if not access.by_permission and user_id == caller.user.id:
             raise InvalidInputError("You already own this workspace", ("body", "user_id"))
-        target = await self._repo.get_member(access.workspace.id, user_id)
+        owner = await self._repo.get_owner(workspace.id)
+        if not access.by_permission and owner.user_id != caller.user.id:  # lost it to a concurrent transfer
+            raise PermissionDeniedError("This needs the owner role in the workspace")
+        if user_id == owner.user_id:
+            raise InvalidInputError("This member already owns the workspace", ("body", "user_id"))
+        target = await self._repo.get_member(workspace.id, user_id, fresh=True)
         if target is None:
             raise InvalidInputError("The new owner must be a member of the workspace", ("body", "user_id"))
-        me = await self._repo.get_member(access.workspace.id, access.caller.user.id, fresh=True)
-        if me is None or me.role != "owner":  # lost ownership to a concurrent transfer
-            raise PermissionDeniedError("This needs the owner role in the workspace")
         # Demote first and flush: the one-owner index is checked row by row.
-        me.role = "admin"
+        owner.role = "admin"
         await self._repo.session.flush()
         target.role = "owner"
-        access.workspace.owner_id = user_id
+        workspace.owner_id = user_id
         await self._repo.session.flush()
         await self._audit.record(
             "workspace.transferred",
-            actor=access.caller.actor,
+            actor=caller.actor,
             target_type="workspace",
-            target_id=access.workspace.id,
-            data={"from": str(access.caller.user.id), "to": str(user_id)},
+            target_id=workspace.id,
+            data={"from": str(owner.user_id), "to": str(user_id)},
         )
-        return WorkspaceView(access.workspace, "admin")
+        if caller.user.id == user_id:
+            return WorkspaceView(workspace, "owner")
+        return WorkspaceView(workspace, "admin" if caller.user.id == owner.user_id else access.role)
 
     # --- invitations --------------------------------------------------------------------------
 
