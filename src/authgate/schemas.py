@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 T = TypeVar("T")
 
@@ -55,6 +55,19 @@ Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)
 Username = Annotated[str, StringConstraints(max_length=32), AfterValidator(_username)]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize_phone)]
 Name = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
+
+
+def _unicode_text(value: SecretStr) -> SecretStr:
+    """JSON may carry a lone surrogate (`"\\ud800"`): valid JSON, not text. Plain `str` fields refuse
+    it already; a secret must too, before it is hashed or compared as UTF-8."""
+    try:
+        value.get_secret_value().encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+Secret = Annotated[SecretStr, AfterValidator(_unicode_text)]  # passwords and single-use tokens
 
 
 def openapi_problem_schema() -> dict[str, Any]:

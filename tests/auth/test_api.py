@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
@@ -78,6 +80,53 @@ async def test_register_rejects_weak_passwords(client: AsyncClient, password: st
     )
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["type"] == error_type
+
+
+async def test_register_takes_a_long_password_and_it_signs_in(client: AsyncClient) -> None:
+    password = ("Vx9-lantern-harbor-quiet-" * 6)[:128]
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": "long@example.com", "password": password}
+    )
+    assert response.status_code == 201, response.text
+    assert (await login(client, "long@example.com", password))["access_token"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/auth/register", "password"),
+        ("/api/v1/auth/login", "password"),
+        ("/api/v1/auth/password/reset", "token"),
+        ("/api/v1/auth/password/reset", "new_password"),
+    ],
+)
+async def test_a_lone_surrogate_in_a_secret_is_422(
+    client: AsyncClient, db: AsyncSession, path: str, field: str
+) -> None:
+    """Valid JSON, not text: refused before anything is hashed or stored."""
+    body = {
+        "email": "surrogate@example.com",
+        "password": PASSWORD,
+        "token": "t" * 20,
+        "new_password": PASSWORD,
+    }
+    body = {k: v for k, v in body.items() if k in _FIELDS[path]}
+    body[field] = "Abc\ud800-lantern-harbor-9"
+    raw = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape `\\ud800`
+    response = await client.post(path, content=raw, headers={"content-type": "application/json"})
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"][0]["loc"] == ["body", field]
+    assert (
+        await db.scalar(select(func.count()).select_from(User).where(User.email == "surrogate@example.com"))
+        == 0
+    )
+
+
+_FIELDS = {
+    "/api/v1/auth/register": {"email", "password"},
+    "/api/v1/auth/login": {"email", "password"},
+    "/api/v1/auth/password/reset": {"token", "new_password"},
+}
 
 
 async def test_register_rejects_password_containing_email(client: AsyncClient) -> None:

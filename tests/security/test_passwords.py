@@ -124,3 +124,16 @@ def test_policy_rejections(password: str, kind: str) -> None:
 
 def test_policy_accepts_a_passphrase() -> None:
     check_password_policy("correct horse battery staple", PasswordPolicy(), user_inputs=["bob@example.com"])
+
+
+@pytest.mark.parametrize("length", [72, 73, 100, 128])
+def test_policy_takes_every_length_up_to_the_maximum(length: int) -> None:
+    """The strength estimate reads at most 72 characters; a longer password is not an error."""
+    password = ("Vx9-lantern-harbor-quiet-" * 6)[:length]
+    check_password_policy(password, PasswordPolicy(), user_inputs=["bob@example.com"])
+
+
+def test_policy_errors_name_the_field_they_are_about() -> None:
+    with pytest.raises(InvalidInputError) as rejected:
+        check_password_policy("password123", PasswordPolicy(), user_inputs=[], field="new_password")
+    assert rejected.value.extensions["errors"][0]["loc"] == ["body", "new_password"]

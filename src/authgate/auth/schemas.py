@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from authgate.schemas import APIModel
+from authgate.schemas import APIModel, Secret
 from authgate.users.schemas import UserRead
 
 
@@ -15,7 +15,7 @@ class LoginRequest(APIModel):
 
     email: str | None = Field(default=None, max_length=320)
     username: str | None = Field(default=None, max_length=64)
-    password: SecretStr = Field(min_length=1, max_length=1024)
+    password: Secret = Field(min_length=1, max_length=1024)
 
     @model_validator(mode="after")
     def _one_identifier(self) -> Self:

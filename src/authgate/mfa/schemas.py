@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from authgate.schemas import APIModel
+from authgate.schemas import APIModel, Secret
 
 
 class TotpSetupRead(APIModel):
@@ -18,7 +18,7 @@ class MfaCodeBody(APIModel):
 
 
 class MfaDisableBody(APIModel):
-    password: SecretStr = Field(min_length=1, max_length=1024)
+    password: Secret = Field(min_length=1, max_length=1024)
     code: str = Field(min_length=6, max_length=32, description="A TOTP code or a recovery code")
 
 

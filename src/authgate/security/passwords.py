@@ -28,6 +28,9 @@ class ClientGoneError(Exception):
     """The client disconnected while its hash waited; the work is skipped."""
 
 
+ZXCVBN_MAX_LENGTH = 72
+
+
 def normalize_password(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
 
@@ -93,10 +96,15 @@ class PasswordHasher:
         return await self._run(lambda: self._hash.verify_and_update(plain, digest), client_gone)
 
 
-def check_password_policy(password: str, policy: PasswordPolicy, *, user_inputs: list[str | None]) -> None:
-    """Reject short, long, common, weak, or personal passwords with a 422 that says why."""
+def check_password_policy(
+    password: str, policy: PasswordPolicy, *, user_inputs: list[str | None], field: str = "password"
+) -> None:
+    """Reject short, long, common, weak, or personal passwords with a 422 that says why.
+
+    `field` names the body field in the error's `loc` (`new_password` on change and reset).
+    """
     plain = normalize_password(password)
-    loc = ("body", "password")
+    loc = ("body", field)
     if not policy.min_length <= len(plain) <= policy.max_length:
         raise InvalidInputError(
             f"Password must be {policy.min_length} to {policy.max_length} characters", loc, "password_length"
@@ -110,7 +118,8 @@ def check_password_policy(password: str, policy: PasswordPolicy, *, user_inputs:
             raise InvalidInputError(
                 "Password must not contain your email or username", loc, "password_personal"
             )
-    result = zxcvbn(plain[:100], user_inputs=[v for v in user_inputs if v])
+    # zxcvbn refuses longer input (its matching is quadratic); the first characters decide anyway.
+    result = zxcvbn(plain[:ZXCVBN_MAX_LENGTH], user_inputs=[v for v in user_inputs if v])
     if result["score"] < policy.min_strength:
         hint = result["feedback"].get("warning") or "Use a longer passphrase or more varied characters"
         raise InvalidInputError(f"Password is too weak: {hint}", loc, "password_weak")

@@ -18,7 +18,6 @@ from authgate.ratelimit.dependencies import RateLimiterDep, client_ip
 from authgate.ui.console import (
     CheckedForm,
     ConsoleDep,
-    FormErrors,
     SignedInConsole,
     errors_from_domain,
     errors_from_validation,
@@ -164,7 +163,7 @@ async def reset_submit(
         return _bad_link(console, "password_reset.html")
     except AuthgateError as exc:
         await console.rollback()
-        errors = _password_errors(exc)
+        errors = errors_from_domain(exc)
         return render(
             console,
             "password_reset.html",
@@ -173,14 +172,6 @@ async def reset_submit(
             headers=retry_headers(exc),
         )
     return signed_out_redirect(console, "/ui/login?notice=password_reset")
-
-
-def _password_errors(exc: AuthgateError) -> FormErrors:
-    """The policy speaks of `password`; on these forms the field is `new_password`."""
-    errors = errors_from_domain(exc)
-    if "password" in errors.fields:
-        errors.fields["new_password"] = errors.fields.pop("password")
-    return errors
 
 
 # Links in emails sent before the paths settled on `/ui/password/...` keep working.

@@ -89,8 +89,6 @@ async def password_submit(
     except AuthgateError as exc:
         await console.rollback()
         errors = _with_field(errors_from_domain(exc), "invalid_credentials", "current_password", exc)
-        if "password" in errors.fields:  # the policy names the field `password`
-            errors.fields["new_password"] = errors.fields.pop("password")
     else:
         return redirect(console, "/ui/security/password?notice=password_changed")
     return render(console, "security_password.html", {"errors": errors}, status=errors.status)

@@ -3,11 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from authgate.schemas import APIModel, Email, Name, Phone, Username
-
-Password = SecretStr
+from authgate.schemas import APIModel, Email, Name, Phone, Secret, Username
 
 
 class UserRead(APIModel):
@@ -28,7 +26,7 @@ class UserRead(APIModel):
 
 class UserRegister(APIModel):
     email: Email
-    password: SecretStr = Field(min_length=8, max_length=128)
+    password: Secret = Field(min_length=8, max_length=128)
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
@@ -46,7 +44,7 @@ class UserCreateAdmin(APIModel):
     """An admin-created account; without a password the user is invited by email to set one."""
 
     email: Email
-    password: SecretStr | None = Field(default=None, min_length=8, max_length=128)
+    password: Secret | None = Field(default=None, min_length=8, max_length=128)
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
@@ -62,4 +60,4 @@ class UserUpdateAdmin(APIModel):
 
 
 class UserDeleteMe(APIModel):
-    password: SecretStr = Field(max_length=1024)
+    password: Secret = Field(max_length=1024)

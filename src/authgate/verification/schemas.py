@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, StringConstraints
+from pydantic import Field, StringConstraints
 
-from authgate.schemas import APIModel, Email, Phone
+from authgate.schemas import APIModel, Email, Phone, Secret
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -34,9 +34,9 @@ class PasswordForgot(APIModel):
 
 class PasswordReset(APIModel):
     token: Token
-    new_password: SecretStr = Field(min_length=8, max_length=128)
+    new_password: Secret = Field(min_length=8, max_length=128)
 
 
 class PasswordChange(APIModel):
-    current_password: SecretStr = Field(min_length=1, max_length=1024)
-    new_password: SecretStr = Field(min_length=8, max_length=128)
+    current_password: Secret = Field(min_length=1, max_length=1024)
+    new_password: Secret = Field(min_length=8, max_length=128)

@@ -202,7 +202,12 @@ class PasswordService:
         user = await self._users.get(row.user_id) if row.user_id else None
         if user is None or not user.is_active or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
-        check_password_policy(new_password, self._settings.password, user_inputs=[user.email, user.username])
+        check_password_policy(
+            new_password,
+            self._settings.password,
+            user_inputs=[user.email, user.username],
+            field="new_password",
+        )
         await end_read(self._db)  # no pooled connection is held while the hash runs
         digest = await self._passwords.hash(new_password)
         await self._tokens.consume(row)
@@ -228,7 +233,12 @@ class PasswordService:
         valid, _ = await self._passwords.verify(current_password, stored)
         if not valid:
             raise WrongPasswordError()
-        check_password_policy(new_password, self._settings.password, user_inputs=[user.email, user.username])
+        check_password_policy(
+            new_password,
+            self._settings.password,
+            user_inputs=[user.email, user.username],
+            field="new_password",
+        )
         digest = await self._passwords.hash(new_password)
         user.password_hash = digest
         await self._tokens.revoke_all(user.id)  # a pending reset link must not undo this change

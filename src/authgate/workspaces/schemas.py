@@ -7,9 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
-from authgate.schemas import APIModel, Email
+from authgate.schemas import APIModel, Email, Secret
 
 WorkspaceRole = Literal["owner", "admin", "member", "viewer"]
 AssignableRole = Literal["admin", "member", "viewer"]  # owner only moves by transfer
@@ -120,4 +120,4 @@ class InvitationCreated(InvitationRead):
 
 
 class InvitationAccept(APIModel):
-    token: SecretStr = Field(min_length=1, max_length=256)
+    token: Secret = Field(min_length=1, max_length=256)
