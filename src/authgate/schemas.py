@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import phonenumbers
@@ -68,6 +69,14 @@ def _unicode_text(value: SecretStr) -> SecretStr:
 
 
 Secret = Annotated[SecretStr, AfterValidator(_unicode_text)]  # passwords and single-use tokens
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# A time in a filter: ISO 8601; without an offset (`2026-01-01`, `2026-01-01T08:00`) it is UTC.
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 def openapi_problem_schema() -> dict[str, Any]:

@@ -80,6 +80,11 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert await ids(f"created_after={future}") == set()
     assert zed["id"] in await ids(f"created_before={future}")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()  # no offset: UTC
+    assert await ids(f"created_after={tomorrow}") == set()
+    assert zed["id"] in await ids(f"created_before={tomorrow}")
+    assert zed["id"] in await ids(f"created_before={future.removesuffix('Z')}")
+    assert await ids("created_before=2000-01-01") == set()
     assert_problem(
         await client.get("/api/v1/users?created_after=yesterday", headers=headers), 422, "validation_error"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -26,7 +25,7 @@ from authgate.errors import (
 )
 from authgate.pagination import PageParamsDep
 from authgate.roles.schemas import RoleAssignment
-from authgate.schemas import Page
+from authgate.schemas import Page, Timestamp
 from authgate.users.admin_service import UserFilters
 from authgate.users.dependencies import UserAdminServiceDep, UserServiceDep
 from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
@@ -78,8 +77,12 @@ async def list_users(
     ] = None,
     is_active: bool | None = None,
     role: Annotated[str | None, Query(max_length=64, description="Users holding this role")] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Annotated[
+        Timestamp | None, Query(description="Created at or after (ISO 8601; UTC unless an offset is given)")
+    ] = None,
+    created_before: Annotated[
+        Timestamp | None, Query(description="Created before (ISO 8601; UTC unless an offset is given)")
+    ] = None,
     deleted: Annotated[bool, Query(description="List soft-deleted users instead")] = False,
 ) -> Page[UserRead]:
     """Users, newest first. Needs `users:read`."""
