@@ -8,7 +8,16 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 T = TypeVar("T")
 
@@ -19,6 +28,20 @@ class APIModel(BaseModel):
     """Base of every request and response body: unknown fields are rejected (422)."""
 
     model_config = ConfigDict(from_attributes=True, extra="forbid", str_strip_whitespace=False)
+
+
+Flag = StrictBool  # a JSON true or false in a request body: no "yes", 1 or "false" read as a boolean
+
+
+def refuse_null(*fields: str) -> Any:
+    """For PATCH fields that can be changed but not cleared: leaving one out keeps it, null is 422."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
+
+    return field_validator(*fields, mode="before")(check)
 
 
 class Page(APIModel, Generic[T]):

@@ -117,6 +117,12 @@ async def test_update_settings(client: AsyncClient) -> None:
         {"profile_visibility": "everyone"},
         {"theme": "neon"},
         {"security_alerts": "yes please"},
+        {"security_alerts": "yes"},
+        {"marketing_emails": 1},
+        {"marketing_emails": "false"},
+        {"theme": None},
+        {"profile_visibility": None},
+        {"security_alerts": None},
         {"x": 1},
     ):
         assert_problem(
@@ -124,7 +130,10 @@ async def test_update_settings(client: AsyncClient) -> None:
             422,
             "validation_error",
         )
-    assert (await client.get("/api/v1/users/me/settings", headers=headers)).json()["theme"] == "dark"
+    assert (await client.get("/api/v1/users/me/settings", headers=headers)).json() == {
+        **body,
+        "security_alerts": True,
+    }
 
 
 async def test_profile_needs_authentication(client: AsyncClient) -> None:

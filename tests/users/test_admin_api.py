@@ -195,7 +195,16 @@ async def test_admin_update_fields(client: AsyncClient, db: AsyncSession) -> Non
 
 @pytest.mark.parametrize(
     "body",
-    [{"email": "new@example.com"}, {"is_active": "maybe"}, {"username": "x"}, {"roles": ["admin"]}],
+    [
+        {"email": "new@example.com"},
+        {"is_active": "maybe"},
+        {"is_active": "false"},
+        {"is_active": 0},
+        {"is_active": None},
+        {"email_verified": None},
+        {"username": "x"},
+        {"roles": ["admin"]},
+    ],
 )
 async def test_admin_update_bad_input_changes_nothing(
     client: AsyncClient, db: AsyncSession, body: dict[str, object]

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, StringConstraints
 
-from authgate.schemas import APIModel
+from authgate.schemas import APIModel, Flag, refuse_null
 
 # BCP 47 language tags, the common subset: language[-script][-region][-variant...][-extension...]
 _BCP47 = re.compile(
@@ -83,7 +83,11 @@ class SettingsRead(APIModel):
 
 
 class SettingsUpdate(APIModel):
+    """Settings to change; each can be changed, none cleared (null is 422)."""
+
     profile_visibility: Visibility | None = None
-    security_alerts: bool | None = None
-    marketing_emails: bool | None = None
+    security_alerts: Flag | None = None
+    marketing_emails: Flag | None = None
     theme: Theme | None = None
+
+    _not_null = refuse_null("profile_visibility", "security_alerts", "marketing_emails", "theme")

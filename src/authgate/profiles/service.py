@@ -66,7 +66,7 @@ class ProfileService:
 
     async def update_settings(self, user_id: uuid.UUID, data: SettingsUpdate) -> UserSettings:
         row = await self.settings(user_id)
-        for field, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+        for field, value in data.model_dump(exclude_unset=True).items():
             setattr(row, field, value)
         await self._db.flush()
         return row

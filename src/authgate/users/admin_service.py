@@ -175,9 +175,6 @@ class UserAdminService:
         user = await self.get(user_id)
         self._check_manageable(user, held)
         changes = data.model_dump(exclude_unset=True)
-        for field in ("is_active", "email_verified"):
-            if field in changes and changes[field] is None:
-                changes.pop(field)  # these can be changed, not removed
         return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> None:

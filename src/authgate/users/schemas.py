@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from authgate.schemas import APIModel, Email, Name, Phone, Secret, Username
+from authgate.schemas import APIModel, Email, Flag, Name, Phone, Secret, Username, refuse_null
 
 
 class UserRead(APIModel):
@@ -48,15 +48,17 @@ class UserCreateAdmin(APIModel):
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
-    email_verified: bool = False
+    email_verified: Flag = False
 
 
 class UserUpdateAdmin(APIModel):
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
-    is_active: bool | None = None
-    email_verified: bool | None = None
+    is_active: Flag | None = None
+    email_verified: Flag | None = None
+
+    _not_null = refuse_null("is_active", "email_verified")  # these can be changed, not removed
 
 
 class UserDeleteMe(APIModel):
