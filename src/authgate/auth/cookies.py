@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from starlette.responses import Response
 
@@ -24,6 +24,9 @@ REFRESH_COOKIE_PATH = "/api/v1/auth"
 # left behind after a rotation would later look like a reused token and revoke the session.
 CONSOLE_REFRESH_COOKIE = "authgate_ui_refresh"
 CONSOLE_PATH = "/ui"
+# Spelled as SPEC §4 writes it (`SameSite=Lax`); Starlette's type admits only the lower-case form and
+# writes the value as given. Browsers read the attribute in any letter case.
+SAME_SITE = cast(Literal["lax"], "Lax")
 
 
 def set_auth_cookies(
@@ -42,7 +45,7 @@ def set_auth_cookies(
         max_age=int(settings.access_token_ttl.total_seconds()),
         httponly=True,
         secure=secure,
-        samesite="lax",
+        samesite=SAME_SITE,
         path="/",
     )
     response.set_cookie(
@@ -51,7 +54,7 @@ def set_auth_cookies(
         max_age=int(settings.refresh_token_ttl.total_seconds()),
         httponly=True,
         secure=secure,
-        samesite="lax",
+        samesite=SAME_SITE,
         path=REFRESH_COOKIE_PATH,
     )
     response.set_cookie(
@@ -60,7 +63,7 @@ def set_auth_cookies(
         max_age=int(settings.refresh_token_ttl.total_seconds()),
         httponly=True,
         secure=secure,
-        samesite="lax",
+        samesite=SAME_SITE,
         path=CONSOLE_PATH,
     )
     set_csrf_cookie(response, settings, csrf_token or new_csrf_token())
@@ -78,21 +81,21 @@ def set_csrf_cookie(response: Response, settings: Settings, value: str) -> None:
         max_age=int(settings.refresh_token_ttl.total_seconds()),
         httponly=False,
         secure=settings.secure_cookies,
-        samesite="lax",
+        samesite=SAME_SITE,
         path="/",
     )
 
 
 def clear_auth_cookies(response: Response, settings: Settings) -> None:
     secure = settings.secure_cookies
-    response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+    response.delete_cookie(ACCESS_COOKIE, path="/", secure=secure, httponly=True, samesite=SAME_SITE)
     response.delete_cookie(
-        REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=secure, httponly=True, samesite="lax"
+        REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, secure=secure, httponly=True, samesite=SAME_SITE
     )
     response.delete_cookie(
-        CONSOLE_REFRESH_COOKIE, path=CONSOLE_PATH, secure=secure, httponly=True, samesite="lax"
+        CONSOLE_REFRESH_COOKIE, path=CONSOLE_PATH, secure=secure, httponly=True, samesite=SAME_SITE
     )
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, samesite="lax")
+    response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, samesite=SAME_SITE)
 
 
 def token_response(issued: IssuedTokens, response: Response, settings: Settings) -> TokenResponse:
