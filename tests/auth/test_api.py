@@ -351,6 +351,28 @@ async def test_sessions_list_marks_current_and_delete(client: AsyncClient) -> No
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
 
 
+async def test_sessions_list_pages_with_limit_and_cursor(client: AsyncClient) -> None:
+    user = await register(client)
+    tokens = [await login(client, user["email"]) for _ in range(3)]
+    client.cookies.clear()
+    headers = bearer(tokens[-1]["access_token"])
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/api/v1/auth/sessions", params=params, headers=headers)).json()
+        assert len(page["items"]) <= 2
+        seen += [s["id"] for s in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 3
+    assert seen == sorted(seen, reverse=True)  # newest first
+    for params in ({"limit": 0}, {"limit": 201}, {"cursor": "!!"}):
+        response = await client.get("/api/v1/auth/sessions", params=params, headers=headers)
+        assert_problem(response, 422, "validation_error")
+
+
 async def test_cannot_delete_another_users_session(client: AsyncClient) -> None:
     _, alice = await signed_in(client)
     _, bob = await signed_in(client)

@@ -34,6 +34,7 @@ from authgate.errors import (
 from authgate.mfa.errors import MfaRequiredError
 from authgate.mfa.schemas import MfaRequiredRead
 from authgate.mfa.service import MfaPending
+from authgate.pagination import PageParamsDep
 from authgate.ratelimit.bruteforce import AccountThrottledError, login_identifier
 from authgate.ratelimit.dependencies import RateLimiterDep, client_ip, limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
@@ -268,9 +269,11 @@ async def logout_all(
 
 
 @router.get("/sessions", responses=AUTH_ERRORS)
-async def list_sessions(principal: UserSession, auth: AuthWorkflowDep) -> Page[SessionRead]:
+async def list_sessions(
+    principal: UserSession, auth: AuthWorkflowDep, page: PageParamsDep
+) -> Page[SessionRead]:
     """The caller's active sessions, newest first; `current` marks the one making this request."""
-    rows = await auth.list_sessions(principal.user_id)
+    rows, cursor = await auth.page_sessions(principal.user_id, page)
     items = [
         SessionRead(
             id=s.id,
@@ -282,7 +285,7 @@ async def list_sessions(principal: UserSession, auth: AuthWorkflowDep) -> Page[S
         )
         for s in rows
     ]
-    return Page[SessionRead](items=items, next_cursor=None)
+    return Page[SessionRead](items=items, next_cursor=cursor)
 
 
 @router.delete(

@@ -20,6 +20,7 @@ from authgate.errors import (
 from authgate.mfa.errors import MfaRequiredError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.ops.metrics import LOGINS
+from authgate.pagination import PageParams
 from authgate.ratelimit.bruteforce import LoginGuard, login_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.security.tokens import TokenService
@@ -192,6 +193,11 @@ class AuthWorkflow:
 
     async def list_sessions(self, user_id: uuid.UUID) -> list[LoginSession]:
         return await self._sessions.list_active(user_id)
+
+    async def page_sessions(
+        self, user_id: uuid.UUID, params: PageParams
+    ) -> tuple[list[LoginSession], str | None]:
+        return await self._sessions.page_active(user_id, params)
 
     def _tokens_for(self, user: User, issued: IssuedRefresh) -> IssuedTokens:
         access = self._tokens.issue_access(

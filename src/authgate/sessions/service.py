@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import utcnow, write_intent
 from authgate.errors import NotFoundError, RefreshReusedError, TokenInvalidError
 from authgate.logging import get_request_context
+from authgate.pagination import PageParams, fetch_page
 from authgate.sessions.models import LoginSession, RefreshToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -172,17 +173,22 @@ class SessionService:
         result = await self._db.execute(stmt.values(revoked_at=utcnow()))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def list_active(self, user_id: uuid.UUID) -> list[LoginSession]:
-        stmt = (
-            select(LoginSession)
-            .where(
-                LoginSession.user_id == user_id,
-                LoginSession.revoked_at.is_(None),
-                LoginSession.expires_at > utcnow(),
-            )
-            .order_by(LoginSession.id.desc())
+    def _active(self, user_id: uuid.UUID) -> Select[LoginSession]:
+        return select(LoginSession).where(
+            LoginSession.user_id == user_id,
+            LoginSession.revoked_at.is_(None),
+            LoginSession.expires_at > utcnow(),
         )
-        return list((await self._db.scalars(stmt)).all())
+
+    async def list_active(self, user_id: uuid.UUID) -> list[LoginSession]:
+        """Every active session of the user, newest first (the console's one page)."""
+        return list((await self._db.scalars(self._active(user_id).order_by(LoginSession.id.desc()))).all())
+
+    async def page_active(
+        self, user_id: uuid.UUID, params: PageParams
+    ) -> tuple[list[LoginSession], str | None]:
+        """One page of the user's active sessions, newest first, and the next cursor."""
+        return await fetch_page(self._db, self._active(user_id), LoginSession.id, params)
 
     async def revoke_own(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         """Revoke one of the user's sessions; another user's (or an unknown) session is 404."""
