@@ -68,6 +68,10 @@ class RateLimits(BaseModel):
     lockout_base_wait: Duration = timedelta(minutes=1)  # doubles with each further failure
     lockout_max_wait: Duration = timedelta(minutes=15)  # the cap: no account waits longer
     lockout_failure_reset: Duration = timedelta(hours=12)  # a quiet period that forgets old failures
+    # Let a client at an IP the account has signed in from past the wait (its password is still
+    # checked and its failures still count): failures from elsewhere cannot lock the owner out of
+    # their own network. Off by default: the wait then holds every address alike.
+    lockout_spares_known_ips: bool = False
 
 
 class OutboxSettings(BaseModel):

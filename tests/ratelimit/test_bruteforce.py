@@ -162,11 +162,26 @@ async def test_old_failures_are_forgotten_after_a_quiet_period(
     assert row.locked_until is None
 
 
+async def test_by_default_the_wait_holds_the_owner_at_a_known_address_too(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    """SPEC §12: a growing wait after N consecutive failures, wherever the attempts come from."""
+    guard_after(app)
+    user = await register(client)
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    ).status_code == 200
+    await fail(client, user["email"], N)
+    blocked = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(blocked, 429, "rate_limited")
+    assert int(blocked.headers["retry-after"]) > 0
+
+
 async def test_attacker_elsewhere_cannot_lock_the_owner_out_of_a_known_network(
     app: FastAPI, client: AsyncClient
 ) -> None:
-    """The trade-off: the wait holds every address except ones the account has signed in from."""
-    guard_after(app)
+    """With `lockout_spares_known_ips`: the wait holds every address except ones the account signed in from."""
+    guard_after(app, lockout_spares_known_ips=True)
     user = await register(client)
     assert (
         await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
@@ -186,7 +201,7 @@ async def test_attacker_elsewhere_cannot_lock_the_owner_out_of_a_known_network(
 
 
 async def test_failures_from_a_known_network_still_count(app: FastAPI, client: AsyncClient) -> None:
-    guard_after(app)
+    guard_after(app, lockout_spares_known_ips=True)
     user = await register(client)
     assert (
         await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})

@@ -13,10 +13,11 @@ once every time the wait ends. Two limits on that:
 
 * the wait is capped (`lockout_max_wait`, default 15 min), and attempts refused during the
   wait are not counted, so nobody can push it further out;
-* a client at an IP address from which the account has signed in before (it has a login
-  session from there) is not held by the wait: its password is checked as usual (its own
-  failures still count, and the per-IP request limits still apply). So a real user on a
-  network they use is never locked out by failures coming from elsewhere.
+* with `lockout_spares_known_ips` (off by default), a client at an IP address from which the
+  account has signed in before (it has a login session from there) is not held by the wait: its
+  password is checked as usual (its own failures still count, and the per-IP request limits
+  still apply). So a real user on a network they use is never locked out by failures coming
+  from elsewhere.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class LoginGuard:
         return min(wait, self._config.lockout_max_wait)
 
     async def check(self, session: AsyncSession, identifier: str, user_id: uuid.UUID | None) -> bool:
-        """Raise 429 while the identifier waits, unless the client's IP is one the account signed in from.
+        """Raise 429 while the identifier waits (with `lockout_spares_known_ips`, not at an IP the
+        account signed in from).
 
         Returns whether the identifier has failures on record (a success then `reset`s them).
         """
@@ -86,7 +88,7 @@ class LoginGuard:
         remaining = (row.locked_until - utcnow()).total_seconds()
         if remaining <= 0:
             return True
-        if user_id is not None and await self._is_known_ip(session, user_id):
+        if self._config.lockout_spares_known_ips and user_id and await self._is_known_ip(session, user_id):
             return True
         raise AccountThrottledError(retry_after=int(remaining) + 1)
 
