@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -88,6 +89,65 @@ async def test_wrong_content_type_is_415(client: AsyncClient, db: AsyncSession) 
     form = await client.post("/api/v1/auth/login", data={"email": "a@example.com", "password": "x"})
     assert_problem(form, 415, "unsupported_media_type")
     assert await _user_count(db) == before
+
+
+NUL_REQUESTS = [
+    (
+        "POST",
+        "/api/v1/auth/register",
+        {"json": {"email": "nul@example.com", "password": PASSWORD, "full_name": "a\x00b"}},
+        "body",
+    ),
+    ("POST", "/api/v1/auth/login", {"json": {"username": "a\x00bc", "password": PASSWORD}}, "body"),
+    ("PATCH", "/api/v1/users/me", {"json": {"full_name": "a\x00b"}}, "body"),
+    ("POST", "/api/v1/workspaces", {"json": {"name": "a\x00b"}}, "body"),
+    (
+        "POST",
+        "/api/v1/auth/token",
+        {"data": {"grant_type": "password", "username": "a\x00b", "password": "x"}},
+        "body",
+    ),
+    ("GET", "/api/v1/users", {"params": {"q": "a\x00b"}}, "query"),
+    ("GET", "/api/v1/audit-events", {"params": {"action": "a\x00b"}}, "query"),
+    ("GET", "/api/v1/workspaces/a%00b", {}, "path"),
+    ("GET", "/api/v1/roles/a%00b", {}, "path"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "request_args", "where"), NUL_REQUESTS)
+async def test_text_with_a_nul_character_is_422_and_writes_nothing(
+    client: AsyncClient, db: AsyncSession, method: str, path: str, request_args: dict[str, Any], where: str
+) -> None:
+    """PostgreSQL cannot store NUL in text: refused at the door, the same on both engines."""
+    user, headers = await signed_in(client)
+    before = await _user_count(db)
+    response = await client.request(method, path, headers=headers, **request_args)
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"] == [
+        {"loc": [where], "msg": "must not contain NUL characters", "type": "nul_character"}
+    ]
+    assert await _user_count(db) == before
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert me["full_name"] == user["full_name"]
+
+
+async def test_a_nul_marker_split_across_body_chunks_is_found(client: AsyncClient) -> None:
+    async def chunks():  # no Content-Length, and `\u0000` arrives in two pieces
+        yield b'{"email": "x@example.com", "password": "ab\\u00'
+        yield b'00cdefghijkl"}'
+
+    response = await client.post(
+        "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422, "validation_error")
+
+
+async def test_uploads_may_carry_nul_bytes(client: AsyncClient) -> None:
+    """Binary bodies are not text: an image full of zero bytes reaches the avatar check."""
+    _, headers = await signed_in(client)
+    files = {"file": ("a.png", b"\x00" * 64, "image/png")}
+    response = await client.put("/api/v1/users/me/avatar", files=files, headers=headers)
+    assert_problem(response, 415, "unsupported_media_type")  # judged by its content: not an image
 
 
 async def test_invalid_uuid_in_path_is_422(client: AsyncClient) -> None:

@@ -1,7 +1,11 @@
-"""Pure ASGI middleware: request id, security headers, body limit, access log and metrics.
+"""Pure ASGI middleware: request id, security headers, body checks, access log and metrics.
 
-One middleware does all four so the per-request path stays a single wrapper (no
+One middleware does all of it so the per-request path stays a single wrapper (no
 BaseHTTPMiddleware, which copies bodies and runs handlers in another task).
+
+Body checks: the size limit (413) and the content type (415), and text carrying a NUL character
+(422) in the path, the query or a JSON or form body. PostgreSQL cannot store NUL in text, and no
+field here has a use for it, so it is refused at the door, alike on both engines.
 """
 
 from __future__ import annotations
@@ -41,15 +45,17 @@ _DOCS_CSP = (
 )
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class _BodyRejectedError(Exception):
+    """Raised from `receive` when the body breaks a rule; the middleware answers `state["rejected"]`."""
 
 
 _FORM_PATHS = ("/api/v1/auth/token", "/api/v1/auth/introspect")
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _problem(request_id: str, path: str, status: int, code: str, title: str, detail: str) -> bytes:
+def _problem(
+    request_id: str, path: str, status: int, code: str, title: str, detail: str, **extra: Any
+) -> bytes:
     return json.dumps(
         {
             "type": f"https://authgate.dev/problems/{code}",
@@ -59,6 +65,7 @@ def _problem(request_id: str, path: str, status: int, code: str, title: str, det
             "instance": path,
             "code": code,
             "request_id": request_id,
+            **extra,
         }
     ).encode()
 
@@ -72,6 +79,28 @@ def _too_large(request_id: str, path: str, limit: int) -> bytes:
         "Payload too large",
         f"The request body is larger than {limit} bytes",
     )
+
+
+def _nul_character(request_id: str, path: str, where: str) -> bytes:
+    return _problem(
+        request_id,
+        path,
+        422,
+        "validation_error",
+        "Validation error",
+        "Text must not contain NUL characters",
+        errors=[{"loc": [where], "msg": "must not contain NUL characters", "type": "nul_character"}],
+    )
+
+
+def _nul_marker(content_type: str | None) -> bytes | None:
+    """How a NUL character is written in a body of this type (None: not text, e.g. an upload)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return b"\\u0000"  # a raw NUL is not valid JSON anyway
+    if media == "application/x-www-form-urlencoded":
+        return b"%00"
+    return None
 
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
@@ -121,7 +150,12 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         path: str = scope["path"]
         limit = self._limit_for(path)
-        state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "too_large": False}
+        state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "rejected": None}
+        if "\x00" in path or b"%00" in scope["query_string"]:
+            where = "path" if "\x00" in path else "query"
+            await self._send_problem(send, request_id, 422, _nul_character(request_id, path, where))
+            self._finish(scope, 422, started)
+            return
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
@@ -148,19 +182,29 @@ class RequestContextMiddleware:
             self._finish(scope, 415, started)
             return
 
-        async def limited_receive() -> Message:
+        nul = _nul_marker(_header(scope, b"content-type")) if has_body else None
+        tail = b""  # the end of the previous chunk: a marker may straddle two
+
+        async def checked_receive() -> Message:
+            nonlocal tail
             message = await receive()
             if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
+                chunk: bytes = message.get("body", b"")
+                state["received"] += len(chunk)
                 if state["received"] > limit:
-                    state["too_large"] = True
-                    raise _BodyTooLargeError
+                    state["rejected"] = (413, _too_large(request_id, path, limit))
+                    raise _BodyRejectedError
+                if nul is not None:
+                    if nul in tail + chunk:
+                        state["rejected"] = (422, _nul_character(request_id, path, "body"))
+                        raise _BodyRejectedError
+                    tail = chunk[-(len(nul) - 1) :]
             return message
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if state["too_large"]:
-                    return  # replaced by the 413 below
+                if state["rejected"]:
+                    return  # replaced by the problem below
                 state["started"] = True
                 state["status"] = message["status"]
                 headers = list(message.get("headers", []))
@@ -176,16 +220,18 @@ class RequestContextMiddleware:
                 if path in _LOGOUT_PATHS and 200 <= message["status"] < 300:
                     headers.append((b"clear-site-data", b'"cache", "cookies", "storage"'))
                 message["headers"] = headers
-            elif message["type"] == "http.response.body" and state["too_large"]:
+            elif message["type"] == "http.response.body" and state["rejected"]:
                 return
             await send(message)
 
-        with contextlib.suppress(_BodyTooLargeError):  # answered with the 413 below
-            await self.app(scope, limited_receive if declared is None else receive, send_wrapper)
-        if state["too_large"] and not state["started"]:
-            body = _too_large(request_id, path, limit)
-            await self._send_problem(send, request_id, 413, body)
-            state["status"] = 413
+        # A declared length within the limit needs no counting; a text body is still read for NUL.
+        checked = declared is None or nul is not None
+        with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
+            await self.app(scope, checked_receive if checked else receive, send_wrapper)
+        if state["rejected"] and not state["started"]:
+            status, body = state["rejected"]
+            await self._send_problem(send, request_id, status, body)
+            state["status"] = status
         self._finish(scope, state["status"], started)
 
     async def _send_problem(self, send: Send, request_id: str, status: int, body: bytes) -> None:
