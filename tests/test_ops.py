@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from authgate.db import SessionDep
 from tests.factories import login, register
 
 
@@ -60,6 +62,63 @@ async def test_metrics_by_route_template(client: AsyncClient) -> None:
     assert 'authgate_logins_total{outcome="succeeded"}' in text
     assert "authgate_outbox_pending" in text
     assert "0190a0b0" not in text  # templates, not raw paths
+
+
+async def test_metrics_count_refused_and_crashed_requests(app: FastAPI) -> None:
+    @app.get("/api/v1/boom-metrics")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="https://test") as c:
+        assert (await c.get("/api/v1/boom-metrics")).status_code == 500
+        assert (
+            await c.post("/api/v1/users", content="x", headers={"content-type": "text/plain"})
+        ).status_code == 415
+        big = b"{" + b" " * 1_100_000 + b"}"
+        too_large = await c.post(
+            "/api/v1/auth/register", content=big, headers={"content-type": "application/json"}
+        )
+        assert too_large.status_code == 413
+        assert (await c.get("/api/v1/workspaces/a%00b")).status_code == 422
+        text = (await c.get("/metrics")).text
+    for line in (
+        'http_requests_total{method="GET",route="/api/v1/boom-metrics",status="500"}',
+        'http_requests_total{method="POST",route="<unmatched>",status="415"}',  # refused before routing
+        'http_requests_total{method="POST",route="<unmatched>",status="413"}',
+        'http_requests_total{method="GET",route="<unmatched>",status="422"}',
+    ):
+        assert line in text, line
+
+
+@pytest.mark.parametrize("console", [True, False])
+async def test_a_crash_logs_no_local_variables_and_no_statement_values(
+    app: FastAPI, capsys: pytest.CaptureFixture[str], console: bool
+) -> None:
+    """Tracebacks name the failing line, never a frame's locals nor the values bound to a statement."""
+    from sqlalchemy import text
+
+    from authgate.logging import configure_logging
+
+    @app.post("/api/v1/boom-logs")
+    async def boom(session: SessionDep) -> None:
+        password = "local-secret-4417"  # noqa: F841 - what a frame's locals would show
+        await session.execute(
+            text("SELECT no_such_column FROM user_account WHERE email = :e"), {"e": "bound-secret-4417"}
+        )
+
+    configure_logging(console=console, level="INFO")
+    try:
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="https://test") as c:
+            assert (await c.post("/api/v1/boom-logs", json={})).status_code == 500
+        out = capsys.readouterr()
+    finally:
+        configure_logging(console=False, level="WARNING")
+    logged = out.out + out.err
+    assert "no_such_column" in logged  # the error itself is there
+    assert "local-secret-4417" not in logged
+    assert "bound-secret-4417" not in logged
 
 
 async def test_openid_configuration(client: AsyncClient) -> None:

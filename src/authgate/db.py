@@ -208,7 +208,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # Reads begin deferred and run side by side (WAL); writers take the lock up front and queue
         # on the busy timeout. The pool's rollback-on-return is replaced by `_on_reset` above.
         engine = create_async_engine(
-            settings.database_url, pool_size=5, max_overflow=10, pool_timeout=60, pool_reset_on_return=None
+            settings.database_url,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=60,
+            pool_reset_on_return=None,
+            hide_parameters=True,  # statement errors must not carry values (passwords, tokens) into logs
         )
         _configure_sqlite(engine)
         return engine
@@ -221,6 +226,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # doubling an authenticated read. A connection the server has dropped fails one request,
         # and SQLAlchemy then discards the whole pool; pool_recycle retires idle ones first.
         pool_recycle=1800,
+        hide_parameters=True,
     )
 
 

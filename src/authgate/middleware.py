@@ -226,13 +226,15 @@ class RequestContextMiddleware:
 
         # A declared length within the limit needs no counting; a text body is still read for NUL.
         checked = declared is None or nul is not None
-        with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
-            await self.app(scope, checked_receive if checked else receive, send_wrapper)
-        if state["rejected"] and not state["started"]:
-            status, body = state["rejected"]
-            await self._send_problem(send, request_id, status, body)
-            state["status"] = status
-        self._finish(scope, state["status"], started)
+        try:
+            with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
+                await self.app(scope, checked_receive if checked else receive, send_wrapper)
+            if state["rejected"] and not state["started"]:
+                status, body = state["rejected"]
+                await self._send_problem(send, request_id, status, body)
+                state["status"] = status
+        finally:  # an unhandled error (already answered 500 by Starlette) is counted and logged too
+            self._finish(scope, state["status"], started)
 
     async def _send_problem(self, send: Send, request_id: str, status: int, body: bytes) -> None:
         headers = [
@@ -248,6 +250,7 @@ class RequestContextMiddleware:
     def _finish(self, scope: Scope, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
         route = scope.get("route")
+        # Requests refused before routing (413, 415, a NUL character) have no route: `<unmatched>`.
         template = getattr(route, "path", None) or "<unmatched>"
         observe_request(scope["method"], template, status, elapsed)
         if status >= 500:
