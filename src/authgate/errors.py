@@ -78,6 +78,12 @@ class AccountDisabledError(AuthgateError):
     status, code, title = 403, "account_disabled", "Account disabled"
 
 
+class ForwardAuthDisabledError(AccountDisabledError):
+    """Forward-auth answers 200 or 401 only (SPEC §9): a deactivated account is 401 there."""
+
+    status = 401
+
+
 class PermissionDeniedError(AuthgateError):
     status, code, title = 403, "permission_denied", "Permission denied"
 

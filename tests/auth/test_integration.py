@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.roles.models import Role
@@ -76,3 +78,17 @@ async def test_forward_auth_headers(client: AsyncClient, app: FastAPI) -> None:
     assert response.headers["x-auth-roles"] == "user"
     assert_problem(await client.get("/api/v1/auth/verify"), 401, "not_authenticated")
     assert_problem(await client.get("/api/v1/auth/verify", headers=bearer("nope")), 401, "token_invalid")
+
+
+async def test_forward_auth_answers_401_for_a_deactivated_account(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    """SPEC §9: 200 with the headers, else 401 (a proxy turns any 403 into a 403 page of its own)."""
+    user, headers = await signed_in(client)
+    await db.execute(update(User).where(User.id == uuid.UUID(user["id"])).values(is_active=False))
+    await db.commit()
+    response = await client.get("/api/v1/auth/verify", headers=headers)
+    assert_problem(response, 401, "account_disabled")
+    assert "x-auth-user-id" not in response.headers
+    # Everywhere else a deactivated account stays 403 `account_disabled`.
+    assert_problem(await client.get("/api/v1/users/me", headers=headers), 403, "account_disabled")

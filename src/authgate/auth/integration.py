@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
+from authgate.auth.dependencies import (
+    AUTH_PROBLEMS,
+    Principal,
+    api_key_scheme,
+    bearer_scheme,
+    get_principal,
+    require_permission,
+)
 from authgate.auth.service import AccessReader
 from authgate.deps import TokenServiceDep
-from authgate.errors import AuthgateError, InvalidInputError, PermissionDeniedError, problem_schema
+from authgate.errors import (
+    AccountDisabledError,
+    AuthgateError,
+    CSRFError,
+    ForwardAuthDisabledError,
+    InvalidInputError,
+    PermissionDeniedError,
+    problem_schema,
+)
 from authgate.schemas import APIModel
 
 router = APIRouter(prefix="/api/v1/auth", tags=["integration"])
@@ -85,9 +100,31 @@ async def introspect(
     )
 
 
-@router.get("/verify", responses=problem_schema(*AUTH_PROBLEMS))
-async def forward_auth(principal: CurrentUser, response: Response) -> ForwardAuthRead:
-    """Forward-auth for nginx `auth_request` or Traefik ForwardAuth: 200 with identity headers, else 401.
+async def forward_principal(
+    request: Request,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    background: BackgroundTasks,
+) -> Principal:
+    """The caller, as for any route, except that a deactivated account is 401 like every other refusal."""
+    try:
+        return await get_principal(request, bearer, api_key, background)
+    except AccountDisabledError as exc:
+        raise ForwardAuthDisabledError(exc.detail) from None
+
+
+@router.get(
+    "/verify",
+    responses=problem_schema(
+        *(e for e in AUTH_PROBLEMS if e is not AccountDisabledError and e is not CSRFError),
+        ForwardAuthDisabledError,
+    ),
+)
+async def forward_auth(
+    principal: Annotated[Principal, Depends(forward_principal)], response: Response
+) -> ForwardAuthRead:
+    """Forward-auth for nginx `auth_request` or Traefik ForwardAuth: 200 with identity headers, else 401
+    (a deactivated account too, `account_disabled`).
 
     Headers: `X-Auth-User-Id`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated).
     """
