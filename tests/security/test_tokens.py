@@ -150,6 +150,39 @@ async def test_rotated_key_keeps_old_tokens_valid_and_signs_new_ones(
     assert new_header["kid"] == new_kid and (await _me(client, new_token)).status_code == 200
 
 
+async def test_a_rotation_elsewhere_shows_in_the_jwks_and_signs_at_once(
+    client: AsyncClient, app: FastAPI, sessionmaker: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`authgate keys rotate` runs in another process: no reload by hand, no waiting for the watcher."""
+    from authgate.security.keys import KeyRing, rotate
+
+    old_token, old_header, _ = await _signed_in_claims(client)
+    new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
+
+    kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+    assert kids == [old_header["kid"], new_kid]  # the retired key stays until its tokens expire
+    monkeypatch.setattr(KeyRing, "FRESHNESS_SECONDS", 0.0)  # the sign-in just above looked a moment ago
+    new_token, new_header, _ = await _signed_in_claims(client)
+    assert new_header["kid"] == new_kid
+    assert (await _me(client, new_token)).status_code == 200
+    assert (await _me(client, old_token)).status_code == 200
+
+
+async def test_the_signing_path_looks_for_new_keys_at_most_once_a_second(
+    app: FastAPI, db: Any, sessionmaker: Any, settings: Any
+) -> None:
+    from authgate.security.keys import rotate
+
+    ring = app.state.keyring
+    await ring.refresh(db, max_age=0)
+    before = ring.current.kid
+    new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
+    await ring.refresh(db)  # looked less than a second ago: no query, the old key signs on
+    assert ring.current.kid == before
+    await ring.refresh(db, max_age=0)
+    assert ring.current.kid == new_kid
+
+
 async def test_key_ring_watcher_picks_up_a_rotation(app: FastAPI, sessionmaker: Any, settings: Any) -> None:
     import asyncio
     import contextlib

@@ -116,7 +116,7 @@ class AuthWorkflow:
         )
         await SecurityNotifier(self._db, self._settings).sign_in(user)  # remembers the device; alerts if new
         LOGINS.labels("succeeded").inc()
-        return self._tokens_for(user, issued)
+        return await self._tokens_for(user, issued)
 
     async def _record_failure(self, user: User | None, reason: str, identifier: str | None = None) -> None:
         # Its own short transaction: the request's own transaction is rolled back with the error,
@@ -146,7 +146,7 @@ class AuthWorkflow:
             raise TokenInvalidError("The session's user no longer exists")
         if not user.is_active:
             raise AccountDisabledError()
-        return self._tokens_for(user, issued)
+        return await self._tokens_for(user, issued)
 
     async def _revoke_after_reuse(self, raw_refresh: str) -> None:
         # The request transaction rolls back with the 401, so the revocation and its audit record
@@ -199,7 +199,8 @@ class AuthWorkflow:
     ) -> tuple[list[LoginSession], str | None]:
         return await self._sessions.page_active(user_id, params)
 
-    def _tokens_for(self, user: User, issued: IssuedRefresh) -> IssuedTokens:
+    async def _tokens_for(self, user: User, issued: IssuedRefresh) -> IssuedTokens:
+        await self._tokens.refresh_keys(self._db)  # sign with a key rotated elsewhere within a second
         access = self._tokens.issue_access(
             user.id, issued.session.id, user.role_names, " ".join(sorted(user.permissions))
         )

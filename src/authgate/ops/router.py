@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy import text
 
+from authgate.db import SessionDep
 from authgate.deps import SettingsDep
 from authgate.ops.metrics import render
 from authgate.outbox.service import refresh_outbox_gauge
@@ -67,9 +68,13 @@ async def metrics(request: Request) -> Response:
 
 
 @router.get("/.well-known/jwks.json")
-async def jwks(request: Request) -> JSONResponse:
-    """The public keys that verify access tokens, including retired keys until their tokens expire."""
+async def jwks(request: Request, session: SessionDep) -> JSONResponse:
+    """The public keys that verify access tokens, including retired keys until their tokens expire.
+
+    Always current: a `keys rotate` run elsewhere shows here on the next request.
+    """
     ring: KeyRing = request.app.state.keyring
+    await ring.refresh(session, max_age=0)
     return JSONResponse(ring.jwks, headers={"Cache-Control": "public, max-age=300"})
 
 

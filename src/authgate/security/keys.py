@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-from sqlalchemy import JSON, String, Text, or_, select
+from sqlalchemy import JSON, ColumnElement, String, Text, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column, undefer
 
@@ -81,9 +81,16 @@ class LoadedKey:
 
 
 class KeyRing:
-    """The process's cached view of the signing keys; reloads when it meets an unknown `kid`."""
+    """The process's cached view of the signing keys.
+
+    Another process (`authgate keys rotate`, another API worker) may change the keys at any time.
+    This one notices when it meets an unknown `kid`, when the JWKS is asked for (every time), when
+    it is about to sign (at most once a `FRESHNESS_SECONDS`), and every minute in `watch`. Each
+    look is one small query of the key ids; the keys are decrypted again only when they changed.
+    """
 
     RELOAD_THROTTLE_SECONDS = 5.0
+    FRESHNESS_SECONDS = 1.0
 
     def __init__(self, secret: str, algorithm: str) -> None:
         self._fernet = _fernet(secret)
@@ -91,7 +98,8 @@ class KeyRing:
         self.current: LoadedKey | None = None
         self.keys: dict[str, LoadedKey] = {}
         self.jwks: dict[str, Any] = {"keys": []}
-        self._loaded_at = 0.0
+        self._loaded_at = self._checked_at = 0.0
+        self._fingerprint: frozenset[tuple[str, bool]] = frozenset()
 
     async def load(self, factory: async_sessionmaker[AsyncSession], *, create: bool = True) -> None:
         """Read every usable key; create the first one (for the configured algorithm) if none exists."""
@@ -113,6 +121,7 @@ class KeyRing:
             if row.retired_at is None and row.algorithm == self.algorithm:
                 current = loaded
         self.keys, self.current = keys, current
+        self._fingerprint = frozenset((row.id, row.retired_at is None) for row in rows)
         self.jwks = {
             "keys": [
                 {**row.public_jwk, "kid": row.id, "alg": row.algorithm, "use": "sig"}
@@ -120,7 +129,21 @@ class KeyRing:
                 if row.public_jwk is not None
             ]
         }
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._checked_at = time.monotonic()
+
+    async def refresh(self, session: AsyncSession, *, max_age: float | None = None) -> None:
+        """Reload if the keys changed since the last look, looking at most once a `max_age` seconds
+        (default `FRESHNESS_SECONDS`; 0 looks every time). `session` is only read."""
+        max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
+        if time.monotonic() - self._checked_at < max_age:
+            return
+        self._checked_at = time.monotonic()
+        with read_intent():
+            rows = (
+                await session.execute(select(SigningKey.id, SigningKey.retired_at.is_(None)).where(_usable()))
+            ).all()
+            if frozenset((kid, current) for kid, current in rows) != self._fingerprint:
+                self._install(await _usable_keys(session))
 
     async def watch(self, factory: async_sessionmaker[AsyncSession], interval: float = 60.0) -> None:
         """Reload periodically, so a `keys rotate` elsewhere is signed with here without a restart."""
@@ -141,11 +164,15 @@ class KeyRing:
         return key
 
 
+def _usable() -> ColumnElement[bool]:
+    return or_(SigningKey.expires_at.is_(None), SigningKey.expires_at > utcnow())
+
+
 async def _usable_keys(session: AsyncSession) -> list[SigningKey]:
     stmt = (
         select(SigningKey)
         .options(undefer(SigningKey.private_key_encrypted))
-        .where(or_(SigningKey.expires_at.is_(None), SigningKey.expires_at > utcnow()))
+        .where(_usable())
         .order_by(SigningKey.created_at)
     )
     return list((await session.scalars(stmt)).all())

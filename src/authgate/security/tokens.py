@@ -68,6 +68,10 @@ class TokenService:
         self.issuer, self.audience, self.ttl = issuer, audience, ttl
         self._verified: OrderedDict[str, tuple[str, AccessClaims]] = OrderedDict()  # token -> (kid, claims)
 
+    async def refresh_keys(self, session: AsyncSession) -> None:
+        """Pick up keys rotated by another process (a key-id query at most once a second)."""
+        await self._ring.refresh(session)
+
     def issue_access(self, user_id: uuid.UUID, session_id: uuid.UUID, roles: list[str], scope: str) -> str:
         key = self._ring.current
         if key is None:
