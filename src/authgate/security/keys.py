@@ -138,12 +138,13 @@ class KeyRing:
         if time.monotonic() - self._checked_at < max_age:
             return
         self._checked_at = time.monotonic()
-        with read_intent():
-            rows = (
-                await session.execute(select(SigningKey.id, SigningKey.retired_at.is_(None)).where(_usable()))
-            ).all()
-            if frozenset((kid, current) for kid, current in rows) != self._fingerprint:
-                self._install(await _usable_keys(session))
+        # On the caller's session and in its transaction (a sign-in's writes share it): no second
+        # connection, and the transaction begins as the request's own would (SQLite write intent).
+        rows = (
+            await session.execute(select(SigningKey.id, SigningKey.retired_at.is_(None)).where(_usable()))
+        ).all()
+        if frozenset((kid, current) for kid, current in rows) != self._fingerprint:
+            self._install(await _usable_keys(session))
 
     async def watch(self, factory: async_sessionmaker[AsyncSession], interval: float = 60.0) -> None:
         """Reload periodically, so a `keys rotate` elsewhere is signed with here without a restart."""
