@@ -149,12 +149,19 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
     one connection per loop turn, so on a busy worker new connections waited up to a second."""
     calls: list[dict[str, object]] = []
     monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: calls.append(kwargs))
+    for name in ("AUTHGATE_HOST", "AUTHGATE_PORT"):  # restored after the test: serve's options set them
+        monkeypatch.setenv(name, "")
     result = runner.invoke(app, ["serve", "--host", "127.0.0.2", "--port", "8123"])
     assert result.exit_code == 0, result.output
     assert len(calls) == 1
     options = calls[0]
     assert options["loop"] == "asyncio" and options["http"] == "httptools" and options["factory"] is True
     assert (options["host"], options["port"]) == ("127.0.0.2", 8123)
+    # The app the factory builds sees the options too: links and the issuer follow the port.
+    assert (
+        "authgate serving on http://127.0.0.2:8123 (API docs at http://127.0.0.2:8123/docs)" in result.output
+    )
+    assert get_settings().public_url == "http://127.0.0.2:8123"
     assert options["server_header"] is False and options["access_log"] is False
     current = runner.invoke(app, ["migrate", "current"])
     assert "(head)" in current.output

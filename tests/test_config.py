@@ -89,3 +89,19 @@ def test_production_has_stricter_ip_limits_unless_set() -> None:
     )  # type: ignore[call-arg]
     assert chosen.rate_limit.login_per_ip == "500/minute"
     assert Settings(_env_file=None).rate_limit.login_per_ip == "120/minute"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("env", "public_url"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"port": 8133}, "http://127.0.0.1:8133"),
+        ({"host": "0.0.0.0", "port": 9000}, "http://127.0.0.1:9000"),  # noqa: S104
+        ({"host": "::1"}, "http://[::1]:8000"),
+        ({"port": 8133, "public_url": "https://id.example.com"}, "https://id.example.com"),
+    ],
+)
+def test_public_url_follows_the_address_served_unless_set(env: dict[str, object], public_url: str) -> None:
+    settings = Settings(**env, _env_file=None)  # type: ignore[arg-type]
+    assert settings.public_url == public_url
+    assert settings.token_issuer == public_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -43,6 +44,11 @@ def serve(
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development)")] = False,
 ) -> None:
     """Serve the API. In development this migrates SQLite and creates the first admin."""
+    # Options win over the environment, for the app's settings too (links, issuer: PUBLIC_URL's default).
+    for name, value in (("AUTHGATE_HOST", host), ("AUTHGATE_PORT", port)):
+        if value is not None:
+            os.environ[name] = str(value)
+    get_settings.cache_clear()
     settings = get_settings()
     _prepare_sqlite_dir(settings)
     settings.secret()  # fail early (and create the development key) before serving
@@ -50,11 +56,12 @@ def serve(
         migrations.upgrade(settings.database_url)
     if settings.env != "production":  # production creates its admin explicitly: `authgate create-admin`
         asyncio.run(_bootstrap_admin(settings, quiet=True))
+    typer.echo(f"authgate serving on {settings.public_url} (API docs at {settings.public_url}/docs)")
     uvicorn.run(
         "authgate.main:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         reload=reload,
         loop=settings.server_loop,  # asyncio on SQLite, uvloop on PostgreSQL (Settings.server_loop)
         http="httptools",

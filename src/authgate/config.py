@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     database_pool_timeout: float = 10.0
     redis_url: str | None = None
     secret_key: SecretStr | None = None
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = ""  # default: http://HOST:PORT (127.0.0.1 when HOST binds every address)
     access_token_ttl: Duration = timedelta(minutes=30)
     refresh_token_ttl: Duration = timedelta(days=7)
     refresh_reuse_grace: Duration = timedelta(seconds=10)
@@ -184,6 +184,14 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _public_url_from_the_address_served(self) -> Self:
+        """Unset, the public URL is where `serve` listens: links and the issuer follow `PORT`."""
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+            self.public_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return self
 
     @model_validator(mode="after")
     def _keep_failed_sign_ins_as_long_as_the_lockout_counts_them(self) -> Self:

@@ -204,7 +204,7 @@ async def get_console(
         try:
             refreshed = await AuthWorkflow(db, factory, settings, passwords, tokens).refresh(raw_refresh)
         except AuthgateError as exc:
-            log.info("console_refresh_failed", code=exc.code)
+            log.info("console_refresh_failed", problem=exc.code)
         else:
             account = Account.of(refreshed.user)
             principal = Principal(
