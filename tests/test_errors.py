@@ -9,8 +9,10 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authgate.db import SessionDep
 from authgate.users.models import User
 from tests.factories import PASSWORD, assert_problem, signed_in, unique_email
 
@@ -131,15 +133,66 @@ async def test_text_with_a_nul_character_is_422_and_writes_nothing(
     assert me["full_name"] == user["full_name"]
 
 
-async def test_a_nul_marker_split_across_body_chunks_is_found(client: AsyncClient) -> None:
-    async def chunks():  # no Content-Length, and `\u0000` arrives in two pieces
-        yield b'{"email": "x@example.com", "password": "ab\\u00'
-        yield b'00cdefghijkl"}'
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b'{"email": "x@example.com", "password": "ab\\u00', b'00cdefghijkl"}'],
+        [
+            b'{"email": "x@example.com", "password": "ab\\',
+            b"u0",
+            b"0",
+            b"0",
+            b"0",
+            b'cdefghijkl"}',
+        ],  # tiny chunks
+    ],
+)
+async def test_a_nul_marker_split_across_body_chunks_is_found(
+    client: AsyncClient, pieces: list[bytes]
+) -> None:
+    async def chunks():  # no Content-Length: the body arrives in the pieces given
+        for piece in pieces:
+            yield piece
 
     response = await client.post(
         "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
     )
     assert_problem(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        # JSON in UTF-16, which the JSON parser would read: its ASCII letters carry NUL bytes
+        ('{"username": "a\\u0000b", "password": "xxxxxxxxxx"}'.encode("utf-16-le"), "application/json"),
+        (b"grant_type=password&username=a\x00b&password=x", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_raw_nul_bytes_in_text_bodies_are_422(
+    client: AsyncClient, content: bytes, content_type: str
+) -> None:
+    path = "/api/v1/auth/login" if content_type == "application/json" else "/api/v1/auth/token"
+    response = await client.post(path, content=content, headers={"content-type": content_type})
+    assert_problem(response, 422, "validation_error")
+
+
+async def test_a_nul_in_a_multipart_token_request_is_422(client: AsyncClient) -> None:
+    form = {"grant_type": "password", "username": "a\x00b", "password": "x"}
+    response = await client.post("/api/v1/auth/token", data=form, files={"unused": ("x.txt", b"x")})
+    assert_problem(response, 422, "validation_error")
+
+
+@pytest.mark.postgres_only  # SQLite stores any text; PostgreSQL refuses NUL
+async def test_text_the_database_refuses_is_422_not_500(app: FastAPI, client: AsyncClient) -> None:
+    """The backstop behind the middleware: PostgreSQL's own refusal of the text is a 422 problem."""
+
+    @app.get("/api/v1/probe-bad-text")
+    async def probe(session: SessionDep, value: str) -> None:
+        await session.execute(sql_text("SELECT CAST(:v AS text)"), {"v": value.replace("~", "\x00")})
+
+    response = await client.get("/api/v1/probe-bad-text", params={"value": "a~b"})
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"][0]["type"] == "bad_text"
 
 
 async def test_uploads_may_carry_nul_bytes(client: AsyncClient) -> None:

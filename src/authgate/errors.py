@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from authgate.logging import get_request_id
@@ -236,10 +237,32 @@ async def _unhandled_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# PostgreSQL refusing the text itself (a NUL, or a character the database encoding lacks). The
+# middleware refuses NUL at the door; this is the backstop for any way in it does not see.
+_BAD_TEXT_SQLSTATES = frozenset({"22021", "22P05"})  # character_not_in_repertoire, untranslatable_character
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)  # noqa: S101 - registered for this class only
+    if getattr(exc.orig, "sqlstate", None) in _BAD_TEXT_SQLSTATES:
+        return problem_response(
+            request,
+            status=422,
+            code="validation_error",
+            title="Validation error",
+            detail="Text contains characters that cannot be stored",
+            errors=[
+                {"loc": ["body"], "msg": "contains characters that cannot be stored", "type": "bad_text"}
+            ],
+        )
+    return await _unhandled_error(request, exc)
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AuthgateError, _authgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unhandled_error)
 
 

@@ -93,14 +93,22 @@ def _nul_character(request_id: str, path: str, where: str) -> bytes:
     )
 
 
-def _nul_marker(content_type: str | None) -> bytes | None:
-    """How a NUL character is written in a body of this type (None: not text, e.g. an upload)."""
+_RAW_NUL = b"\x00"
+
+
+def _nul_markers(path: str, content_type: str | None) -> tuple[bytes, ...]:
+    """How a NUL character can be written in a body of this type (none for uploads: they are binary).
+
+    A raw NUL byte also catches JSON sent as UTF-16 or UTF-32, which the JSON parser would accept.
+    """
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media == "application/json" or media.endswith("+json"):
-        return b"\\u0000"  # a raw NUL is not valid JSON anyway
+        return (b"\\u0000", _RAW_NUL)
     if media == "application/x-www-form-urlencoded":
-        return b"%00"
-    return None
+        return (b"%00", _RAW_NUL)
+    if media == "multipart/form-data" and path in _FORM_PATHS:  # the OAuth2-style form endpoints
+        return (_RAW_NUL,)
+    return ()
 
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
@@ -182,8 +190,9 @@ class RequestContextMiddleware:
             self._finish(scope, 415, started)
             return
 
-        nul = _nul_marker(_header(scope, b"content-type")) if has_body else None
-        tail = b""  # the end of the previous chunk: a marker may straddle two
+        markers = _nul_markers(path, _header(scope, b"content-type")) if has_body else ()
+        keep = max((len(m) for m in markers), default=1) - 1
+        tail = b""  # the last bytes read: a marker may straddle chunks, however small they are
 
         async def checked_receive() -> Message:
             nonlocal tail
@@ -194,11 +203,12 @@ class RequestContextMiddleware:
                 if state["received"] > limit:
                     state["rejected"] = (413, _too_large(request_id, path, limit))
                     raise _BodyRejectedError
-                if nul is not None:
-                    if nul in tail + chunk:
+                if markers:
+                    seen = tail + chunk
+                    if any(marker in seen for marker in markers):
                         state["rejected"] = (422, _nul_character(request_id, path, "body"))
                         raise _BodyRejectedError
-                    tail = chunk[-(len(nul) - 1) :]
+                    tail = seen[-keep:] if keep else b""
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -225,7 +235,7 @@ class RequestContextMiddleware:
             await send(message)
 
         # A declared length within the limit needs no counting; a text body is still read for NUL.
-        checked = declared is None or nul is not None
+        checked = declared is None or bool(markers)
         try:
             with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
                 await self.app(scope, checked_receive if checked else receive, send_wrapper)
