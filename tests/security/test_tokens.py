@@ -158,17 +158,17 @@ async def test_a_rotation_elsewhere_shows_in_the_jwks_and_signs_at_once(
 
     old_token, old_header, _ = await _signed_in_claims(client)
     new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
+    monkeypatch.setattr(KeyRing, "FRESHNESS_SECONDS", 0.0)  # the sign-in just above looked a moment ago
 
     kids = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
     assert kids == [old_header["kid"], new_kid]  # the retired key stays until its tokens expire
-    monkeypatch.setattr(KeyRing, "FRESHNESS_SECONDS", 0.0)  # the sign-in just above looked a moment ago
     new_token, new_header, _ = await _signed_in_claims(client)
     assert new_header["kid"] == new_kid
     assert (await _me(client, new_token)).status_code == 200
     assert (await _me(client, old_token)).status_code == 200
 
 
-async def test_the_signing_path_looks_for_new_keys_at_most_once_a_second(
+async def test_a_recent_look_at_the_keys_is_not_repeated(
     app: FastAPI, db: Any, sessionmaker: Any, settings: Any
 ) -> None:
     from authgate.security.keys import rotate
@@ -177,10 +177,27 @@ async def test_the_signing_path_looks_for_new_keys_at_most_once_a_second(
     await ring.refresh(db, max_age=0)
     before = ring.current.kid
     new_kid = await rotate(sessionmaker, settings.secret(), "ES256", settings.access_token_ttl)
-    await ring.refresh(db)  # looked less than a second ago: no query, the old key signs on
+    await ring.refresh(db, max_age=3600)  # looked a moment ago: no query, the old key signs on
     assert ring.current.kid == before
     await ring.refresh(db, max_age=0)
     assert ring.current.kid == new_kid
+
+
+async def test_the_jwks_serves_the_keys_it_holds_when_the_database_is_down(
+    client: AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from authgate.security.keys import KeyRing
+
+    held = [k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]]
+
+    def down() -> None:
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(KeyRing, "FRESHNESS_SECONDS", 0.0)
+    monkeypatch.setattr(app.state, "sessionmaker", down)
+    response = await client.get("/.well-known/jwks.json")
+    assert response.status_code == 200
+    assert [k["kid"] for k in response.json()["keys"]] == held
 
 
 async def test_key_ring_watcher_picks_up_a_rotation(app: FastAPI, sessionmaker: Any, settings: Any) -> None:

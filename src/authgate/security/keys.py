@@ -84,9 +84,9 @@ class KeyRing:
     """The process's cached view of the signing keys.
 
     Another process (`authgate keys rotate`, another API worker) may change the keys at any time.
-    This one notices when it meets an unknown `kid`, when the JWKS is asked for (every time), when
-    it is about to sign (at most once a `FRESHNESS_SECONDS`), and every minute in `watch`. Each
-    look is one small query of the key ids; the keys are decrypted again only when they changed.
+    This one notices when it meets an unknown `kid`, when it serves the JWKS or is about to sign
+    (each at most once a `FRESHNESS_SECONDS`), and every minute in `watch`. Each look is one small
+    query of the key ids; the keys are decrypted again only when they changed, by one coroutine.
     """
 
     RELOAD_THROTTLE_SECONDS = 5.0
@@ -100,6 +100,7 @@ class KeyRing:
         self.jwks: dict[str, Any] = {"keys": []}
         self._loaded_at = self._checked_at = 0.0
         self._fingerprint: frozenset[tuple[str, bool]] = frozenset()
+        self._reloading = asyncio.Lock()
 
     async def load(self, factory: async_sessionmaker[AsyncSession], *, create: bool = True) -> None:
         """Read every usable key; create the first one (for the configured algorithm) if none exists."""
@@ -143,15 +144,28 @@ class KeyRing:
         rows = (
             await session.execute(select(SigningKey.id, SigningKey.retired_at.is_(None)).where(_usable()))
         ).all()
-        if frozenset((kid, current) for kid, current in rows) != self._fingerprint:
-            self._install(await _usable_keys(session))
+        found = frozenset((kid, current) for kid, current in rows)
+        if found != self._fingerprint:
+            async with self._reloading:  # one reload however many requests noticed the change
+                if found != self._fingerprint:
+                    self._install(await _usable_keys(session))
+
+    async def refresh_from(
+        self, factory: async_sessionmaker[AsyncSession], *, max_age: float | None = None
+    ) -> None:
+        """`refresh` on a short session of its own (the JWKS, the watcher)."""
+        max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
+        if time.monotonic() - self._checked_at < max_age:
+            return
+        async with factory() as session:
+            await self.refresh(session, max_age=max_age)
 
     async def watch(self, factory: async_sessionmaker[AsyncSession], interval: float = 60.0) -> None:
         """Reload periodically, so a `keys rotate` elsewhere is signed with here without a restart."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.load(factory, create=False)
+                await self.refresh_from(factory, max_age=0)
             except Exception:  # a database hiccup must not end the watcher; the old keys still work
                 log.warning("key_reload_failed", exc_info=True)
 
