@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
+from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from authgate.workspaces.service import hash_token
 from tests.factories import register
@@ -234,12 +235,20 @@ async def test_owner_transfers_to_a_member(client: AsyncClient, db: AsyncSession
     )
 
 
-async def test_an_administrator_hands_over_a_workspace_from_its_page(
+async def test_an_administrator_hands_over_a_workspace_whose_owner_is_gone_from_its_page(
     client: AsyncClient, db: AsyncSession
 ) -> None:
     users, ws = await team(client, db)
     await grant_admin(db, users["outsider"]["id"])
     await sign_in_as(client, users["outsider"])
+    page = await client.get(f"/ui/workspaces/{ws.slug}")
+    assert 'action="/ui/workspaces/' + ws.slug + '/transfer"' not in page.text  # the owner is active
+    refused = await post_form(
+        client, f"/ui/workspaces/{ws.slug}/transfer", {"user_id": users["member"]["id"]}
+    )
+    assert refused.status_code == 403
+    await db.execute(update(User).where(User.id == uuid.UUID(users["owner"]["id"])).values(is_active=False))
+    await db.commit()
     page = await client.get(f"/ui/workspaces/{ws.slug}")
     assert 'action="/ui/workspaces/' + ws.slug + '/transfer"' in page.text
     assert f'value="{users["member"]["id"]}"' in page.text

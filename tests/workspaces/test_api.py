@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit.models import AuditEvent
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
+from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from authgate.workspaces.service import hash_token
-from tests.factories import assert_problem, signed_in
+from tests.factories import PASSWORD, assert_problem, signed_in
 from tests.workspaces.helpers import (
     BOUND_HEADER,
     add_member,
@@ -370,7 +371,12 @@ async def _roles(db: AsyncSession, workspace_id: str) -> dict[str, str]:
     return {str(user_id): role for user_id, role in rows.all()}
 
 
-async def test_an_administrator_hands_over_a_workspace_they_do_not_belong_to(
+async def _deactivate(db: AsyncSession, user_id: str) -> None:
+    await db.execute(update(User).where(User.id == uuid.UUID(user_id)).values(is_active=False))
+    await db.commit()
+
+
+async def test_an_administrator_hands_over_a_workspace_whose_owner_is_gone(
     client: AsyncClient, db: AsyncSession
 ) -> None:
     team = await _team(client, db)
@@ -379,6 +385,10 @@ async def test_an_administrator_hands_over_a_workspace_they_do_not_belong_to(
     url = f"{WS}/{ws['slug']}/transfer"
     assert_problem(await client.post(url, json={"user_id": target}, headers=admin_headers), 404, "not_found")
     await grant_admin(db, admin["id"])
+    # While the owner's account is active, the workspace is theirs to give.
+    response = await client.post(url, json={"user_id": target}, headers=admin_headers)
+    assert_problem(response, 403, "permission_denied")
+    await _deactivate(db, owner_id)
     before = await _roles(db, ws["id"])
     stranger, _ = await signed_in(client)
     for user_id in (stranger["id"], owner_id, admin["id"]):  # not members, or already the owner
@@ -404,22 +414,58 @@ async def test_an_administrator_hands_over_a_workspace_they_do_not_belong_to(
     assert (event.actor_id, event.data) == (admin["id"], {"from": owner_id, "to": target})
 
 
-async def test_a_member_holding_workspaces_admin_may_hand_over_to_themselves(
+async def test_a_member_holding_workspaces_admin_takes_over_only_from_a_gone_owner(
     client: AsyncClient, db: AsyncSession
 ) -> None:
     team = await _team(client, db)
     ws, (viewer, viewer_headers) = team["ws"][0], team["viewer"]
     url = f"{WS}/{ws['id']}/transfer"
-    assert_problem(
-        await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers),
-        403,
-        "permission_denied",
-    )
     await grant_admin(db, viewer["id"])
+    response = await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers)
+    assert_problem(response, 403, "permission_denied")
+    await _deactivate(db, team["owner"][0]["id"])
     response = await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers)
     assert response.status_code == 200, response.text
     assert (response.json()["owner_id"], response.json()["my_role"]) == (viewer["id"], "owner")
     assert (await _roles(db, ws["id"]))[team["owner"][0]["id"]] == "admin"
+
+
+async def test_ownership_goes_only_to_an_account_in_good_standing(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    team = await _team(client, db)
+    ws, owner = team["ws"][0], team["owner"][1]
+    member_id, admin_id = team["member"][0]["id"], team["admin"][0]["id"]
+    await _deactivate(db, member_id)
+    deleted = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=team["admin"][1]
+    )
+    assert deleted.status_code == 204
+    for user_id in (member_id, admin_id):  # deactivated; soft-deleted (the membership row stays)
+        response = await client.post(f"{WS}/{ws['id']}/transfer", json={"user_id": user_id}, headers=owner)
+        assert_problem(response, 422, "validation_error")
+    assert (await _roles(db, ws["id"]))[team["owner"][0]["id"]] == "owner"
+
+
+async def test_an_administrators_key_transfers_only_within_its_binding_and_scopes(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    install_bound_key_override(app)
+    team = await _team(client, db)
+    ws, target = team["ws"][0], team["member"][0]["id"]
+    admin, admin_headers = await signed_in(client)
+    await grant_admin(db, admin["id"])
+    await _deactivate(db, team["owner"][0]["id"])
+    url = f"{WS}/{ws['id']}/transfer"
+    bound_elsewhere = {**admin_headers, BOUND_HEADER: str(uuid.uuid4())}
+    assert_problem(
+        await client.post(url, json={"user_id": target}, headers=bound_elsewhere), 404, "not_found"
+    )
+    unscoped = await client.post("/api/v1/api-keys", json={"name": "no workspaces"}, headers=admin_headers)
+    assert unscoped.status_code == 201, unscoped.text
+    key = {"X-API-Key": unscoped.json()["key"]}
+    assert_problem(await client.post(url, json={"user_id": target}, headers=key), 404, "not_found")
+    assert (await _roles(db, ws["id"]))[target] == "member"
 
 
 # --- invitations -----------------------------------------------------------------------------

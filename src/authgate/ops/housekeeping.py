@@ -8,7 +8,7 @@ erased for good once `DELETED_ACCOUNTS` has passed: the row and everything that 
 had deleted, and the avatar file. The audit log is never purged: its events keep what they
 recorded (ids, and for some an address, a number, an IP), and it gains one `user.purged` per
 erased account. An account that still owns a live workspace is kept, and counted, until an
-administrator (`workspaces:admin`) hands the workspace over to one of its members.
+administrator (`workspaces:admin`) hands the workspace over to one of its active members.
 
 Runs from `authgate purge` (`--dry-run` only counts), and every `RETENTION__INTERVAL` in `authgate
 worker` and in the in-process courier of `authgate serve`. Each batch finds its rows in a read

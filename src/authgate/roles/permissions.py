@@ -10,7 +10,7 @@ PERMISSIONS: dict[str, str] = {
     "roles:manage": "Create, change and delete roles",
     "roles:assign": "Assign roles to users",
     "audit:read": "Read the audit log",
-    "workspaces:admin": "List and inspect every workspace, and hand over its ownership",
+    "workspaces:admin": "List and inspect every workspace; hand over one whose owner's account is deactivated or deleted",
     "tokens:introspect": "Introspect access tokens (RFC 7662)",
     "outbox:read": "Inspect the message outbox, including dead messages",
 }

@@ -34,7 +34,7 @@ from authgate.ui.console import (
 from authgate.ui.pages_common import PageError, next_link, page_params, undo, with_notices
 from authgate.workspaces.dependencies import WorkspaceServiceDep, caller_of
 from authgate.workspaces.schemas import WorkspaceCreate, WorkspaceUpdate
-from authgate.workspaces.service import ADMIN_PERMISSION, ROLE_RANK, WorkspaceAccess, WorkspaceService
+from authgate.workspaces.service import ROLE_RANK, WorkspaceAccess, WorkspaceService
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -189,8 +189,8 @@ async def _overview(
 ) -> HTMLResponse:
     ws = page.ws
     others: list[Any] = []
-    # The owner hands over their workspace; holders of `workspaces:admin` may hand over any.
-    hands_over = ws.role == "owner" or ADMIN_PERMISSION in caller_of(page.console.signed_in).permissions
+    # The owner hands over their workspace; a `workspaces:admin` holder one whose owner is gone.
+    hands_over = ws.role == "owner" or await workspaces.admin_may_transfer(page.access)
     if hands_over:  # candidates: every member but the owner
         rows, _ = await workspaces.list_members(page.access, PageParams(limit=200))
         others = [m for m in rows if m.user_id != ws.owner_id]

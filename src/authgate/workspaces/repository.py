@@ -103,6 +103,11 @@ class WorkspaceRepository:
         )
         return (await self.session.scalars(stmt.execution_options(populate_existing=True))).one()
 
+    async def in_good_standing(self, user_id: uuid.UUID) -> bool:
+        """The account is active and not deleted."""
+        stmt = select(User.id).where(User.id == user_id, User.is_active.is_(True), User.deleted_at.is_(None))
+        return await self.session.scalar(stmt) is not None
+
     async def member_by_email(self, workspace_id: uuid.UUID, email_normalized: str) -> bool:
         stmt = (
             select(WorkspaceMember.id)

@@ -191,8 +191,9 @@ async def transfer_workspace(
     """Hand ownership to another member; the previous owner stays on as admin. A target who is not a
     member, or already the owner, is 422.
 
-    The owner transfers their own workspace. Holders of `workspaces:admin` may transfer any workspace,
-    one whose owner's account was deleted for instance, without being a member.
+    The new owner's account must be active. The owner transfers their own workspace. Holders of
+    `workspaces:admin` may transfer one whose owner's account is deactivated or deleted, without being
+    a member (403 while the owner's account is active).
     """
     return _read(await workspaces.transfer(access, body.user_id))
 

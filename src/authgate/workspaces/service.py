@@ -299,23 +299,30 @@ class WorkspaceService:
         )
 
     async def transfer(self, access: WorkspaceAccess, user_id: uuid.UUID) -> WorkspaceView:
-        """Make another member the owner; the previous owner stays on as admin.
+        """Make another member, with an account in good standing, the owner; the previous owner stays
+        on as admin.
 
-        The owner hands over their own workspace. A holder of `workspaces:admin` may hand over any,
-        such as one whose owner's account was deleted (the purge keeps such an account until then).
+        The owner hands over their own workspace. A holder of `workspaces:admin` may hand over one
+        whose owner's account is deactivated or deleted, so it has someone to manage it again (and
+        the purge can erase a deleted owner); an active owner's workspace stays theirs to give.
         """
         workspace, caller = access.workspace, access.caller
         await self._repo.lock(workspace.id)
         if not access.by_permission and user_id == caller.user.id:
             raise InvalidInputError("You already own this workspace", ("body", "user_id"))
         owner = await self._repo.get_owner(workspace.id)
-        if not access.by_permission and owner.user_id != caller.user.id:  # lost it to a concurrent transfer
+        if access.by_permission:
+            if await self._repo.in_good_standing(owner.user_id):
+                raise PermissionDeniedError("The owner's account is active: only the owner can hand it over")
+        elif owner.user_id != caller.user.id:  # lost it to a concurrent transfer
             raise PermissionDeniedError("This needs the owner role in the workspace")
         if user_id == owner.user_id:
             raise InvalidInputError("This member already owns the workspace", ("body", "user_id"))
         target = await self._repo.get_member(workspace.id, user_id, fresh=True)
         if target is None:
             raise InvalidInputError("The new owner must be a member of the workspace", ("body", "user_id"))
+        if not await self._repo.in_good_standing(user_id):
+            raise InvalidInputError("The new owner's account is deactivated or deleted", ("body", "user_id"))
         # Demote first and flush: the one-owner index is checked row by row.
         owner.role = "admin"
         await self._repo.session.flush()
@@ -332,6 +339,12 @@ class WorkspaceService:
         if caller.user.id == user_id:
             return WorkspaceView(workspace, "owner")
         return WorkspaceView(workspace, "admin" if caller.user.id == owner.user_id else access.role)
+
+    async def admin_may_transfer(self, access: WorkspaceAccess) -> bool:
+        """Whether a `workspaces:admin` holder may hand this workspace over (its owner is gone)."""
+        return ADMIN_PERMISSION in access.caller.permissions and not await self._repo.in_good_standing(
+            access.workspace.owner_id
+        )
 
     # --- invitations --------------------------------------------------------------------------
 
