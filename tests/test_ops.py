@@ -212,3 +212,44 @@ async def test_logs_never_carry_secrets(client: AsyncClient, capsys: object) -> 
         "$argon2",
     ):
         assert secret not in text
+
+
+def test_sentry_is_sent_no_locals_no_bodies_no_personal_data() -> None:
+    import sentry_sdk
+
+    from authgate.main import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings("sqlite+aiosqlite:///:memory:").model_copy(
+        update={"sentry_dsn": "https://public@sentry.invalid/1"}
+    )
+    create_app(settings)
+    try:
+        options = sentry_sdk.get_client().options
+        assert options["include_local_variables"] is False
+        assert options["max_request_body_size"] == "never"
+        assert not options.get("send_default_pii")
+    finally:
+        sentry_sdk.init(dsn=None)  # later tests run without it
+
+
+async def test_an_abandoned_request_is_counted_as_499_not_500(app: FastAPI) -> None:
+    import asyncio
+    import contextlib
+
+    started = asyncio.Event()
+
+    @app.get("/api/v1/slow-metrics")
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as c:
+        request = asyncio.create_task(c.get("/api/v1/slow-metrics"))
+        await started.wait()
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        text = (await c.get("/metrics")).text
+    assert 'http_requests_total{method="GET",route="/api/v1/slow-metrics",status="499"}' in text
+    assert 'route="/api/v1/slow-metrics",status="500"' not in text

@@ -83,6 +83,7 @@ class ForwardAuthDisabledError(AccountDisabledError):
     """Forward-auth answers 200 or 401 only (SPEC §9): a deactivated account is 401 there."""
 
     status = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
 class PermissionDeniedError(AuthgateError):

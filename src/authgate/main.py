@@ -143,7 +143,14 @@ def create_app(
     if settings.sentry_dsn:
         import sentry_sdk
 
-        sentry_sdk.init(dsn=settings.sentry_dsn, environment=settings.env, send_default_pii=False)
+        # No frame locals and no request bodies: passwords and tokens live there. Personal data
+        # (cookies, users, IPs) stays out by the SDK's default.
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn,
+            environment=settings.env,
+            include_local_variables=False,
+            max_request_body_size="never",
+        )
     app = FastAPI(
         title="authgate",
         version=__version__,

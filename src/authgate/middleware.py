@@ -10,6 +10,7 @@ field here has a use for it, so it is refused at the door, alike on both engines
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -50,6 +51,7 @@ class _BodyRejectedError(Exception):
 
 
 _FORM_PATHS = ("/api/v1/auth/token", "/api/v1/auth/introspect")
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned, in metrics and logs
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -243,6 +245,10 @@ class RequestContextMiddleware:
                 status, body = state["rejected"]
                 await self._send_problem(send, request_id, status, body)
                 state["status"] = status
+        except asyncio.CancelledError:  # the client went away or the server stops: not a server error
+            if not state["started"]:
+                state["status"] = CLIENT_CLOSED_REQUEST
+            raise
         finally:  # an unhandled error (already answered 500 by Starlette) is counted and logged too
             self._finish(scope, state["status"], started)
 

@@ -89,6 +89,7 @@ async def test_forward_auth_answers_401_for_a_deactivated_account(
     await db.commit()
     response = await client.get("/api/v1/auth/verify", headers=headers)
     assert_problem(response, 401, "account_disabled")
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert "x-auth-user-id" not in response.headers
     # Everywhere else a deactivated account stays 403 `account_disabled`.
     assert_problem(await client.get("/api/v1/users/me", headers=headers), 403, "account_disabled")

@@ -88,7 +88,11 @@ class LoginGuard:
         remaining = (row.locked_until - utcnow()).total_seconds()
         if remaining <= 0:
             return True
-        if self._config.lockout_spares_known_ips and user_id and await self._is_known_ip(session, user_id):
+        if (
+            self._config.lockout_spares_known_ips
+            and user_id is not None
+            and await self._is_known_ip(session, user_id)
+        ):
             return True
         raise AccountThrottledError(retry_after=int(remaining) + 1)
 
