@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, StringConstraints
-from pydantic.json_schema import SkipJsonSchema
 
 from authgate.schemas import APIModel, Flag, refuse_null
 
@@ -86,9 +85,9 @@ class SettingsRead(APIModel):
 class SettingsUpdate(APIModel):
     """Settings to change; each can be changed, none cleared (null is 422)."""
 
-    profile_visibility: Visibility | SkipJsonSchema[None] = None
-    security_alerts: Flag | SkipJsonSchema[None] = None
-    marketing_emails: Flag | SkipJsonSchema[None] = None
-    theme: Theme | SkipJsonSchema[None] = None
+    profile_visibility: Visibility | None = None
+    security_alerts: Flag | None = None
+    marketing_emails: Flag | None = None
+    theme: Theme | None = None
 
     _not_null = refuse_null("profile_visibility", "security_alerts", "marketing_emails", "theme")

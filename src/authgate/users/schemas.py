@@ -4,7 +4,6 @@ import uuid
 from datetime import datetime
 
 from pydantic import Field
-from pydantic.json_schema import SkipJsonSchema
 
 from authgate.schemas import APIModel, Email, Flag, Name, Phone, Secret, Username, refuse_null
 
@@ -56,8 +55,8 @@ class UserUpdateAdmin(APIModel):
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
-    is_active: Flag | SkipJsonSchema[None] = None
-    email_verified: Flag | SkipJsonSchema[None] = None
+    is_active: Flag | None = None
+    email_verified: Flag | None = None
 
     _not_null = refuse_null("is_active", "email_verified")  # these can be changed, not removed
 
