@@ -130,6 +130,8 @@ async def test_update_settings(client: AsyncClient) -> None:
             422,
             "validation_error",
         )
+    wrong = await client.patch("/api/v1/users/me/settings", json={"theme": None}, headers=headers)
+    assert assert_problem(wrong, 422, "validation_error")["errors"][0]["loc"] == ["body", "theme"]
     assert (await client.get("/api/v1/users/me/settings", headers=headers)).json() == {
         **body,
         "security_alerts": True,
