@@ -1,5 +1,8 @@
 """Indexes for the purge's scans: ended sessions, delivered messages, deleted accounts.
 
+On PostgreSQL they are built CONCURRENTLY, outside a transaction, so sign-ins and the outbox keep
+writing to the tables while the indexes build.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-23 17:38:59.319803
@@ -18,33 +21,43 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 DELETED = sa.text("deleted_at IS NOT NULL")
+# (name, table, columns, where)
+INDEXES: tuple[tuple[str, str, list[str], sa.TextClause | None], ...] = (
+    ("ix_login_session_expires_at", "login_session", ["expires_at"], None),
+    ("ix_login_session_revoked_at", "login_session", ["revoked_at"], None),
+    ("ix_outbox_message_finished", "outbox_message", ["status", "updated_at"], None),
+    ("ix_user_account_deleted_at", "user_account", ["deleted_at"], DELETED),
+)
+
+
+def _postgresql() -> bool:
+    return op.get_context().dialect.name == "postgresql"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("login_session", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_login_session_expires_at"), ["expires_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_login_session_revoked_at"), ["revoked_at"], unique=False)
-
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.create_index("ix_outbox_message_finished", ["status", "updated_at"], unique=False)
-
-    with op.batch_alter_table("user_account", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_user_account_deleted_at",
-            ["deleted_at"],
-            unique=False,
-            postgresql_where=DELETED,
-            sqlite_where=DELETED,
-        )
+    if _postgresql():
+        with op.get_context().autocommit_block():
+            for name, table, columns, where in INDEXES:
+                op.create_index(
+                    name,
+                    table,
+                    columns,
+                    postgresql_where=where,
+                    postgresql_concurrently=True,
+                    if_not_exists=True,
+                )
+        return
+    for name, table, columns, where in INDEXES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.create_index(name, columns, unique=False, sqlite_where=where)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("user_account", schema=None) as batch_op:
-        batch_op.drop_index("ix_user_account_deleted_at")
-
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_message_finished")
-
-    with op.batch_alter_table("login_session", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_login_session_revoked_at"))
-        batch_op.drop_index(batch_op.f("ix_login_session_expires_at"))
+    if _postgresql():
+        with op.get_context().autocommit_block():
+            for name, table, _columns, _where in reversed(INDEXES):
+                op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        return
+    for name, table, _columns, _where in reversed(INDEXES):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(name)
