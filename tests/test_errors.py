@@ -234,3 +234,23 @@ async def test_request_id_is_echoed_or_generated(client: AsyncClient) -> None:
 async def test_problem_request_id_matches_header(client: AsyncClient) -> None:
     response = await client.get("/api/v1/users/me", headers={"X-Request-ID": "trace-42"})
     assert assert_problem(response, 401, "not_authenticated")["request_id"] == "trace-42"
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_server_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from pydantic import TypeAdapter
+
+    from authgate.schemas import Timestamp
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        parse = TypeAdapter(Timestamp).validate_python
+        assert parse("2026-01-01T08:00:00") == datetime(2026, 1, 1, 8, tzinfo=UTC)
+        assert parse("2026-01-01") == datetime(2026, 1, 1, tzinfo=UTC)
+        assert parse("2026-01-01T08:00:00+02:00") == datetime(2026, 1, 1, 6, tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
