@@ -226,7 +226,7 @@ def keys_rotate() -> None:
 
     kid = asyncio.run(run())
     console.print(
-        f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers sign with it within a minute."
+        f"New signing key [bold]{kid}[/] ({settings.jwt_algorithm}). Running servers publish it and sign with it within a second."
     )
 
 
