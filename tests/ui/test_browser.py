@@ -287,3 +287,45 @@ async def test_the_chosen_theme_overrides_the_system_scheme(page: object, consol
     await expect(body).to_have_css("background-color", DARK_BG)
     await page.emulate_media(color_scheme="light")
     await expect(body).to_have_css("background-color", LIGHT_BG)
+
+
+async def test_pages_reflow_at_320_pixels_and_wide_tables_scroll_by_keyboard(
+    page: object, console_server: str
+) -> None:
+    """WCAG 1.4.10: nothing scrolls the page sideways at 320 CSS pixels; a table wider than that
+    scrolls inside its own region, which the keyboard can reach (axe `scrollable-region-focusable`)."""
+    from playwright.async_api import Page, expect
+
+    assert isinstance(page, Page)
+    base = console_server
+    email = "narrow.screen.reader@example.com"
+    async with httpx.AsyncClient(base_url=base) as api:
+        registered = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert registered.status_code == 201, registered.text
+        for _ in range(2):  # a second session, so the sessions table has rows to overflow with
+            assert (
+                await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+            ).status_code == 200
+    await page.set_viewport_size({"width": 320, "height": 640})
+    await page.goto(f"{base}/ui/login")
+    await page.get_by_label("Email or username").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{base}/ui/")
+    for path in (
+        "/ui/",
+        "/ui/account",
+        "/ui/security/mfa",
+        "/ui/security/sessions",
+        "/ui/security/events",
+        "/ui/api-keys",
+    ):
+        await page.goto(f"{base}{path}")
+        width = await page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 320, (path, width)
+    await page.goto(f"{base}/ui/security/sessions")
+    table = page.get_by_role("region", name="Sessions table")
+    await expect(table).to_have_attribute("tabindex", "0")
+    await table.focus()
+    await page.keyboard.press("ArrowRight")
+    assert await table.evaluate("(el) => el.scrollWidth > el.clientWidth")  # it does scroll here
