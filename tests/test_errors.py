@@ -161,6 +161,26 @@ async def test_a_nul_marker_split_across_body_chunks_is_found(
 
 
 @pytest.mark.parametrize(
+    "pieces",
+    [
+        [b'{"email": "x@example.com", "password": "C:\\\\u0000-lantern-harbor"}'],  # the text \u0000
+        [b'{"email": "x@example.com", "password": "C:\\', b'\\u0000-lantern-harbor"}'],  # split after one
+    ],
+)
+async def test_an_escaped_backslash_before_u0000_is_text_not_nul(
+    client: AsyncClient, pieces: list[bytes]
+) -> None:
+    async def chunks():
+        for piece in pieces:
+            yield piece
+
+    response = await client.post(
+        "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 401, "invalid_credentials")  # read as a password, which is wrong
+
+
+@pytest.mark.parametrize(
     ("content", "content_type"),
     [
         # JSON in UTF-16, which the JSON parser would read: its ASCII letters carry NUL bytes

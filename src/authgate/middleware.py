@@ -96,21 +96,52 @@ def _nul_character(request_id: str, path: str, where: str) -> bytes:
 
 
 _RAW_NUL = b"\x00"
+# One JSON escape: `\uXXXX` or a backslash and one character. Scanning escape by escape tells the
+# NUL escape `\u0000` from the text `\\u0000` (an escaped backslash, then "u0000").
+_JSON_ESCAPE = re.compile(rb"\\(?:u[0-9A-Fa-f]{4}|[^u])")
+_JSON_NUL = b"\\u0000"
 
 
-def _nul_markers(path: str, content_type: str | None) -> tuple[bytes, ...]:
-    """How a NUL character can be written in a body of this type (none for uploads: they are binary).
+class _NulScanner:
+    """Finds a NUL character written in a text body, however the body is cut into chunks.
 
-    A raw NUL byte also catches JSON sent as UTF-16 or UTF-32, which the JSON parser would accept.
+    JSON: the escape `\u0000`, or a raw NUL byte (also what JSON sent as UTF-16 or UTF-32, which
+    the parser would read, is full of). Forms: `%00` or a raw NUL byte. Multipart (the OAuth2-style
+    form endpoints only; uploads are binary): a raw NUL byte.
     """
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == "application/json" or media.endswith("+json"):
-        return (b"\\u0000", _RAW_NUL)
-    if media == "application/x-www-form-urlencoded":
-        return (b"%00", _RAW_NUL)
-    if media == "multipart/form-data" and path in _FORM_PATHS:  # the OAuth2-style form endpoints
-        return (_RAW_NUL,)
-    return ()
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._carry = b""  # an escape or marker cut off at the end of the previous chunk
+
+    @classmethod
+    def for_body(cls, path: str, content_type: str | None) -> _NulScanner | None:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
+        if media == "application/json" or media.endswith("+json"):
+            return cls("json")
+        if media == "application/x-www-form-urlencoded":
+            return cls("form")
+        if media == "multipart/form-data" and path in _FORM_PATHS:
+            return cls("multipart")
+        return None
+
+    def found_in(self, chunk: bytes) -> bool:
+        if _RAW_NUL in chunk:
+            return True
+        if self._kind == "multipart":
+            return False
+        seen = self._carry + chunk
+        if self._kind == "form":
+            self._carry = seen[-2:]
+            return b"%00" in seen
+        end = 0
+        for escape in _JSON_ESCAPE.finditer(seen):
+            if escape.group() == _JSON_NUL:
+                return True
+            end = escape.end()
+        cut = seen.find(b"\\", end)  # a backslash whose escape the next chunk completes
+        self._carry = seen[cut:] if cut != -1 and len(seen) - cut < len(_JSON_NUL) else b""
+        return False
 
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
@@ -192,12 +223,9 @@ class RequestContextMiddleware:
             self._finish(scope, 415, started)
             return
 
-        markers = _nul_markers(path, _header(scope, b"content-type")) if has_body else ()
-        keep = max((len(m) for m in markers), default=1) - 1
-        tail = b""  # the last bytes read: a marker may straddle chunks, however small they are
+        nul = _NulScanner.for_body(path, _header(scope, b"content-type")) if has_body else None
 
         async def checked_receive() -> Message:
-            nonlocal tail
             message = await receive()
             if message["type"] == "http.request":
                 chunk: bytes = message.get("body", b"")
@@ -205,12 +233,9 @@ class RequestContextMiddleware:
                 if state["received"] > limit:
                     state["rejected"] = (413, _too_large(request_id, path, limit))
                     raise _BodyRejectedError
-                if markers:
-                    seen = tail + chunk
-                    if any(marker in seen for marker in markers):
-                        state["rejected"] = (422, _nul_character(request_id, path, "body"))
-                        raise _BodyRejectedError
-                    tail = seen[-keep:] if keep else b""
+                if nul is not None and nul.found_in(chunk):
+                    state["rejected"] = (422, _nul_character(request_id, path, "body"))
+                    raise _BodyRejectedError
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -237,7 +262,7 @@ class RequestContextMiddleware:
             await send(message)
 
         # A declared length within the limit needs no counting; a text body is still read for NUL.
-        checked = declared is None or bool(markers)
+        checked = declared is None or nul is not None
         try:
             with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
                 await self.app(scope, checked_receive if checked else receive, send_wrapper)
