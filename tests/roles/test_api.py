@@ -132,8 +132,11 @@ async def test_update_role_takes_effect_on_holders_next_request(
     assert response.json()["description"] == "Sees users"
     assert (await client.get("/api/v1/users", headers=holder_headers)).status_code == 200
     assert await db.scalar(select(AuditEvent).where(AuditEvent.action == "role.updated")) is not None
-    bad = await client.patch("/api/v1/roles/viewer", json={"permissions": ["nope:nope"]}, headers=headers)
-    assert_problem(bad, 422, "validation_error")
+    for body in ({"permissions": ["nope:nope"]}, {"permissions": None}, {"description": None}):
+        bad = await client.patch("/api/v1/roles/viewer", json=body, headers=headers)
+        assert_problem(bad, 422, "validation_error")
+    kept = (await client.get("/api/v1/roles/viewer", headers=headers)).json()
+    assert (kept["permissions"], kept["description"]) == (["users:read"], "Sees users")
     assert_problem(await client.patch("/api/v1/roles/ghost", json={}, headers=headers), 404, "not_found")
 
 

@@ -174,9 +174,12 @@ async def test_update_to_taken_slug_is_409_and_changes_nothing(client: AsyncClie
     )
     assert_problem(response, 409, "slug_taken")
     assert (await client.get(f"{WS}/{ws['id']}", headers=headers)).json()["name"] == "Keep"
-    assert_problem(
-        await client.patch(f"{WS}/{ws['id']}", json={"slug": "A"}, headers=headers), 422, "validation_error"
-    )
+    for body in ({"slug": "A"}, {"name": None}, {"slug": None}, {"description": None}):
+        response = await client.patch(f"{WS}/{ws['id']}", json=body, headers=headers)
+        assert_problem(response, 422, "validation_error")
+    assert (await client.get(f"{WS}/{ws['id']}", headers=headers)).json()["name"] == "Keep"
+    cleared = await client.patch(f"{WS}/{ws['id']}", json={"description": ""}, headers=headers)
+    assert cleared.status_code == 200 and cleared.json()["description"] == ""
 
 
 async def test_owner_soft_deletes_and_it_disappears(client: AsyncClient, db: AsyncSession) -> None:

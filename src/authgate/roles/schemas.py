@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from authgate.schemas import APIModel
+from authgate.schemas import APIModel, refuse_null
 
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.:-]{1,63}$")]
 Permission = Annotated[str, StringConstraints(max_length=64)]
@@ -29,8 +29,12 @@ class RoleCreate(APIModel):
 
 
 class RoleUpdate(APIModel):
+    """Fields to change; left out, a field keeps its value (null is 422)."""
+
     description: Annotated[str, StringConstraints(max_length=200)] | None = None
     permissions: list[Permission] | None = Field(default=None, max_length=100)
+
+    _not_null = refuse_null("description", "permissions")
 
 
 class RoleAssignment(APIModel):

@@ -218,8 +218,9 @@ async def update_workspace(
     """Rename the workspace or change its slug or description (admin or owner)."""
     values = {name: text_field(form, name) for name in ("name", "slug", "description")}
     try:
+        slug = optional_field(form, "slug")  # blank: keep the slug
         body = WorkspaceUpdate(
-            name=values["name"], slug=optional_field(form, "slug"), description=values["description"]
+            name=values["name"], description=values["description"], **({"slug": slug} if slug else {})
         )
         view = await workspaces.update(page.access, body)
     except ValidationError as exc:

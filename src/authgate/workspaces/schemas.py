@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from authgate.schemas import APIModel, Email, Secret
+from authgate.schemas import APIModel, Email, Secret, refuse_null
 
 WorkspaceRole = Literal["owner", "admin", "member", "viewer"]
 AssignableRole = Literal["admin", "member", "viewer"]  # owner only moves by transfer
@@ -52,9 +52,13 @@ class WorkspaceCreate(APIModel):
 
 
 class WorkspaceUpdate(APIModel):
+    """Fields to change; left out, a field keeps its value (null is 422; `""` clears the description)."""
+
     name: WorkspaceName | None = None
     slug: Slug | None = None
     description: Description | None = None
+
+    _not_null = refuse_null("name", "slug", "description")
 
 
 class WorkspaceRead(APIModel):
