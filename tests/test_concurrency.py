@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -53,3 +54,100 @@ async def test_64_concurrent_requests_do_not_exhaust_the_pool(live_client: Async
     ]
     responses = await asyncio.gather(*reads, *logins)
     assert Counter(r.status_code for r in responses) == {200: 64}
+
+
+# --- read, decide, write: requests side by side run one after another where it matters ---------
+
+
+async def _signed_in(live_client: AsyncClient) -> tuple[dict[str, str], str]:
+    email = unique_email("side")
+    assert (
+        await live_client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    ).status_code == 201
+    login = await live_client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    return bearer(login.json()["access_token"]), email
+
+
+async def test_password_changes_side_by_side_one_wins(live_client: AsyncClient) -> None:
+    """Each verified the same current password; only one may replace it (SPEC §12: 403 otherwise)."""
+    headers, email = await _signed_in(live_client)
+    new = [f"side by side passphrase {n} lantern" for n in range(5)]
+    responses = await asyncio.gather(
+        *(
+            live_client.post(
+                "/api/v1/auth/password/change",
+                json={"current_password": PASSWORD, "new_password": password},
+                headers=headers,
+            )
+            for password in new
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [204, 403, 403, 403, 403], [r.text for r in responses]
+    winner = new[[r.status_code for r in responses].index(204)]
+    for password in [PASSWORD, *new]:
+        login = await live_client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert login.status_code == (200 if password == winner else 401)
+
+
+async def test_deletes_side_by_side_delete_once(live_client: AsyncClient) -> None:
+    headers, email = await _signed_in(live_client)
+    responses = await asyncio.gather(
+        *(
+            live_client.request("DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers)
+            for _ in range(5)
+        )
+    )
+    codes = Counter(r.status_code for r in responses)
+    assert codes[204] == 1 and not any(code >= 500 for code in codes), codes
+    again = await live_client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert again.status_code == 201  # the address was freed once, by the one delete
+
+
+async def test_role_replacements_side_by_side_leave_one_requested_set(
+    live_client: AsyncClient, live_engine: Any
+) -> None:
+    """SPEC §12: PUT /users/{id}/roles replaces the whole set; concurrent ones do not merge."""
+    from authgate.db import create_sessionmaker
+    from tests.workspaces.helpers import grant_admin
+
+    admin_headers, _ = await _signed_in(live_client)
+    me = (await live_client.get("/api/v1/users/me", headers=admin_headers)).json()
+    async with create_sessionmaker(live_engine)() as session:
+        await grant_admin(session, me["id"])
+    for name in ("side-a", "side-b", "side-c"):
+        created = await live_client.post("/api/v1/roles", json={"name": name}, headers=admin_headers)
+        assert created.status_code == 201, created.text
+    target_headers, _ = await _signed_in(live_client)
+    target = (await live_client.get("/api/v1/users/me", headers=target_headers)).json()["id"]
+    sets = [["user", "side-a"], ["user", "side-b"], ["user", "side-c"], ["side-a", "side-b"]]
+    for _ in range(3):
+        responses = await asyncio.gather(
+            *(
+                live_client.put(f"/api/v1/users/{target}/roles", json={"roles": roles}, headers=admin_headers)
+                for roles in sets
+            )
+        )
+        assert [r.status_code for r in responses] == [200] * len(sets), [r.text for r in responses]
+        final = (await live_client.get(f"/api/v1/users/{target}", headers=admin_headers)).json()["roles"]
+        assert sorted(final) in [sorted(s) for s in sets]
+
+
+async def test_avatar_uploads_side_by_side_leave_one_file(live_client: AsyncClient, live_app: Any) -> None:
+    from tests.profiles import images
+
+    headers, _ = await _signed_in(live_client)
+    responses = await asyncio.gather(
+        *(
+            live_client.put(
+                "/api/v1/users/me/avatar",
+                files={"file": ("a.png", images.png(), "image/png")},
+                headers=headers,
+            )
+            for _ in range(5)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * 5, [r.text for r in responses]
+    folder = live_app.state.settings.upload_dir / "avatars"
+    assert len(list(folder.iterdir())) == 1
+    assert (await live_client.delete("/api/v1/users/me/avatar", headers=headers)).status_code == 204
+    assert list(folder.iterdir()) == []

@@ -37,6 +37,13 @@ class ProfileService:
             await self._db.flush()
         return row
 
+    async def _locked_profile(self, user_id: uuid.UUID) -> UserProfile:
+        """The profile row, locked and read afresh: uploads side by side each delete the file they
+        replace, so none is left behind (PostgreSQL; SQLite's write lock already orders them)."""
+        profile = await self.profile(user_id)
+        await self._db.refresh(profile, with_for_update=True)
+        return profile
+
     async def settings(self, user_id: uuid.UUID) -> UserSettings:
         row = await self._db.get(UserSettings, user_id)
         if row is None:
@@ -76,7 +83,7 @@ class ProfileService:
         if len(data) > self._max_upload:
             raise PayloadTooLargeError(f"Avatars may be at most {self._max_upload} bytes")
         image = await asyncio.to_thread(normalize_avatar, data)
-        profile = await self.profile(user_id)
+        profile = await self._locked_profile(user_id)
         old = profile.avatar_key
         profile.avatar_key = await self._storage.save(image, OUTPUT_EXTENSION)
         profile.avatar_updated_at = utcnow()
@@ -86,7 +93,7 @@ class ProfileService:
         return profile
 
     async def delete_avatar(self, user_id: uuid.UUID) -> None:
-        profile = await self.profile(user_id)
+        profile = await self._locked_profile(user_id)
         old, profile.avatar_key, profile.avatar_updated_at = profile.avatar_key, None, None
         await self._db.flush()
         if old is not None:

@@ -49,8 +49,9 @@ class UserFilters:
 
 
 def uuid7_floor(moment: datetime) -> uuid.UUID:
-    """The smallest UUIDv7 that could be generated at `moment` (ids sort by their embedded time)."""
-    return uuid.UUID(int=int(moment.timestamp() * 1000) << 80)
+    """The smallest UUIDv7 that could be generated at `moment` (ids sort by their embedded time);
+    before 1970, the smallest of all."""
+    return uuid.UUID(int=max(0, int(moment.timestamp() * 1000)) << 80)
 
 
 def tombstone_email(user_id: uuid.UUID) -> str:
@@ -122,8 +123,8 @@ class UserAdminService:
         rows = rows[: params.limit]
         return rows, encode_cursor(rows[-1].id) if has_more and rows else None
 
-    async def get(self, user_id: uuid.UUID, *, include_deleted: bool = False) -> User:
-        user = await self._users.get(user_id, include_deleted=include_deleted)
+    async def get(self, user_id: uuid.UUID, *, include_deleted: bool = False, lock: bool = False) -> User:
+        user = await self._users.get(user_id, include_deleted=include_deleted, lock=lock)
         if user is None:
             raise NotFoundError("User not found")
         return user
@@ -178,7 +179,7 @@ class UserAdminService:
         return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> None:
-        user = await self.get(user_id)
+        user = await self.get(user_id, lock=True)  # deletes side by side: one wins, the others 404
         self._check_manageable(user, held)
         await self._soft_delete(user, Actor.user(actor.id))
 
@@ -188,6 +189,10 @@ class UserAdminService:
         valid, _ = await self._passwords.verify(password, digest)
         if not valid:
             raise WrongPasswordError()
+        if (
+            await self._users.get(user.id, lock=True) is None
+        ):  # deleted meanwhile by a request beside this one
+            raise NotFoundError("User not found")
         await self._soft_delete(user, Actor.user(user.id))
 
     async def _soft_delete(self, user: User, actor: Actor) -> None:
@@ -210,7 +215,7 @@ class UserAdminService:
 
     async def restore(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> User:
         """Undo a soft delete; 409 `email_taken` when the address was registered again meanwhile."""
-        user = await self.get(user_id, include_deleted=True)
+        user = await self.get(user_id, include_deleted=True, lock=True)
         if user.deleted_at is None:
             return user
         self._check_manageable(user, held)
@@ -227,8 +232,11 @@ class UserAdminService:
     async def set_roles(
         self, user_id: uuid.UUID, names: list[str], *, actor: Account, held: frozenset[str]
     ) -> User:
-        """Replace the user's roles; every role added or removed must grant only what the caller holds."""
-        user = await self.get(user_id)
+        """Replace the user's roles; every role added or removed must grant only what the caller holds.
+
+        The row lock makes replacements side by side run one after another: the last one wins whole.
+        """
+        user = await self.get(user_id, lock=True)
         wanted = sorted(set(names))
         rows = list((await self._db.scalars(select(Role).where(Role.name.in_(wanted)))).all())
         unknown = sorted(set(wanted) - {r.name for r in rows})

@@ -240,7 +240,13 @@ class PasswordService:
             field="new_password",
         )
         digest = await self._passwords.hash(new_password)
-        user.password_hash = digest
+        # Only if the password is still the one just verified: of changes side by side, one wins and
+        # the others find their "current" password is not current any more (403).
+        swapped = await self._db.execute(
+            update(User).where(User.id == user.id, User.password_hash == stored).values(password_hash=digest)
+        )
+        if swapped.rowcount != 1:  # type: ignore[attr-defined]
+            raise WrongPasswordError()
         await self._tokens.revoke_all(user.id)  # a pending reset link must not undo this change
         revoked = await self._sessions.revoke_all(user.id, except_id=session_id)
         await AuditLog(self._db).record(
