@@ -94,12 +94,13 @@ def _unicode_text(value: SecretStr) -> SecretStr:
 Secret = Annotated[SecretStr, AfterValidator(_unicode_text)]  # passwords and single-use tokens
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+def in_utc(value: datetime) -> datetime:
+    """The same moment in UTC; a time without an offset is taken as UTC (SPEC §3: times are UTC)."""
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # A time in a filter: ISO 8601; without an offset (`2026-01-01`, `2026-01-01T08:00`) it is UTC.
-Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+Timestamp = Annotated[datetime, AfterValidator(in_utc)]
 
 
 def openapi_problem_schema() -> dict[str, Any]:

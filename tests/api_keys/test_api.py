@@ -140,6 +140,8 @@ async def test_workspace_binding_and_expiry_are_kept(client: AsyncClient) -> Non
     _, headers = await signed_in(client)
     workspace = await client.post("/api/v1/workspaces", json={"name": "Keys Inc"}, headers=headers)
     ws = workspace.json()["id"]
+    offset = await issue_key(client, headers, expires_at="2099-01-01T05:00:00+05:00")
+    assert offset["expires_at"] in ("2099-01-01T00:00:00Z", "2099-01-01T00:00:00+00:00")  # answered in UTC
     created = await issue_key(client, headers, workspace_id=ws, expires_at="2099-01-01T00:00:00Z")
     assert created["workspace_id"] == ws
     assert created["expires_at"].startswith("2099-01-01T00:00:00")

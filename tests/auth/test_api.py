@@ -82,6 +82,35 @@ async def test_register_rejects_weak_passwords(client: AsyncClient, password: st
     assert body["errors"][0]["type"] == error_type
 
 
+@pytest.mark.parametrize(
+    ("registered", "signs_in_with"),
+    [
+        ("cafe\u0301abc@example.com", "cafe\u0301abc@example.com"),  # decomposed é, as registered
+        ("cafe\u0301abd@example.com", "CAF\u00c9ABD@example.com"),  # composed, another case
+        ("x1@\uff45xample.com", "X1@EXAMPLE.COM"),  # a full-width letter in the domain
+        ("x2@xn--bcher-kva.de", "x2@bu\u0308cher.de"),  # IDNA and Unicode forms of one domain
+    ],
+)
+async def test_sign_in_compares_addresses_as_registration_stores_them(
+    client: AsyncClient, registered: str, signs_in_with: str
+) -> None:
+    response = await client.post("/api/v1/auth/register", json={"email": registered, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    assert (await login(client, signs_in_with))["access_token"]
+    token = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "password", "username": signs_in_with, "password": PASSWORD}
+    )
+    assert token.status_code == 200, token.text
+
+
+async def test_a_username_signs_in_with_spaces_around_it(client: AsyncClient) -> None:
+    await register(client, username="spaced_user")
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": "  Spaced_User ", "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+
+
 async def test_register_takes_a_long_password_and_it_signs_in(client: AsyncClient) -> None:
     password = ("Vx9-lantern-harbor-quiet-" * 6)[:128]
     response = await client.post(

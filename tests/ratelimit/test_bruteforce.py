@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.config import RateLimits
 from authgate.db import utcnow
-from authgate.ratelimit.bruteforce import LoginGuard, _hash, login_identifier
+from authgate.ratelimit.bruteforce import LoginGuard, _hash, account_identifier, login_identifier
 from authgate.ratelimit.models import LoginThrottle
 from tests.factories import PASSWORD, assert_problem, register
 
@@ -76,19 +77,21 @@ async def test_identifier_is_normalised(app: FastAPI, client: AsyncClient) -> No
         "/api/v1/auth/login", json={"email": f"  {user['email']} ", "password": PASSWORD}
     )
     assert_problem(blocked, 429, "rate_limited")
-    # The username is a different identifier with its own count.
-    ok = await client.post("/api/v1/auth/login", json={"username": "CASEY_B", "password": PASSWORD})
-    assert ok.status_code == 200
+    # The username names the same account, and shares its count.
+    by_name = await client.post("/api/v1/auth/login", json={"username": "CASEY_B", "password": PASSWORD})
+    assert_problem(by_name, 429, "rate_limited")
 
 
 async def test_success_resets_the_count(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
     guard_after(app)
     user = await register(client)
     await fail(client, user["email"], N - 1)
+    account = account_identifier(uuid.UUID(user["id"]))
+    assert await throttle_row(db, account) is not None
     assert (
         await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     ).status_code == 200
-    assert await throttle_row(db, login_identifier(user["email"], None)) is None
+    assert await throttle_row(db, account) is None
     await fail(client, user["email"], N - 1)  # would be N + 1 without the reset
 
 
@@ -232,3 +235,16 @@ async def test_token_password_grant_is_held_too(app: FastAPI, client: AsyncClien
     await fail(client, user["email"], N)
     form = {"grant_type": "password", "username": user["email"], "password": PASSWORD}
     assert_problem(await client.post("/api/v1/auth/token", data=form), 429, "rate_limited")
+
+
+async def test_email_and_username_share_one_count(app: FastAPI, client: AsyncClient) -> None:
+    """SPEC §12: per account. Alternating the two identifiers does not double the attempts."""
+    guard_after(app)
+    user = await register(client, username="two_names")
+    for attempt in range(N):
+        body = {"email": user["email"]} if attempt % 2 else {"username": "two_names"}
+        response = await client.post("/api/v1/auth/login", json={**body, "password": "not the password"})
+        assert_problem(response, 401, "invalid_credentials")
+    for body in ({"email": user["email"]}, {"username": "TWO_NAMES"}):
+        blocked = await client.post("/api/v1/auth/login", json={**body, "password": PASSWORD})
+        assert_problem(blocked, 429, "rate_limited")

@@ -85,6 +85,9 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert zed["id"] in await ids(f"created_before={tomorrow}")
     assert zed["id"] in await ids(f"created_before={future.removesuffix('Z')}")
     assert await ids("created_before=2000-01-01") == set()
+    for before_1970 in ("1969-12-31", "0001-01-01", "1970-01-01T00:00:00%2B01:00"):
+        assert zed["id"] in await ids(f"created_after={before_1970}")
+        assert await ids(f"created_before={before_1970}") == set()
     assert_problem(
         await client.get("/api/v1/users?created_after=yesterday", headers=headers), 422, "validation_error"
     )

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
-from authgate.schemas import APIModel
+from authgate.schemas import APIModel, in_utc
 
 Scope = Annotated[str, StringConstraints(max_length=64)]
 
@@ -18,7 +18,7 @@ class ApiKeyCreate(APIModel):
         max_length=64,
         description="Permissions the key may use (each must be held by you); none = self-service only",
     )
-    expires_at: AwareDatetime | None = None
+    expires_at: Annotated[AwareDatetime, AfterValidator(in_utc)] | None = None  # answered in UTC
     workspace_id: uuid.UUID | None = None
 
 

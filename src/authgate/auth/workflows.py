@@ -21,7 +21,7 @@ from authgate.mfa.errors import MfaRequiredError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.ops.metrics import LOGINS
 from authgate.pagination import PageParams
-from authgate.ratelimit.bruteforce import LoginGuard, login_identifier
+from authgate.ratelimit.bruteforce import LoginGuard, account_identifier, login_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.sessions.models import LoginSession
@@ -75,8 +75,9 @@ class AuthWorkflow:
         With MFA on, a correct password yields an `MfaPending` challenge instead of tokens (or
         `MfaRequiredError` where there is no second step, `allow_mfa=False`).
         """
-        identifier = login_identifier(email, username)
         user = await self._users.get_for_login(email=email, username=username)
+        # Failures count per account, whichever identifier names it; per identifier for unknown ones.
+        identifier = account_identifier(user.id) if user else login_identifier(email, username)
         # 429 while it must wait
         has_failures = await self._guard.check(self._db, identifier, user.id if user else None)
         await end_read(self._db)  # no pooled connection is held while the hash runs

@@ -5,8 +5,9 @@ in both runtime shapes, survives a Redis flush or restart, and costs one small w
 *failed* attempt, in the short transaction that already records the failure. Successful
 sign-ins pay one indexed read and, only when a row exists, a delete.
 
-The key is the normalised identifier (email or username), hashed, so an unknown account
-builds up the same wait as a real one and the 429 reveals nothing.
+The key, hashed, is the account for a known one (its email and its username share one count) and
+the normalised identifier (email or username) for an unknown one, so an unknown address builds
+up the same wait as a real one and the 429 reveals nothing.
 
 Lock-out abuse: an attacker who knows an email could otherwise keep its owner out by failing
 once every time the wait ends. Two limits on that:
@@ -52,6 +53,11 @@ def login_identifier(email: str | None, username: str | None) -> str:
     if email is not None:
         return "email:" + normalize_email(email)
     return "username:" + (username or "").strip().lower()
+
+
+def account_identifier(user_id: uuid.UUID) -> str:
+    """The key of a known account: its email and its username share one count."""
+    return f"account:{user_id}"
 
 
 def mfa_identifier(user_id: uuid.UUID) -> str:

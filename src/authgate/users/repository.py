@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,17 +18,31 @@ from authgate.users.models import User
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().casefold()
+    """The form addresses are compared in: email-validator's normal form (Unicode NFC, the domain
+    decoded from IDNA), trimmed and case-folded. Registration stores this, and sign-in, reset and
+    invitations look up this, so `cafe\u0301@x.org` and `café@X.org` are one address. An address
+    the validator refuses is only trimmed and case-folded (it matches no account)."""
+    value = email.strip()
+    with contextlib.suppress(EmailNotValidError):
+        value = validate_email(value, check_deliverability=False, test_environment=True).normalized
+    return value.casefold()
 
 
 class UserRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get(self, user_id: uuid.UUID, *, include_deleted: bool = False) -> User | None:
+    async def get(
+        self, user_id: uuid.UUID, *, include_deleted: bool = False, lock: bool = False
+    ) -> User | None:
+        """The user with their roles. With `lock`, the row is locked until the transaction ends
+        (PostgreSQL; on SQLite a writing request holds the database's write lock already) and read
+        afresh, so changes that read, decide and write (roles, deletion) run one after another."""
         stmt = select(User).options(selectinload(User.roles)).where(User.id == user_id)
         if not include_deleted:
             stmt = stmt.where(User.deleted_at.is_(None))
+        if lock:
+            stmt = stmt.with_for_update(of=User).execution_options(populate_existing=True)
         return await self.session.scalar(stmt)
 
     async def get_by_email(self, email: str) -> User | None:
@@ -45,7 +61,7 @@ class UserRepository:
         if email is not None:
             stmt = stmt.where(User.email_normalized == normalize_email(email))
         else:
-            stmt = stmt.where(User.username == (username or "").lower())
+            stmt = stmt.where(User.username == (username or "").strip().lower())
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
     async def get_role(self, name: str) -> Role | None:
