@@ -23,6 +23,8 @@ def normalize_email(email: str) -> str:
     invitations look up this, so `cafe\u0301@x.org` and `café@X.org` are one address. An address
     the validator refuses is only trimmed and case-folded (it matches no account)."""
     value = email.strip()
+    if value.isascii() and "xn--" not in value.casefold():
+        return value.casefold()  # nothing to compose or decode: the common case, without the validator's cost
     with contextlib.suppress(EmailNotValidError):
         value = validate_email(value, check_deliverability=False, test_environment=True).normalized
     return value.casefold()
