@@ -129,6 +129,16 @@ async def page(chromium: Path) -> AsyncIterator[object]:
             await browser.close()
 
 
+async def _register(base: str, email: str, *, sessions: int = 0) -> None:
+    """An account made through the API, signed in `sessions` times elsewhere."""
+    async with httpx.AsyncClient(base_url=base) as api:
+        registered = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert registered.status_code == 201, registered.text
+        for _ in range(sessions):
+            signed_in = await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+            assert signed_in.status_code == 200, signed_in.text
+
+
 async def test_register_sign_in_edit_sessions_sign_out(page: object, console_server: str) -> None:
     from playwright.async_api import Page, expect
 
@@ -259,9 +269,7 @@ async def test_the_chosen_theme_overrides_the_system_scheme(page: object, consol
     assert isinstance(page, Page)
     base = console_server
     email = "theme@example.com"
-    async with httpx.AsyncClient(base_url=base) as api:
-        registered = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-    assert registered.status_code == 201, registered.text
+    await _register(base, email)
     body = page.locator("body")
 
     await page.emulate_media(color_scheme="light")
@@ -299,13 +307,7 @@ async def test_pages_reflow_at_320_pixels_and_wide_tables_scroll_by_keyboard(
     assert isinstance(page, Page)
     base = console_server
     email = "narrow.screen.reader@example.com"
-    async with httpx.AsyncClient(base_url=base) as api:
-        registered = await api.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
-        assert registered.status_code == 201, registered.text
-        for _ in range(2):  # a second session, so the sessions table has rows to overflow with
-            assert (
-                await api.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-            ).status_code == 200
+    await _register(base, email, sessions=2)  # other sessions: the sessions table has rows to overflow with
     await page.set_viewport_size({"width": 320, "height": 640})
     await page.goto(f"{base}/ui/login")
     await page.get_by_label("Email or username").fill(email)
