@@ -277,6 +277,16 @@ async def test_admin_soft_delete_and_restore(client: AsyncClient, db: AsyncSessi
     assert_problem(await client.delete(f"/api/v1/users/{target['id']}", headers=headers), 404, "not_found")
     listed = (await client.get("/api/v1/users?deleted=true&limit=200", headers=headers)).json()
     assert target["id"] in {u["id"] for u in listed["items"]}
+    by_address = await client.get(
+        "/api/v1/users", params={"deleted": "true", "q": target["email"][:8].upper()}, headers=headers
+    )
+    assert [u["id"] for u in by_address.json()["items"]] == [
+        target["id"]
+    ]  # its real address, not the tombstone
+    tombstone = await client.get(
+        "/api/v1/users", params={"deleted": "true", "q": "deleted+"}, headers=headers
+    )
+    assert tombstone.json()["items"] == []
     assert await _events(db, "user.deleted", target["id"])
 
     restored = await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers)

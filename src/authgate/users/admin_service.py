@@ -84,9 +84,11 @@ class UserAdminService:
         stmt = stmt.where(User.deleted_at.is_not(None) if filters.deleted else User.deleted_at.is_(None))
         if filters.q:
             q = filters.q.strip().casefold()
+            # A deleted account's normalised address is a tombstone: search its address as given.
+            email = func.lower(User.email) if filters.deleted else User.email_normalized
             stmt = stmt.where(
                 or_(
-                    User.email_normalized.startswith(q, autoescape=True),
+                    email.startswith(q, autoescape=True),
                     User.username.startswith(q, autoescape=True),
                     func.lower(User.full_name).startswith(q, autoescape=True),
                 )
