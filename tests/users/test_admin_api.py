@@ -69,6 +69,8 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert await ids("q=ZEDFILTER") == {zed["id"]}  # email prefix, any case
     assert await ids("q=zed_f") == {zed["id"]}  # username prefix
     assert await ids("q=zora") == {zed["id"]}  # name prefix
+    strasse = await register(client, full_name="Straße Zed")
+    assert await ids("q=STRA%C3%9FE") == {strasse["id"]}  # "STRAßE": lower-cased as the database does
     assert await ids("q=ilter") == set()  # a prefix, not a substring
     assert await ids("q=%25") == set()  # LIKE wildcards are literal
     assert await ids("q=_") == set()

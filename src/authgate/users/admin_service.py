@@ -83,14 +83,18 @@ class UserAdminService:
         stmt = select(User).options(selectinload(User.roles))
         stmt = stmt.where(User.deleted_at.is_not(None) if filters.deleted else User.deleted_at.is_(None))
         if filters.q:
-            q = filters.q.strip().casefold()
+            q = filters.q.strip()
+            # Stored addresses are case-folded; names are compared through the database's lower(),
+            # which keeps "ß" and friends as they are, so the term is lower-cased the same way.
             # A deleted account's normalised address is a tombstone: search its address as given.
-            email = func.lower(User.email) if filters.deleted else User.email_normalized
+            email = User.email_normalized.startswith(q.casefold(), autoescape=True)
+            if filters.deleted:
+                email = func.lower(User.email).startswith(q.lower(), autoescape=True)
             stmt = stmt.where(
                 or_(
-                    email.startswith(q, autoescape=True),
-                    User.username.startswith(q, autoescape=True),
-                    func.lower(User.full_name).startswith(q, autoescape=True),
+                    email,
+                    User.username.startswith(q.lower(), autoescape=True),
+                    func.lower(User.full_name).startswith(q.lower(), autoescape=True),
                 )
             )
         if filters.is_active is not None:
