@@ -95,6 +95,15 @@ def _nul_character(request_id: str, path: str, where: str) -> bytes:
     )
 
 
+def _media_type(content_type: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 _RAW_NUL = b"\x00"
 # One JSON escape: `\uXXXX` or a backslash and one character. Scanning escape by escape tells the
 # NUL escape `\u0000` from the text `\\u0000` (an escaped backslash, then "u0000").
@@ -116,8 +125,8 @@ class _NulScanner:
 
     @classmethod
     def for_body(cls, path: str, content_type: str | None) -> _NulScanner | None:
-        media = (content_type or "").split(";", 1)[0].strip().lower()
-        if media == "application/json" or media.endswith("+json"):
+        media = _media_type(content_type)
+        if _is_json(media):
             return cls("json")
         if media == "application/x-www-form-urlencoded":
             return cls("form")
@@ -146,8 +155,8 @@ class _NulScanner:
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
     """JSON everywhere under /api; forms on the OAuth2-style endpoints and the /ui console; multipart for uploads."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+    media = _media_type(content_type)
+    if _is_json(media):
         return True
     if media == "application/x-www-form-urlencoded":
         return path in _FORM_PATHS or path.startswith(_CONSOLE_PREFIX)

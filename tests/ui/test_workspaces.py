@@ -9,17 +9,16 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
-from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from authgate.workspaces.service import hash_token
 from tests.factories import register
 from tests.ui.conftest import post_form, ui_sign_in
-from tests.workspaces.helpers import grant_admin, make_workspace_rows, verify_email
+from tests.workspaces.helpers import deactivate, grant_admin, make_workspace_rows, verify_email
 
 
 async def sign_in_as(client: AsyncClient, user: dict[str, Any]) -> None:
@@ -247,8 +246,7 @@ async def test_an_administrator_hands_over_a_workspace_whose_owner_is_gone_from_
         client, f"/ui/workspaces/{ws.slug}/transfer", {"user_id": users["member"]["id"]}
     )
     assert refused.status_code == 403
-    await db.execute(update(User).where(User.id == uuid.UUID(users["owner"]["id"])).values(is_active=False))
-    await db.commit()
+    await deactivate(db, users["owner"]["id"])
     page = await client.get(f"/ui/workspaces/{ws.slug}")
     assert 'action="/ui/workspaces/' + ws.slug + '/transfer"' in page.text
     assert f'value="{users["member"]["id"]}"' in page.text

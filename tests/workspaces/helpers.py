@@ -39,6 +39,11 @@ async def add_member(
     await db.commit()
 
 
+async def deactivate(db: AsyncSession, user_id: str | uuid.UUID) -> None:
+    await db.execute(update(User).where(User.id == uuid.UUID(str(user_id))).values(is_active=False))
+    await db.commit()
+
+
 async def verify_email(db: AsyncSession, user_id: str | uuid.UUID) -> None:
     await db.execute(update(User).where(User.id == uuid.UUID(str(user_id))).values(email_verified=True))
     await db.commit()

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit.models import AuditEvent
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
-from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from authgate.workspaces.service import hash_token
 from tests.factories import PASSWORD, assert_problem, signed_in
@@ -23,6 +22,7 @@ from tests.workspaces.helpers import (
     BOUND_HEADER,
     add_member,
     create_ws,
+    deactivate,
     grant_admin,
     install_bound_key_override,
     verify_email,
@@ -374,11 +374,6 @@ async def _roles(db: AsyncSession, workspace_id: str) -> dict[str, str]:
     return {str(user_id): role for user_id, role in rows.all()}
 
 
-async def _deactivate(db: AsyncSession, user_id: str) -> None:
-    await db.execute(update(User).where(User.id == uuid.UUID(user_id)).values(is_active=False))
-    await db.commit()
-
-
 async def test_an_administrator_hands_over_a_workspace_whose_owner_is_gone(
     client: AsyncClient, db: AsyncSession
 ) -> None:
@@ -391,7 +386,7 @@ async def test_an_administrator_hands_over_a_workspace_whose_owner_is_gone(
     # While the owner's account is active, the workspace is theirs to give.
     response = await client.post(url, json={"user_id": target}, headers=admin_headers)
     assert_problem(response, 403, "permission_denied")
-    await _deactivate(db, owner_id)
+    await deactivate(db, owner_id)
     before = await _roles(db, ws["id"])
     stranger, _ = await signed_in(client)
     for user_id in (stranger["id"], owner_id, admin["id"]):  # not members, or already the owner
@@ -426,7 +421,7 @@ async def test_a_member_holding_workspaces_admin_takes_over_only_from_a_gone_own
     await grant_admin(db, viewer["id"])
     response = await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers)
     assert_problem(response, 403, "permission_denied")
-    await _deactivate(db, team["owner"][0]["id"])
+    await deactivate(db, team["owner"][0]["id"])
     response = await client.post(url, json={"user_id": viewer["id"]}, headers=viewer_headers)
     assert response.status_code == 200, response.text
     assert (response.json()["owner_id"], response.json()["my_role"]) == (viewer["id"], "owner")
@@ -439,7 +434,7 @@ async def test_ownership_goes_only_to_an_account_in_good_standing(
     team = await _team(client, db)
     ws, owner = team["ws"][0], team["owner"][1]
     member_id, admin_id = team["member"][0]["id"], team["admin"][0]["id"]
-    await _deactivate(db, member_id)
+    await deactivate(db, member_id)
     deleted = await client.request(
         "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=team["admin"][1]
     )
@@ -458,7 +453,7 @@ async def test_an_administrators_key_transfers_only_within_its_binding_and_scope
     ws, target = team["ws"][0], team["member"][0]["id"]
     admin, admin_headers = await signed_in(client)
     await grant_admin(db, admin["id"])
-    await _deactivate(db, team["owner"][0]["id"])
+    await deactivate(db, team["owner"][0]["id"])
     url = f"{WS}/{ws['id']}/transfer"
     bound_elsewhere = {**admin_headers, BOUND_HEADER: str(uuid.uuid4())}
     assert_problem(

@@ -132,11 +132,14 @@ class KeyRing:
         }
         self._loaded_at = self._checked_at = time.monotonic()
 
+    def _looked_within(self, max_age: float | None) -> bool:
+        max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
+        return time.monotonic() - self._checked_at < max_age
+
     async def refresh(self, session: AsyncSession, *, max_age: float | None = None) -> None:
         """Reload if the keys changed since the last look, looking at most once a `max_age` seconds
         (default `FRESHNESS_SECONDS`; 0 looks every time). `session` is only read."""
-        max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
-        if time.monotonic() - self._checked_at < max_age:
+        if self._looked_within(max_age):
             return
         self._checked_at = time.monotonic()
         # On the caller's session and in its transaction (a sign-in's writes share it): no second
@@ -153,9 +156,9 @@ class KeyRing:
     async def refresh_from(
         self, factory: async_sessionmaker[AsyncSession], *, max_age: float | None = None
     ) -> None:
-        """`refresh` on a short session of its own (the JWKS, the watcher)."""
-        max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
-        if time.monotonic() - self._checked_at < max_age:
+        """`refresh` on a short session of its own (the JWKS, the watcher); none is opened when the
+        last look is recent enough."""
+        if self._looked_within(max_age):
             return
         async with factory() as session:
             await self.refresh(session, max_age=max_age)

@@ -195,10 +195,8 @@ class UserAdminService:
         valid, _ = await self._passwords.verify(password, digest)
         if not valid:
             raise WrongPasswordError()
-        if (
-            await self._users.get(user.id, lock=True) is None
-        ):  # deleted meanwhile by a request beside this one
-            raise NotFoundError("User not found")
+        if await self._users.get(user.id, lock=True) is None:
+            raise NotFoundError("User not found")  # deleted meanwhile by a request beside this one
         await self._soft_delete(user, Actor.user(user.id))
 
     async def _soft_delete(self, user: User, actor: Actor) -> None:
