@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -18,11 +20,7 @@ from authgate.model_registry import Base
 
 def _diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
-    with warnings.catch_warnings():
-        # SQLite reflection cannot see expression indexes (the name-prefix index); PostgreSQL checks it.
-        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
-        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression-based index")
-        return list(compare_metadata(context, Base.metadata))
+    return list(compare_metadata(context, Base.metadata))
 
 
 def _tables(connection: Connection) -> set[str]:
@@ -47,3 +45,50 @@ async def test_upgrade_downgrade_upgrade(engine: AsyncEngine) -> None:
         )
         assert await conn.run_sync(_diff) == []
     assert "(head)" in await asyncio.to_thread(migrate.current, url)
+
+
+async def test_folded_names_are_filled_in_for_existing_accounts(engine: AsyncEngine) -> None:
+    """Revision 0008 folds the names of accounts that existed before it, and its downgrade undoes it."""
+    url = engine.url.render_as_string(hide_password=False)
+    now = datetime.now(UTC)
+    users = sa.table(
+        "user_account",
+        *(sa.column(name) for name in ("email", "email_normalized", "full_name", "full_name_folded")),
+        *(sa.column(name) for name in ("email_verified", "phone_verified", "is_active", "mfa_enabled")),
+        sa.column("id", sa.Uuid()),
+        sa.column("created_at", sa.DateTime(timezone=True)),
+        sa.column("updated_at", sa.DateTime(timezone=True)),
+    )
+    key = uuid.uuid4()
+    await engine.dispose()
+    await asyncio.to_thread(migrate.downgrade, url, "0007")
+    try:
+        async with engine.begin() as conn:
+            assert "full_name_folded" not in {
+                c["name"] for c in await conn.run_sync(lambda c: inspect(c).get_columns("user_account"))
+            }
+            await conn.execute(
+                users.insert().values(
+                    id=key,
+                    email=f"{key}@example.com",
+                    email_normalized=f"{key}@example.com",
+                    full_name="Émile STRAẞE",
+                    email_verified=False,
+                    phone_verified=False,
+                    is_active=True,
+                    mfa_enabled=False,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await engine.dispose()
+        await asyncio.to_thread(migrate.upgrade, url)
+        async with engine.connect() as conn:
+            folded = await conn.scalar(sa.select(users.c.full_name_folded).where(users.c.id == key))
+            assert folded == "émile strasse"
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await engine.dispose()
+        await asyncio.to_thread(migrate.upgrade, url)
+        async with engine.begin() as conn:
+            await conn.execute(users.delete().where(users.c.id == key))

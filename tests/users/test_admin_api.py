@@ -70,7 +70,17 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert await ids("q=zed_f") == {zed["id"]}  # username prefix
     assert await ids("q=zora") == {zed["id"]}  # name prefix
     strasse = await register(client, full_name="Straße Zed")
-    assert await ids("q=STRA%C3%9FE") == {strasse["id"]}  # "STRAßE": lower-cased as the database does
+    assert await ids("q=STRA%C3%9FE") == {strasse["id"]}  # "STRAßE"
+    assert await ids("q=strasse") == {strasse["id"]}  # case-folded: ß meets ss
+    emile = await register(client, full_name="Émile Zola")
+    assert await ids("q=%C3%A9mile") == {emile["id"]}  # "émile": a non-ASCII capital, on both engines
+    assert await ids("q=%EF%BC%BA%EF%BC%AF%EF%BC%B2%EF%BC%A1") == {zed["id"]}  # "ＺＯＲＡ" (NFKC)
+    renamed = await client.patch(
+        f"/api/v1/users/{zed['id']}", json={"full_name": "Ørjan Ed"}, headers=headers
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert await ids("q=%C3%B8rjan") == {zed["id"]}  # the folded name follows a change
+    assert await ids("q=zora") == set()
     assert await ids("q=ilter") == set()  # a prefix, not a substring
     assert await ids("q=%25") == set()  # LIKE wildcards are literal
     assert await ids("q=_") == set()

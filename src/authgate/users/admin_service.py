@@ -31,7 +31,7 @@ from authgate.roles.service import check_grantable
 from authgate.security.passwords import PasswordHasher, check_password_policy
 from authgate.sessions.models import LoginSession
 from authgate.users.errors import EmailTakenError
-from authgate.users.models import User
+from authgate.users.models import User, fold_name
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
 from authgate.users.service import UserService
@@ -84,9 +84,9 @@ class UserAdminService:
         stmt = stmt.where(User.deleted_at.is_not(None) if filters.deleted else User.deleted_at.is_(None))
         if filters.q:
             q = filters.q.strip()
-            # Stored addresses are case-folded; names are compared through the database's lower(),
-            # which keeps "ß" and friends as they are, so the term is lower-cased the same way.
-            # A deleted account's normalised address is a tombstone: search its address as given.
+            # Addresses and names are stored case-folded beside the originals, so both engines
+            # compare the same way. A deleted account's normalised address is a tombstone: search
+            # its address as given.
             email = User.email_normalized.startswith(q.casefold(), autoescape=True)
             if filters.deleted:
                 email = func.lower(User.email).startswith(q.lower(), autoescape=True)
@@ -94,7 +94,7 @@ class UserAdminService:
                 or_(
                     email,
                     User.username.startswith(q.lower(), autoescape=True),
-                    func.lower(User.full_name).startswith(q.lower(), autoescape=True),
+                    User.full_name_folded.startswith(fold_name(q), autoescape=True),
                 )
             )
         if filters.is_active is not None:

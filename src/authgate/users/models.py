@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, String, func, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from authgate.db import Base, new_id, utcnow
 from authgate.roles.models import Role, user_role
+
+
+def fold_name(value: str) -> str:
+    """A name in the form the search compares: NFKC, then case-folded ("Straße" and "STRASSE" meet).
+
+    Done here rather than by the database's lower(), which is ASCII-only on SQLite and follows the
+    collation on PostgreSQL, so that both engines find the same people.
+    """
+    return unicodedata.normalize("NFKC", value).casefold()
 
 
 class User(Base):
@@ -36,6 +46,8 @@ class User(Base):
     email_verified: Mapped[bool] = mapped_column(default=False)
     username: Mapped[str | None] = mapped_column(String(32), unique=True)  # stored lower-case
     full_name: Mapped[str | None] = mapped_column(String(200))
+    # The name as the admin search compares it (`fold_name`), kept in step by `_fold_full_name`.
+    full_name_folded: Mapped[str | None] = mapped_column(String(800))
     phone: Mapped[str | None] = mapped_column(String(20))
     phone_verified: Mapped[bool] = mapped_column(default=False)
     password_hash: Mapped[str | None] = mapped_column(String(255), deferred=True)
@@ -47,6 +59,11 @@ class User(Base):
     deleted_at: Mapped[datetime | None]
 
     roles: Mapped[list[Role]] = relationship(secondary=user_role, lazy="raise", order_by=Role.name)
+
+    @validates("full_name")
+    def _fold_full_name(self, _key: str, value: str | None) -> str | None:
+        self.full_name_folded = fold_name(value) if value is not None else None
+        return value
 
     @property
     def role_names(self) -> list[str]:
@@ -67,7 +84,7 @@ Index(
 Index("ix_user_account_username_prefix", User.username, postgresql_ops={"username": "text_pattern_ops"})
 Index(
     "ix_user_account_name_prefix",
-    func.lower(User.full_name).label("full_name_lower"),
-    postgresql_ops={"full_name_lower": "text_pattern_ops"},
+    User.full_name_folded,
+    postgresql_ops={"full_name_folded": "text_pattern_ops"},
 )
 Index("ix_user_account_is_active_id", User.is_active, User.id)
