@@ -30,6 +30,7 @@ from authgate.db import create_engine, create_sessionmaker
 from authgate.pagination import PageParams, encode_cursor
 from authgate.security.passwords import PasswordHasher
 from authgate.users.admin_service import UserAdminService, UserFilters
+from authgate.users.models import fold_name
 
 FIRST = ["ada", "alan", "grace", "linus", "margaret", "ken", "barbara", "edsger", "donald", "frances", "zora"]
 LAST = [
@@ -70,6 +71,7 @@ def user_rows(count: int, start: datetime) -> Iterator[tuple[Any, ...]]:
             rng.random() < 0.8,
             f"seed_{i}",
             name,
+            fold_name(name),
             None,
             False,
             digest,
@@ -87,6 +89,7 @@ USER_COLUMNS = [
     "email_verified",
     "username",
     "full_name",
+    "full_name_folded",
     "phone",
     "phone_verified",
     "password_hash",
