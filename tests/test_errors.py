@@ -89,7 +89,11 @@ async def test_wrong_content_type_is_415(client: AsyncClient, db: AsyncSession) 
     )
     assert_problem(response, 415, "unsupported_media_type")
     form = await client.post("/api/v1/auth/login", data={"email": "a@example.com", "password": "x"})
-    assert_problem(form, 415, "unsupported_media_type")
+    assert assert_problem(form, 415, "unsupported_media_type")["detail"].endswith("application/json")
+    text = await client.post(
+        "/api/v1/auth/introspect", content="token=x", headers={"content-type": "text/plain"}
+    )
+    assert assert_problem(text, 415, "unsupported_media_type")["detail"].endswith("x-www-form-urlencoded")
     assert await _user_count(db) == before
 
 
@@ -103,12 +107,7 @@ NUL_REQUESTS = [
     ("POST", "/api/v1/auth/login", {"json": {"username": "a\x00bc", "password": PASSWORD}}, "body"),
     ("PATCH", "/api/v1/users/me", {"json": {"full_name": "a\x00b"}}, "body"),
     ("POST", "/api/v1/workspaces", {"json": {"name": "a\x00b"}}, "body"),
-    (
-        "POST",
-        "/api/v1/auth/token",
-        {"data": {"grant_type": "password", "username": "a\x00b", "password": "x"}},
-        "body",
-    ),
+    ("POST", "/api/v1/auth/introspect", {"data": {"token": "a\x00b"}}, "body"),
     ("GET", "/api/v1/users", {"params": {"q": "a\x00b"}}, "query"),
     ("GET", "/api/v1/audit-events", {"params": {"action": "a\x00b"}}, "query"),
     ("GET", "/api/v1/workspaces/a%00b", {}, "path"),
@@ -185,21 +184,27 @@ async def test_an_escaped_backslash_before_u0000_is_text_not_nul(
     [
         # JSON in UTF-16, which the JSON parser would read: its ASCII letters carry NUL bytes
         ('{"username": "a\\u0000b", "password": "xxxxxxxxxx"}'.encode("utf-16-le"), "application/json"),
-        (b"grant_type=password&username=a\x00b&password=x", "application/x-www-form-urlencoded"),
+        (b"token=a\x00b", "application/x-www-form-urlencoded"),
     ],
 )
 async def test_raw_nul_bytes_in_text_bodies_are_422(
     client: AsyncClient, content: bytes, content_type: str
 ) -> None:
-    path = "/api/v1/auth/login" if content_type == "application/json" else "/api/v1/auth/token"
+    path = "/api/v1/auth/login" if content_type == "application/json" else "/api/v1/auth/introspect"
     response = await client.post(path, content=content, headers={"content-type": content_type})
     assert_problem(response, 422, "validation_error")
 
 
-async def test_a_nul_in_a_multipart_token_request_is_422(client: AsyncClient) -> None:
-    form = {"grant_type": "password", "username": "a\x00b", "password": "x"}
-    response = await client.post("/api/v1/auth/token", data=form, files={"unused": ("x.txt", b"x")})
+async def test_a_nul_in_a_multipart_form_is_refused(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/introspect", data={"token": "a\x00b"}, files={"unused": ("x.txt", b"x")}
+    )
     assert_problem(response, 422, "validation_error")
+    # The OAuth2 token endpoint says the same in RFC 6749's words.
+    form = {"grant_type": "password", "username": "a\x00b", "password": "x"}
+    token = await client.post("/api/v1/auth/token", data=form, files={"unused": ("x.txt", b"x")})
+    assert token.status_code == 400
+    assert token.json()["error"] == "invalid_request"
 
 
 @pytest.mark.postgres_only  # SQLite stores any text; PostgreSQL refuses NUL
@@ -274,3 +279,19 @@ def test_a_time_without_an_offset_is_utc_whatever_the_server_zone(monkeypatch: p
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("password", "msg", "kind"),
+    [("short", "at least 8", "too_short"), ("x" * 129, "at most 128", "too_long")],
+)
+async def test_password_length_errors_count_characters(
+    client: AsyncClient, password: str, msg: str, kind: str
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/register", json={"email": unique_email(), "password": password}
+    )
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"] == [
+        {"loc": ["body", "password"], "msg": f"String should have {msg} characters", "type": kind}
+    ]

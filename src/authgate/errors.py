@@ -187,12 +187,22 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+def _message(error: Any) -> str:
+    """Pydantic's message, except where it speaks of a secret's length in "items"."""
+    ctx = error.get("ctx") or {}
+    if error["type"] == "json_invalid":
+        return "Malformed JSON body"
+    if ctx.get("field_type") == "Value":  # a length constraint on a SecretStr: count characters
+        if error["type"] == "too_short":
+            return f"String should have at least {ctx['min_length']} characters"
+        if error["type"] == "too_long":
+            return f"String should have at most {ctx['max_length']} characters"
+    return str(error["msg"])
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
-    errors = [{"loc": _json_safe(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    for e in errors:
-        if e["type"] == "json_invalid":
-            e["msg"] = "Malformed JSON body"
+    errors = [{"loc": _json_safe(e["loc"]), "msg": _message(e), "type": e["type"]} for e in exc.errors()]
     return problem_response(
         request,
         status=422,

@@ -5,7 +5,8 @@ BaseHTTPMiddleware, which copies bodies and runs handlers in another task).
 
 Body checks: the size limit (413) and the content type (415), and text carrying a NUL character
 (422) in the path, the query or a JSON or form body. PostgreSQL cannot store NUL in text, and no
-field here has a use for it, so it is refused at the door, alike on both engines.
+field here has a use for it, so it is refused at the door, alike on both engines. The OAuth2 token
+endpoint gets the last two as RFC 6749's 400 `invalid_request`, the only error shape its clients read.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import json
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.auth.oauth2 import TOKEN_PATH, oauth_error_body
 from authgate.config import Settings
 from authgate.logging import RequestContext, set_request_context
 from authgate.ops.metrics import observe_request
@@ -28,7 +30,9 @@ from authgate.ops.metrics import observe_request
 log = structlog.get_logger("authgate.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DOCS_PATHS = ("/docs", "/redoc")
-# Sign-out answers also tell the browser to drop this origin's cookies and storage (OWASP Secure Headers).
+# Sign-out answers also tell the browser to drop this origin's cache and storage. Not "cookies": that
+# one clears every cookie of the registrable domain, signing the user out of the sibling apps on
+# other subdomains too; authgate's own cookies are expired by name.
 _LOGOUT_PATHS = frozenset({"/api/v1/auth/logout", "/api/v1/auth/logout-all"})
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 _CONSOLE_PREFIX = "/ui/"
@@ -50,15 +54,31 @@ class _BodyRejectedError(Exception):
     """Raised from `receive` when the body breaks a rule; the middleware answers `state["rejected"]`."""
 
 
+_NO_CONTENT_DROPS = frozenset({b"content-type", b"content-length"})
+_NO_STORE = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
 _FORM_PATHS = ("/api/v1/auth/token", "/api/v1/auth/introspect")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned, in metrics and logs
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _problem(
+class _Refusal(NamedTuple):
+    status: int
+    content_type: bytes
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _refusal(
     request_id: str, path: str, status: int, code: str, title: str, detail: str, **extra: Any
-) -> bytes:
-    return json.dumps(
+) -> _Refusal:
+    """A request refused before routing: a problem, or `invalid_request` on the token endpoint.
+
+    A body over the limit stays a 413 problem everywhere: it is refused before anything is parsed.
+    """
+    if path == TOKEN_PATH and status != 413:
+        body = oauth_error_body("invalid_request", detail)
+        return _Refusal(400, b"application/json", body, _NO_STORE)
+    body = json.dumps(
         {
             "type": f"https://authgate.dev/problems/{code}",
             "title": title,
@@ -70,10 +90,11 @@ def _problem(
             **extra,
         }
     ).encode()
+    return _Refusal(status, b"application/problem+json", body)
 
 
-def _too_large(request_id: str, path: str, limit: int) -> bytes:
-    return _problem(
+def _too_large(request_id: str, path: str, limit: int) -> _Refusal:
+    return _refusal(
         request_id,
         path,
         413,
@@ -83,8 +104,8 @@ def _too_large(request_id: str, path: str, limit: int) -> bytes:
     )
 
 
-def _nul_character(request_id: str, path: str, where: str) -> bytes:
-    return _problem(
+def _nul_character(request_id: str, path: str, where: str) -> _Refusal:
+    return _refusal(
         request_id,
         path,
         422,
@@ -93,6 +114,14 @@ def _nul_character(request_id: str, path: str, where: str) -> bytes:
         "Text must not contain NUL characters",
         errors=[{"loc": [where], "msg": "must not contain NUL characters", "type": "nul_character"}],
     )
+
+
+def _expected_media_type(path: str) -> str:
+    if path in _FORM_PATHS:
+        return "application/x-www-form-urlencoded"
+    if path.endswith("/avatar"):
+        return "multipart/form-data"
+    return "application/json"
 
 
 def _media_type(content_type: str | None) -> str:
@@ -203,14 +232,14 @@ class RequestContextMiddleware:
         state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "rejected": None}
         if "\x00" in path or b"%00" in scope["query_string"]:
             where = "path" if "\x00" in path else "query"
-            await self._send_problem(send, request_id, 422, _nul_character(request_id, path, where))
-            self._finish(scope, 422, started)
+            refusal = _nul_character(request_id, path, where)
+            await self._send_refusal(send, request_id, refusal)
+            self._finish(scope, refusal.status, started)
             return
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            body = _too_large(request_id, path, limit)
-            await self._send_problem(send, request_id, 413, body)
+            await self._send_refusal(send, request_id, _too_large(request_id, path, limit))
             self._finish(scope, 413, started)
             return
         has_body = (declared or 0) > 0 or _header(scope, b"transfer-encoding") is not None
@@ -220,16 +249,16 @@ class RequestContextMiddleware:
             and path.startswith(("/api/", _CONSOLE_PREFIX))
             and not _media_type_allowed(path, _header(scope, b"content-type"))
         ):
-            body = _problem(
+            refusal = _refusal(
                 request_id,
                 path,
                 415,
                 "unsupported_media_type",
                 "Unsupported media type",
-                "Send the body as application/json",
+                f"Send the body as {_expected_media_type(path)}",
             )
-            await self._send_problem(send, request_id, 415, body)
-            self._finish(scope, 415, started)
+            await self._send_refusal(send, request_id, refusal)
+            self._finish(scope, refusal.status, started)
             return
 
         nul = _NulScanner.for_body(path, _header(scope, b"content-type")) if has_body else None
@@ -240,10 +269,10 @@ class RequestContextMiddleware:
                 chunk: bytes = message.get("body", b"")
                 state["received"] += len(chunk)
                 if state["received"] > limit:
-                    state["rejected"] = (413, _too_large(request_id, path, limit))
+                    state["rejected"] = _too_large(request_id, path, limit)
                     raise _BodyRejectedError
                 if nul is not None and nul.found_in(chunk):
-                    state["rejected"] = (422, _nul_character(request_id, path, "body"))
+                    state["rejected"] = _nul_character(request_id, path, "body")
                     raise _BodyRejectedError
             return message
 
@@ -254,6 +283,8 @@ class RequestContextMiddleware:
                 state["started"] = True
                 state["status"] = message["status"]
                 headers = list(message.get("headers", []))
+                if message["status"] == 204:  # no content: no type, no length (RFC 9110 §8.6, §15.3.5)
+                    headers = [h for h in headers if h[0].lower() not in _NO_CONTENT_DROPS]
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(self.security_headers)
                 names = {name.lower() for name, _ in headers}
@@ -264,7 +295,7 @@ class RequestContextMiddleware:
                 if not path.startswith(_DOCS_PATHS):  # the docs pages load their scripts from a CDN
                     headers.append((b"cross-origin-embedder-policy", b"require-corp"))
                 if path in _LOGOUT_PATHS and 200 <= message["status"] < 300:
-                    headers.append((b"clear-site-data", b'"cache", "cookies", "storage"'))
+                    headers.append((b"clear-site-data", b'"cache", "storage"'))
                 message["headers"] = headers
             elif message["type"] == "http.response.body" and state["rejected"]:
                 return
@@ -276,9 +307,9 @@ class RequestContextMiddleware:
             with contextlib.suppress(_BodyRejectedError):  # answered with the problem below
                 await self.app(scope, checked_receive if checked else receive, send_wrapper)
             if state["rejected"] and not state["started"]:
-                status, body = state["rejected"]
-                await self._send_problem(send, request_id, status, body)
-                state["status"] = status
+                refusal = state["rejected"]
+                await self._send_refusal(send, request_id, refusal)
+                state["status"] = refusal.status
         except asyncio.CancelledError:  # the client went away or the server stops: not a server error
             if not state["started"]:
                 state["status"] = CLIENT_CLOSED_REQUEST
@@ -286,9 +317,11 @@ class RequestContextMiddleware:
         finally:  # an unhandled error (already answered 500 by Starlette) is counted and logged too
             self._finish(scope, state["status"], started)
 
-    async def _send_problem(self, send: Send, request_id: str, status: int, body: bytes) -> None:
+    async def _send_refusal(self, send: Send, request_id: str, refusal: _Refusal) -> None:
+        status, content_type, body, extra = refusal
         headers = [
-            (b"content-type", b"application/problem+json"),
+            *extra,
+            (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", request_id.encode()),
             (b"connection", b"close"),

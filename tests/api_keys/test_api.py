@@ -287,3 +287,17 @@ async def test_list_pages_and_hides_other_users_keys(client: AsyncClient) -> Non
 async def test_api_keys_need_authentication(client: AsyncClient) -> None:
     assert_problem(await client.get("/api/v1/api-keys"), 401, "not_authenticated")
     assert_problem(await client.post("/api/v1/api-keys", json={"name": "k"}), 401, "not_authenticated")
+
+
+async def test_a_key_signs_its_owner_out_everywhere_and_keeps_working(client: AsyncClient) -> None:
+    """SPEC §4: logout-all takes any authentication; a key has no session of its own."""
+    user, headers = await signed_in(client)
+    raw = (await issue_key(client, headers))["key"]
+    assert (await client.post("/api/v1/auth/logout", headers=key_headers(raw))).status_code == 204
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200  # untouched
+    response = await client.post("/api/v1/auth/logout-all", headers=key_headers(raw))
+    assert response.status_code == 204
+    assert_problem(await client.get("/api/v1/users/me", headers=headers), 401, "session_revoked")
+    me = await client.get("/api/v1/users/me", headers=key_headers(raw))
+    assert me.status_code == 200
+    assert me.json()["id"] == user["id"]

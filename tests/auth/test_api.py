@@ -292,7 +292,26 @@ async def test_refresh_rotates_and_old_token_is_reused_after_grace(
         await client.get("/api/v1/users/me", headers=bearer(newest["access_token"])), 401, "session_revoked"
     )
     after = await client.post("/api/v1/auth/refresh", json={"refresh_token": newest["refresh_token"]})
-    assert after.status_code == 401
+    assert_problem(after, 401, "session_revoked")
+
+
+async def test_refresh_after_logout_is_session_revoked(client: AsyncClient) -> None:
+    """The same code as the access token of that session gets, whichever token is presented."""
+    user = await register(client)
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    logout = await client.post("/api/v1/auth/logout", headers=bearer(tokens["access_token"]))
+    assert logout.status_code == 204
+    refused = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert_problem(refused, 401, "session_revoked")
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"])), 401, "session_revoked"
+    )
+    grant = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert grant.status_code == 400
+    assert grant.json()["error"] == "invalid_grant"
 
 
 async def test_refresh_parent_within_grace_keeps_session(client: AsyncClient) -> None:
@@ -495,6 +514,53 @@ class TestOAuth2TokenEndpoint:
         response = await client.post("/api/v1/auth/token", data=data)
         assert response.status_code == 400
         assert response.json()["error"] == error
+
+    @pytest.mark.parametrize(
+        ("content", "content_type", "error"),
+        [
+            ("grant_type=" + "p" * 65, "application/x-www-form-urlencoded", "invalid_request"),
+            ("grant_type=password&username=" + "u" * 321 + "&password=x", None, "invalid_request"),
+            ("grant_type=password&username=a&password=" + "x" * 1025, None, "invalid_request"),
+            ("grant_type=refresh_token&refresh_token=" + "r" * 1025, None, "invalid_request"),
+            ("grant_type=refresh_token&refresh_token=" + "r" * 700, None, "invalid_grant"),  # a JWT's size
+            ("grant_type=password&grant_type=refresh_token&refresh_token=x", None, "invalid_request"),
+            ("grant_type=password&username=a&username=b&password=x", None, "invalid_request"),
+            ("grant_type=password&username=a%00&password=x", None, "invalid_request"),
+            ('{"grant_type": "password"}', "text/plain", "invalid_request"),
+            ('{"grant_type": "password"}', "application/xml", "invalid_request"),
+        ],
+    )
+    async def test_every_refusal_is_rfc6749(
+        self, client: AsyncClient, content: str, content_type: str | None, error: str
+    ) -> None:
+        """Over-long or repeated parameters (RFC 6749 §3.2), NUL characters and wrong content types."""
+        headers = {"content-type": content_type or "application/x-www-form-urlencoded"}
+        response = await client.post("/api/v1/auth/token", content=content, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["cache-control"] == "no-store"
+        assert set(response.json()) == {"error", "error_description"}
+        assert response.json()["error"] == error
+
+    async def test_an_access_token_as_refresh_token_is_invalid_grant(self, client: AsyncClient) -> None:
+        user = await register(client)
+        tokens = await login(client, user["email"])
+        response = await client.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["access_token"]},
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_grant"
+        refreshed = await client.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        )
+        assert refreshed.status_code == 200  # the refused request used up nothing
+
+    async def test_a_query_with_nul_is_rfc6749(self, client: AsyncClient) -> None:
+        response = await client.post("/api/v1/auth/token?x=%00", data={"grant_type": "password"})
+        assert response.status_code == 400
+        assert response.json()["error"] == "invalid_request"
 
 
 async def test_self_registration_can_be_turned_off(client: AsyncClient, app: object) -> None:

@@ -80,6 +80,11 @@ async def test_hs256_signed_with_the_public_key_is_rejected(client: AsyncClient,
         ({"nbf": int(time.time()) + 600}, "token_invalid"),
         ({"sub": "not-a-uuid"}, "token_invalid"),
         ({"sid": "00000000-0000-7000-8000-000000000000"}, "token_invalid"),
+        # Signed by the real key but of the wrong JSON type: a 401, never a 500.
+        ({"sid": 123}, "token_invalid"),
+        ({"sid": ["a"]}, "token_invalid"),
+        ({"sub": {"id": 1}}, "token_invalid"),
+        ({"jti": 7}, "token_invalid"),
     ],
 )
 async def test_claims_are_checked(

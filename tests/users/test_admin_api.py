@@ -217,6 +217,7 @@ async def test_admin_update_fields(client: AsyncClient, db: AsyncSession) -> Non
         {"is_active": 0},
         {"is_active": None},
         {"email_verified": None},
+        {"username": None, "full_name": "Changed"},
         {"username": "x"},
         {"roles": ["admin"]},
     ],
@@ -232,6 +233,7 @@ async def test_admin_update_bad_input_changes_nothing(
     assert row.email == target["email"]
     assert row.is_active is True
     assert row.username is None
+    assert row.full_name is None
 
 
 async def test_admin_update_username_taken_and_unknown_user(client: AsyncClient, db: AsyncSession) -> None:

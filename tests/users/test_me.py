@@ -64,3 +64,16 @@ async def test_patch_me_bad_values(client: AsyncClient) -> None:
 
 async def test_patch_me_requires_authentication(client: AsyncClient) -> None:
     assert_problem(await client.patch("/api/v1/users/me", json={"full_name": "X"}), 401, "not_authenticated")
+
+
+async def test_patch_me_username_can_change_but_not_be_removed(client: AsyncClient) -> None:
+    _, headers = await signed_in(client, username="keeps_name")
+    refused = await client.patch(
+        "/api/v1/users/me", headers=headers, json={"username": None, "full_name": "K"}
+    )
+    assert_problem(refused, 422, "validation_error")
+    assert refused.json()["errors"][0]["loc"] == ["body", "username"]
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert (me["username"], me["full_name"]) == ("keeps_name", None)  # nothing of the refused PATCH applied
+    cleared = await client.patch("/api/v1/users/me", headers=headers, json={"full_name": None, "phone": None})
+    assert cleared.status_code == 200  # names and phones can be cleared

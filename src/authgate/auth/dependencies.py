@@ -190,7 +190,7 @@ def require_permission(*needed: str) -> Callable[[Principal], Awaitable[Principa
 
 
 async def require_user_session(principal: CurrentUser) -> Principal:
-    """Admit only a signed-in user, never an API key (keys may not manage keys, passwords, MFA, sessions)."""
+    """Admit only a signed-in user, never an API key (keys may not manage keys, passwords, MFA or list sessions)."""
     if principal.is_api_key:
         raise PermissionDeniedError("API keys cannot do this")
     return principal

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, token_response
 from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, CurrentUser, UserSession, check_csrf
+from authgate.auth.oauth2 import OAuth2TokenRoute, oauth_error
 from authgate.auth.schemas import (
     LoginRequest,
     OAuth2TokenResponse,
@@ -28,6 +29,7 @@ from authgate.errors import (
     PermissionDeniedError,
     RefreshReusedError,
     ServiceBusyError,
+    SessionRevokedError,
     TokenInvalidError,
     problem_schema,
 )
@@ -141,12 +143,11 @@ async def login(
     return token_response(issued, response, settings)
 
 
-def _oauth_error(error: str, description: str, status_code: int = 400) -> JSONResponse:
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    return JSONResponse({"error": error, "error_description": description}, status_code, headers=headers)
+# Its own router for its route class; included into `router` at the end of this module.
+oauth2_router = APIRouter(route_class=OAuth2TokenRoute)
 
 
-@router.post(
+@oauth2_router.post(
     "/token",
     response_model=OAuth2TokenResponse,
     responses={
@@ -160,18 +161,19 @@ async def oauth2_token(
     grant_type: Annotated[str | None, Form(max_length=64)] = None,
     username: Annotated[str | None, Form(max_length=320, description="Email or username")] = None,
     password: Annotated[str | None, Form(max_length=1024)] = None,
-    refresh_token: Annotated[str | None, Form(max_length=256)] = None,
+    refresh_token: Annotated[str | None, Form(max_length=1024)] = None,
     scope: Annotated[str | None, Form(max_length=1024)] = None,
 ) -> OAuth2TokenResponse | JSONResponse:
     """OAuth2 token endpoint (RFC 6749 form body) for the `password` and `refresh_token` grants.
 
-    Errors use the RFC 6749 shape (`{"error": "invalid_grant"}`), not problem+json. This is the
-    endpoint the Swagger UI "Authorize" button signs in with.
+    Errors use the RFC 6749 shape (`{"error": "invalid_grant"}`), not problem+json, whatever is
+    wrong: a parameter sent twice or out of bounds, a wrong content type or a NUL character is
+    `invalid_request`. This is the endpoint the Swagger UI "Authorize" button signs in with.
     """
     try:
         if grant_type == "password":
             if not username or not password:
-                return _oauth_error("invalid_request", "username and password are required")
+                return oauth_error("invalid_request", "username and password are required")
             is_email = "@" in username
             email, name = (username, None) if is_email else (None, username)
             await limiter.hit("login_per_ip", client_ip(request))
@@ -186,23 +188,24 @@ async def oauth2_token(
             assert not isinstance(issued, MfaPending)  # noqa: S101 - allow_mfa=False raises instead
         elif grant_type == "refresh_token":
             if not refresh_token:
-                return _oauth_error("invalid_request", "refresh_token is required")
+                return oauth_error("invalid_request", "refresh_token is required")
             issued = await auth.refresh(refresh_token)
             await limiter.hit("refresh_per_session", str(issued.session_id))
         elif grant_type is None:
-            return _oauth_error("invalid_request", "grant_type is required")
+            return oauth_error("invalid_request", "grant_type is required")
         else:
-            return _oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
+            return oauth_error("unsupported_grant_type", "Supported: password, refresh_token")
     except MfaRequiredError:
-        return _oauth_error("invalid_grant", "mfa_required")
+        return oauth_error("invalid_grant", "mfa_required")
     except (
         InvalidCredentialsError,
         AccountDisabledError,
         EmailNotVerifiedError,
         TokenInvalidError,
+        SessionRevokedError,
         RefreshReusedError,
     ) as exc:
-        return _oauth_error("invalid_grant", exc.detail or exc.title)
+        return oauth_error("invalid_grant", exc.detail or exc.title)
     return OAuth2TokenResponse(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
@@ -216,6 +219,7 @@ async def oauth2_token(
     responses=problem_schema(
         NotAuthenticatedError,
         TokenInvalidError,
+        SessionRevokedError,
         RefreshReusedError,
         AccountDisabledError,
         CSRFError,
@@ -234,7 +238,8 @@ async def refresh(
 
     Presenting an already used refresh token revokes the whole session (`refresh_reused`), except the
     immediate parent presented again within the grace window, so two tabs refreshing at once stay
-    signed in. The cookie form needs the `X-CSRF-Token` header like every cookie-authenticated write.
+    signed in. A token of a signed-out or revoked session is `session_revoked`. The cookie form needs
+    the `X-CSRF-Token` header like every cookie-authenticated write.
     """
     raw = body.refresh_token if body is not None else None
     if raw is None:
@@ -261,9 +266,12 @@ async def logout(
 
 @router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
 async def logout_all(
-    principal: UserSession, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
 ) -> None:
-    """Revoke every session of the caller, on every device. Clears the cookies."""
+    """Revoke every session of the caller, on every device. Clears the cookies.
+
+    With an API key, every session of the key's owner; the key itself keeps working.
+    """
     await auth.logout_all(principal.user_id)
     clear_auth_cookies(response, settings)
 
@@ -302,3 +310,6 @@ async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: Au
 async def auth_me(principal: CurrentUser) -> UserRead:
     """The signed-in user (same as `GET /api/v1/users/me`)."""
     return UserRead.model_validate(principal.account)
+
+
+router.include_router(oauth2_router)

@@ -37,7 +37,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
     try:
         segment = token[: token.index(".")]
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, RecursionError) as exc:  # RecursionError: JSON nested too deep
         raise TokenInvalidError("Malformed token") from exc
     if not isinstance(header, dict):
         raise TokenInvalidError("Malformed token")
@@ -123,13 +123,16 @@ class TokenService:
             )
         except jwt.ExpiredSignatureError as exc:
             raise TokenExpiredError() from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, RecursionError) as exc:
             raise TokenInvalidError() from exc
+        sub, sid, jti = claims["sub"], claims["sid"], claims["jti"]
+        if not (isinstance(sub, str) and isinstance(sid, str) and isinstance(jti, str)):
+            raise TokenInvalidError()
         try:
             verified = AccessClaims(
-                user_id=uuid.UUID(claims["sub"]),
-                session_id=uuid.UUID(claims["sid"]),
-                jti=claims["jti"],
+                user_id=uuid.UUID(sub),
+                session_id=uuid.UUID(sid),
+                jti=jti,
                 expires_at=int(claims["exp"]),
                 scope=str(claims.get("scope", "")),
                 raw=claims,

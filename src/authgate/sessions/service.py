@@ -13,7 +13,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import utcnow, write_intent
-from authgate.errors import NotFoundError, RefreshReusedError, TokenInvalidError
+from authgate.errors import NotFoundError, RefreshReusedError, SessionRevokedError, TokenInvalidError
 from authgate.logging import get_request_context
 from authgate.pagination import PageParams, fetch_page
 from authgate.sessions.models import LoginSession, RefreshToken
@@ -126,7 +126,9 @@ class SessionService:
         if row is None or row.expires_at <= now:
             raise TokenInvalidError("Refresh token is invalid or expired")
         login = await self._db.get(LoginSession, row.session_id, with_for_update=True)
-        if login is None or login.revoked_at is not None or login.expires_at <= now:
+        if login is not None and login.revoked_at is not None:
+            raise SessionRevokedError("The session was signed out or revoked")
+        if login is None or login.expires_at <= now:
             raise TokenInvalidError("Session has ended")
         claimed = await self._db.execute(
             update(RefreshToken)

@@ -176,13 +176,14 @@ async def update_user(
     target = parse_id(console, user_id, "User not found")
     values: dict[str, Any] = {name: text_field(form, name) for name in ("username", "full_name", "phone")}
     values |= {flag: text_field(form, flag) == "true" for flag in ("is_active", "email_verified")}
+    username = optional_field(form, "username")  # empty: kept, a username cannot be removed
     try:
         body = UserUpdateAdmin(
-            username=optional_field(form, "username"),
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
             is_active=values["is_active"],
             email_verified=values["email_verified"],
+            **({"username": username} if username is not None else {}),
         )
         await admin.update(target, body, actor=console.signed_in.account, held=console.signed_in.permissions)
     except ValidationError as exc:

@@ -247,13 +247,17 @@ async def account_page(console: SignedInConsole) -> HTMLResponse:
 
 @router.post("/account", response_model=None)
 async def account_submit(console: SignedInConsole, form: CheckedForm, users: UserServiceDep) -> Response:
-    """Change username, full name and phone (`UserService.update_me`); an empty field clears it."""
+    """Change username, full name and phone (`UserService.update_me`).
+
+    An empty name or phone field clears it; an empty username keeps it (it cannot be removed).
+    """
     values = {name: text_field(form, name) for name in ("username", "full_name", "phone")}
+    username = optional_field(form, "username")
     try:
         data = UserUpdateMe(
-            username=optional_field(form, "username"),
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
+            **({"username": username} if username is not None else {}),
         )
         await users.update_me(await console.user(), data)
     except ValidationError as exc:

@@ -39,6 +39,8 @@ class UserUpdateMe(APIModel):
     full_name: Name | None = None
     phone: Phone | None = None
 
+    _not_null = refuse_null("username")  # a username can be changed, not removed
+
 
 class UserCreateAdmin(APIModel):
     """An admin-created account; without a password the user is invited by email to set one."""
@@ -58,7 +60,7 @@ class UserUpdateAdmin(APIModel):
     is_active: Flag | None = None
     email_verified: Flag | None = None
 
-    _not_null = refuse_null("is_active", "email_verified")  # these can be changed, not removed
+    _not_null = refuse_null("username", "is_active", "email_verified")  # changed, not removed
 
 
 class UserDeleteMe(APIModel):

@@ -92,8 +92,6 @@ class UserService:
 
         Records `user.updated` with the names (never the values) of the fields that changed.
         """
-        if "username" in changes and changes["username"] is None:
-            changes.pop("username")  # a username can be changed, not removed
         if "username" in changes and changes["username"] != user.username:
             other = await self._users.get_by_username(str(changes["username"]))
             if other is not None and other.id != user.id:
