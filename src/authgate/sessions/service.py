@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authgate.db import utcnow, write_intent
+from authgate.db import new_id, utcnow, write_intent
 from authgate.errors import NotFoundError, RefreshReusedError, SessionRevokedError, TokenInvalidError
 from authgate.logging import get_request_context
 from authgate.pagination import PageParams, fetch_page
@@ -90,6 +90,7 @@ class SessionService:
         ctx = get_request_context()
         now = utcnow()
         login = LoginSession(
+            id=new_id(),  # here rather than at flush: the refresh token refers to it
             user_id=user_id,
             ip=ctx.ip,
             user_agent=ctx.user_agent,
@@ -98,10 +99,10 @@ class SessionService:
             expires_at=now + self._refresh_ttl,
         )
         self._db.add(login)
-        await self._db.flush()
-        return IssuedRefresh(login, await self._issue(login, generation=0))
+        return IssuedRefresh(login, self._issue(login, generation=0))
 
-    async def _issue(self, login: LoginSession, *, generation: int) -> str:
+    def _issue(self, login: LoginSession, *, generation: int) -> str:
+        """Add the session's next refresh token; written with the rest at the next flush."""
         raw = secrets.token_urlsafe(32)
         self._db.add(
             RefreshToken(
@@ -111,7 +112,6 @@ class SessionService:
                 expires_at=login.expires_at,
             )
         )
-        await self._db.flush()
         return raw
 
     async def rotate(self, raw: str) -> IssuedRefresh:
@@ -150,7 +150,7 @@ class SessionService:
                 raise RefreshReusedError()
             generation = login.refresh_generation  # a sibling of the token the first tab received
         login.last_used_at = now
-        return IssuedRefresh(login, await self._issue(login, generation=generation))
+        return IssuedRefresh(login, self._issue(login, generation=generation))
 
     async def revoke_for_reuse(self, raw: str) -> LoginSession | None:
         """Revoke the session a reused refresh token belongs to; returns it for the audit record."""
