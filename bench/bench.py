@@ -331,7 +331,7 @@ class Server:
                 AUTHGATE_ENV="production",
                 AUTHGATE_SECRET_KEY=SECRET_KEY,
                 AUTHGATE_DATABASE_URL=db_url,
-                AUTHGATE_RATE_LIMIT__ENABLED="false",
+                AUTHGATE_RATE_LIMIT_ENABLED="false",
                 AUTHGATE_LOG_LEVEL="WARNING",
                 AUTHGATE_PUBLIC_URL=self.base_url,
             )

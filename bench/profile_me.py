@@ -57,7 +57,7 @@ async def main() -> None:
         AUTHGATE_ENV="production",
         AUTHGATE_SECRET_KEY="p" * 48,
         AUTHGATE_DATABASE_URL=url,
-        AUTHGATE_RATE_LIMIT__ENABLED="false",
+        AUTHGATE_RATE_LIMIT_ENABLED="false",
         AUTHGATE_LOG_LEVEL="WARNING",
     )
     from authgate import migrate

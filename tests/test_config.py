@@ -80,6 +80,25 @@ def test_env_example_parses_to_the_defaults() -> None:
     assert from_file.model_dump() == Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize("name", ["AUTHGATE_RATE_LIMIT_ENABLED", "AUTHGATE_RATE_LIMIT__ENABLED"])
+def test_rate_limits_turn_off_by_either_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "false")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.rate_limit.enabled is False
+    assert settings.rate_limit_enabled is False
+    monkeypatch.delenv(name)
+    assert Settings(_env_file=None).rate_limit.enabled is True  # type: ignore[call-arg]
+
+
+def test_the_two_rate_limit_switches_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_RATE_LIMIT_ENABLED", "false")
+    monkeypatch.setenv("AUTHGATE_RATE_LIMIT__ENABLED", "true")
+    with pytest.raises(ValidationError, match="RATE_LIMIT_ENABLED and AUTHGATE_RATE_LIMIT__ENABLED disagree"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AUTHGATE_RATE_LIMIT__ENABLED", "false")
+    assert Settings(_env_file=None).rate_limit.enabled is False  # type: ignore[call-arg]
+
+
 def test_production_has_stricter_ip_limits_unless_set() -> None:
     strict = Settings(env="production", secret_key="k" * 48, _env_file=None)  # type: ignore[call-arg]
     assert strict.rate_limit.login_per_ip == "30/minute"

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     features: FeatureFlags = Field(default_factory=FeatureFlags)
     password: PasswordPolicy = Field(default_factory=PasswordPolicy)
     rate_limit: RateLimits = Field(default_factory=RateLimits)
+    # SPEC's name for the switch (AUTHGATE_RATE_LIMIT_ENABLED); the same as `rate_limit.enabled`.
+    rate_limit_enabled: bool | None = None
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
@@ -191,6 +193,20 @@ class Settings(BaseSettings):
         if not self.public_url:
             host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
             self.public_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return self
+
+    @model_validator(mode="after")
+    def _one_rate_limit_switch(self) -> Self:
+        """`RATE_LIMIT_ENABLED` and `RATE_LIMIT__ENABLED` name one switch; set both, they must agree."""
+        flat = self.rate_limit_enabled
+        if flat is None:
+            self.rate_limit_enabled = self.rate_limit.enabled
+        elif "enabled" not in self.rate_limit.model_fields_set:
+            self.rate_limit.enabled = flat
+        elif self.rate_limit.enabled != flat:
+            raise ValueError(
+                "AUTHGATE_RATE_LIMIT_ENABLED and AUTHGATE_RATE_LIMIT__ENABLED disagree: set only one"
+            )
         return self
 
     @model_validator(mode="after")
