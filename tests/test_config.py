@@ -124,3 +124,25 @@ def test_public_url_follows_the_address_served_unless_set(env: dict[str, object]
     settings = Settings(**env, _env_file=None)  # type: ignore[arg-type]
     assert settings.public_url == public_url
     assert settings.token_issuer == public_url
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("https://app.example.com", ["https://app.example.com"]),
+        ("https://a.example.com, https://b.example.com", ["https://a.example.com", "https://b.example.com"]),
+        ('["https://a.example.com"]', ["https://a.example.com"]),
+        ("[]", []),
+    ],
+)
+def test_cors_origins_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, origins: list[str]
+) -> None:
+    monkeypatch.setenv("AUTHGATE_CORS_ORIGINS", value)
+    assert Settings(_env_file=None).cors_origins == origins  # type: ignore[call-arg]
+
+
+def test_malformed_json_cors_origins_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_CORS_ORIGINS", '["https://a.example.com"')
+    with pytest.raises(ValidationError, match="cors_origins"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
@@ -26,6 +27,18 @@ def _seconds(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+
+def _list_from_env(value: object) -> object:
+    """Lists from the environment: a JSON list, or comma-separated values as people write them."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)  # malformed JSON is a validation error naming the setting
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 MIN_SECRET_LENGTH = 32
 
 
@@ -161,7 +174,7 @@ class Settings(BaseSettings):
     jwt_algorithm: JWTAlgorithm = "ES256"
     issuer: str | None = None  # defaults to public_url
     audience: str = "authgate"
-    cors_origins: list[str] = []
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_list_from_env)] = []
     cookie_secure: bool | None = None  # default: Secure everywhere but development
     max_body_bytes: int = 1_048_576
     smtp_url: str | None = None
