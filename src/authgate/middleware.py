@@ -220,6 +220,12 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # HEAD is answered as GET without the body (RFC 9110 §9.3.2): monitors and `curl -I` use it.
+        # The app gets a copy; the server keeps its own scope and so still sends no body.
+        method: str = scope["method"]
+        head = method == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         client = scope.get("client")
         set_request_context(
@@ -234,13 +240,13 @@ class RequestContextMiddleware:
             where = "path" if "\x00" in path else "query"
             refusal = _nul_character(request_id, path, where)
             await self._send_refusal(send, request_id, refusal)
-            self._finish(scope, refusal.status, started)
+            self._finish(scope, refusal.status, started, method)
             return
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await self._send_refusal(send, request_id, _too_large(request_id, path, limit))
-            self._finish(scope, 413, started)
+            self._finish(scope, 413, started, method)
             return
         has_body = (declared or 0) > 0 or _header(scope, b"transfer-encoding") is not None
         if (
@@ -258,7 +264,7 @@ class RequestContextMiddleware:
                 f"Send the body as {_expected_media_type(path)}",
             )
             await self._send_refusal(send, request_id, refusal)
-            self._finish(scope, refusal.status, started)
+            self._finish(scope, refusal.status, started, method)
             return
 
         nul = _NulScanner.for_body(path, _header(scope, b"content-type")) if has_body else None
@@ -297,8 +303,11 @@ class RequestContextMiddleware:
                 if path in _LOGOUT_PATHS and 200 <= message["status"] < 300:
                     headers.append((b"clear-site-data", b'"cache", "storage"'))
                 message["headers"] = headers
-            elif message["type"] == "http.response.body" and state["rejected"]:
-                return
+            elif message["type"] == "http.response.body":
+                if state["rejected"]:
+                    return
+                if head:
+                    message = {**message, "body": b""}
             await send(message)
 
         # A declared length within the limit needs no counting; a text body is still read for NUL.
@@ -315,7 +324,7 @@ class RequestContextMiddleware:
                 state["status"] = CLIENT_CLOSED_REQUEST
             raise
         finally:  # an unhandled error (already answered 500 by Starlette) is counted and logged too
-            self._finish(scope, state["status"], started)
+            self._finish(scope, state["status"], started, method)
 
     async def _send_refusal(self, send: Send, request_id: str, refusal: _Refusal) -> None:
         status, content_type, body, extra = refusal
@@ -330,20 +339,16 @@ class RequestContextMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _finish(self, scope: Scope, status: int, started: float) -> None:
+    def _finish(self, scope: Scope, status: int, started: float, method: str) -> None:
         elapsed = time.perf_counter() - started
         route = scope.get("route")
         # Requests refused before routing (413, 415, a NUL character) have no route: `<unmatched>`.
         template = getattr(route, "path", None) or "<unmatched>"
-        observe_request(scope["method"], template, status, elapsed)
+        observe_request(method, template, status, elapsed)
         if status >= 500:
-            log.error(
-                "request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1)
-            )
+            log.error("request", method=method, route=template, status=status, ms=round(elapsed * 1000, 1))
         else:
-            log.debug(
-                "request", method=scope["method"], route=template, status=status, ms=round(elapsed * 1000, 1)
-            )
+            log.debug("request", method=method, route=template, status=status, ms=round(elapsed * 1000, 1))
 
 
 def _csp_for(path: str) -> bytes:
