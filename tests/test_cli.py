@@ -129,7 +129,7 @@ async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, 
 
     assert isinstance(client, AsyncClient) and isinstance(db, AsyncSession)
     policy = PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1)
-    service = UserService(UserRepository(db), PasswordHasher(policy), policy, AuditLog(db), notifier=None)
+    service = UserService(UserRepository(db), PasswordHasher(policy), AuditLog(db), notifier=None)
     digest = BcryptHasher().hash("legacy pass phrase 9")
     report = await import_users(db, service, [{"email": "legacy@example.com", "password_hash": digest}])
     await db.commit()

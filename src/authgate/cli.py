@@ -94,9 +94,7 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
             email = settings.admin_email or DEFAULT_ADMIN_EMAIL
             generated = settings.admin_password is None
             password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
-            service = UserService(
-                users, PasswordHasher(settings.password), settings.password, AuditLog(session), notifier=None
-            )
+            service = UserService(users, PasswordHasher(settings.password), AuditLog(session), notifier=None)
             await service.ensure_admin(email, password)
     finally:
         await engine.dispose()
@@ -287,7 +285,6 @@ def users_import(
                 service = UserService(
                     UserRepository(session),
                     PasswordHasher(settings.password),
-                    settings.password,
                     AuditLog(session),
                     notifier=None,  # an import sends no alerts
                 )

@@ -137,3 +137,30 @@ def test_policy_errors_name_the_field_they_are_about() -> None:
     with pytest.raises(InvalidInputError) as rejected:
         check_password_policy("password123", PasswordPolicy(), user_inputs=[], field="new_password")
     assert rejected.value.extensions["errors"][0]["loc"] == ["body", "new_password"]
+
+
+async def test_a_new_password_is_checked_and_hashed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The strength estimate can take tens of milliseconds: it runs in the hashing thread, not the loop."""
+    import authgate.security.passwords as passwords
+
+    estimated_on: list[int] = []
+    estimate = passwords.zxcvbn
+
+    def spy(password: str, user_inputs: list[str] | None = None) -> dict[str, object]:
+        estimated_on.append(threading.get_ident())
+        return estimate(password, user_inputs=user_inputs)
+
+    monkeypatch.setattr(passwords, "zxcvbn", spy)
+    hasher = PasswordHasher(CHEAP, threads=1)
+    digest = await hasher.hash_new("correct horse battery staple", user_inputs=["bob@example.com"])
+    assert estimated_on and threading.get_ident() not in estimated_on
+    assert await hasher.verify("correct horse battery staple", digest) == (True, None)
+    with pytest.raises(InvalidInputError) as rejected:
+        await hasher.hash_new("password123", user_inputs=[], field="new_password")
+    assert rejected.value.extensions["errors"][0] == {
+        **rejected.value.extensions["errors"][0],
+        "type": "password_weak",
+        "loc": ["body", "new_password"],
+    }

@@ -53,6 +53,7 @@ class PasswordHasher:
                 BcryptHasher(),
             )
         )
+        self._policy = policy
         self._threads = threads or os.cpu_count() or 1
         self._limiter = anyio.CapacityLimiter(self._threads)
         self._max_waiting = max(
@@ -80,6 +81,26 @@ class PasswordHasher:
     async def hash(self, password: str, client_gone: ClientGone | None = None) -> str:
         plain = normalize_password(password)
         return await self._run(lambda: self._hash.hash(plain), client_gone)
+
+    async def hash_new(
+        self,
+        password: str,
+        *,
+        user_inputs: list[str | None],
+        field: str = "password",
+        client_gone: ClientGone | None = None,
+    ) -> str:
+        """Check a new password against the policy (422 if it fails), then hash it, in one worker trip.
+
+        The strength estimate is pure Python and costs up to tens of milliseconds for long,
+        repetitive input: on the event loop it would stall every other request meanwhile.
+        """
+
+        def check_and_hash() -> str:
+            check_password_policy(password, self._policy, user_inputs=user_inputs, field=field)
+            return self._hash.hash(normalize_password(password))
+
+        return await self._run(check_and_hash, client_gone)
 
     async def verify(
         self, password: str, digest: str | None, client_gone: ClientGone | None = None

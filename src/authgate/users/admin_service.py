@@ -28,7 +28,7 @@ from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
 from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
-from authgate.security.passwords import PasswordHasher, check_password_policy
+from authgate.security.passwords import PasswordHasher
 from authgate.sessions.models import LoginSession
 from authgate.users.errors import EmailTakenError
 from authgate.users.models import User, fold_name
@@ -66,7 +66,6 @@ class UserAdminService:
         self._accounts = UserService(
             self._users,
             passwords,
-            settings.password,
             self._audit,
             notifier=SecurityNotifier(session, settings),
         )
@@ -140,8 +139,7 @@ class UserAdminService:
         digest = None
         if data.password is not None:
             password = data.password.get_secret_value()
-            check_password_policy(password, self._settings.password, user_inputs=[data.email, data.username])
-            digest = await self._passwords.hash(password)
+            digest = await self._passwords.hash_new(password, user_inputs=[data.email, data.username])
         user = await self._accounts.create(
             email=data.email,
             password_hash=digest,

@@ -19,7 +19,6 @@ async def get_user_service(
     return UserService(
         UserRepository(session),
         passwords,
-        settings.password,
         AuditLog(session),
         notifier=SecurityNotifier(session, settings),
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from authgate.audit.service import Actor, AuditLog
-from authgate.config import PasswordPolicy
 from authgate.profiles.models import new_profile_rows
 from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
-from authgate.security.passwords import ClientGone, PasswordHasher, check_password_policy
+from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.users.errors import EmailTakenError, UsernameTakenError
 from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
@@ -23,19 +22,19 @@ class UserService:
         self,
         users: UserRepository,
         passwords: PasswordHasher,
-        policy: PasswordPolicy,
         audit: AuditLog,
         *,
         notifier: SecurityNotifier | None,
     ) -> None:
-        self._users, self._passwords, self._policy, self._audit = users, passwords, policy, audit
+        self._users, self._passwords, self._audit = users, passwords, audit
         self._notifier = notifier  # security alerts; None only for the command line's bulk work
 
     async def register(self, data: UserRegister, client_gone: ClientGone | None = None) -> User:
         """Create an account with the `user` role. The password is hashed before any database work."""
         password = data.password.get_secret_value()
-        check_password_policy(password, self._policy, user_inputs=[data.email, data.username])
-        digest = await self._passwords.hash(password, client_gone)
+        digest = await self._passwords.hash_new(
+            password, user_inputs=[data.email, data.username], client_gone=client_gone
+        )
         user = await self.create(
             email=data.email,
             password_hash=digest,

@@ -15,7 +15,7 @@ from authgate.db import end_read, utcnow
 from authgate.errors import SingleUseTokenInvalidError, WrongPasswordError
 from authgate.outbox.service import Outbox
 from authgate.ratelimit.service import RateLimiter
-from authgate.security.passwords import PasswordHasher, check_password_policy
+from authgate.security.passwords import PasswordHasher
 from authgate.sessions.service import SessionService, hash_token
 from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
@@ -202,14 +202,10 @@ class PasswordService:
         user = await self._users.get(row.user_id) if row.user_id else None
         if user is None or not user.is_active or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
-        check_password_policy(
-            new_password,
-            self._settings.password,
-            user_inputs=[user.email, user.username],
-            field="new_password",
-        )
         await end_read(self._db)  # no pooled connection is held while the hash runs
-        digest = await self._passwords.hash(new_password)
+        digest = await self._passwords.hash_new(
+            new_password, user_inputs=[user.email, user.username], field="new_password"
+        )
         await self._tokens.consume(row)
         await self._tokens.revoke_all(user.id)  # older reset links die with this one
         user.password_hash = digest
@@ -233,13 +229,9 @@ class PasswordService:
         valid, _ = await self._passwords.verify(current_password, stored)
         if not valid:
             raise WrongPasswordError()
-        check_password_policy(
-            new_password,
-            self._settings.password,
-            user_inputs=[user.email, user.username],
-            field="new_password",
+        digest = await self._passwords.hash_new(
+            new_password, user_inputs=[user.email, user.username], field="new_password"
         )
-        digest = await self._passwords.hash(new_password)
         # Only if the password is still the one just verified: of changes side by side, one wins and
         # the others find their "current" password is not current any more (403).
         swapped = await self._db.execute(
