@@ -191,6 +191,19 @@ async def test_register_normalises_phone_to_e164(client: AsyncClient) -> None:
     assert user["phone"] == "+14155550132" and user["phone_verified"] is False
 
 
+async def test_a_sign_in_stamps_last_login_but_is_not_an_edit(client: AsyncClient) -> None:
+    user = await register(client)
+    first = (await login(client, user["email"]))["user"]
+    second = (await login(client, user["email"]))["user"]
+    assert first["updated_at"] == second["updated_at"] == user["updated_at"]
+    assert user["last_login_at"] is None
+    assert first["last_login_at"] is not None and second["last_login_at"] > first["last_login_at"]
+    third = await login(client, user["email"])
+    me = (await client.get("/api/v1/users/me", headers=bearer(third["access_token"]))).json()
+    assert me["last_login_at"] == third["user"]["last_login_at"] > second["last_login_at"]
+    assert me["updated_at"] == user["updated_at"]
+
+
 async def test_login_by_email_and_by_username(client: AsyncClient) -> None:
     user = await register(client, username="carol")
     by_email = await login(client, user["email"].upper())

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.service import ANONYMOUS, Actor, AuditLog
 from authgate.config import Settings
-from authgate.db import end_read, utcnow
+from authgate.db import end_read
 from authgate.errors import (
     AccountDisabledError,
     InvalidCredentialsError,
@@ -106,7 +106,7 @@ class AuthWorkflow:
 
     async def complete_login(self, user: User, *, mfa: str | None = None) -> IssuedTokens:
         """Open a session for a user who has proved who they are (password, and the MFA step if on)."""
-        user.last_login_at = utcnow()
+        await self._users.stamp_login(user)
         issued = await self._sessions.start(user.id)
         await self._audit.record(
             "auth.login.succeeded",

@@ -6,11 +6,13 @@ import contextlib
 import uuid
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload, undefer
+from sqlalchemy.orm.attributes import set_committed_value
 
+from authgate.db import utcnow
 from authgate.errors import ConflictError
 from authgate.roles.models import Role, user_role
 from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
@@ -52,6 +54,17 @@ class UserRepository:
 
     async def get_by_username(self, username: str) -> User | None:
         return await self.session.scalar(select(User).where(User.username == username.lower()))
+
+    async def stamp_login(self, user: User) -> None:
+        """Record a sign-in. It is not an edit of the account: `updated_at` keeps its value."""
+        now = utcnow()
+        await self.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(last_login_at=now, updated_at=User.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(user, "last_login_at", now)
 
     async def get_for_login(self, *, email: str | None = None, username: str | None = None) -> User | None:
         """The account for a sign-in attempt, with its password hash and roles, deleted ones excluded."""
