@@ -37,6 +37,17 @@ def test_production_with_strong_secret_starts() -> None:
     assert settings.console_logs is False
 
 
+@pytest.mark.parametrize("database_url", ["sqlite+aiosqlite:///./var/x.db", "postgresql+asyncpg://u@h/db"])
+def test_serve_migrates_outside_production_on_either_database(database_url: str) -> None:
+    development = Settings(database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    assert development.should_auto_migrate is True
+    production = Settings(env="production", secret_key="k" * 48, database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    assert production.should_auto_migrate is False
+    assert (
+        Settings(database_url=database_url, auto_migrate=False, _env_file=None).should_auto_migrate is False
+    )  # type: ignore[call-arg]
+
+
 def test_environment_variables_and_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTHGATE_ACCESS_TOKEN_TTL", "600")
     monkeypatch.setenv("AUTHGATE_FEATURES__REQUIRE_VERIFIED_EMAIL", "true")

@@ -43,7 +43,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default AUTHGATE_PORT")] = None,
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development)")] = False,
 ) -> None:
-    """Serve the API. In development this migrates SQLite and creates the first admin."""
+    """Serve the API. Outside production this migrates the database and creates the first admin."""
     # Options win over the environment, for the app's settings too (links, issuer: PUBLIC_URL's default).
     for name, value in (("AUTHGATE_HOST", host), ("AUTHGATE_PORT", port)):
         if value is not None:

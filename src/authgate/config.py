@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 5 * 1_048_576
     log_format: Literal["console", "json"] | None = None  # default: console in development
     log_level: str = "INFO"
-    auto_migrate: bool | None = None  # default: on for SQLite outside production
+    auto_migrate: bool | None = None  # default: `serve` migrates outside production (any database)
     features: FeatureFlags = Field(default_factory=FeatureFlags)
     password: PasswordPolicy = Field(default_factory=PasswordPolicy)
     rate_limit: RateLimits = Field(default_factory=RateLimits)
@@ -287,11 +287,9 @@ class Settings(BaseSettings):
 
     @property
     def should_auto_migrate(self) -> bool:
-        return (
-            self.auto_migrate
-            if self.auto_migrate is not None
-            else self.is_sqlite and self.env != "production"
-        )
+        """Development and test servers bring their database to head; production runs
+        `authgate migrate upgrade` once per release, not once per process."""
+        return self.auto_migrate if self.auto_migrate is not None else self.env != "production"
 
     @property
     def runs_dispatcher_in_process(self) -> bool:
