@@ -28,6 +28,7 @@ from authgate.errors import register_error_handlers
 from authgate.logging import configure_logging
 from authgate.mfa.router import router as mfa_router
 from authgate.middleware import RequestContextMiddleware
+from authgate.migrate import SchemaBehindError, require_current_schema
 from authgate.ops.housekeeping import Housekeeper
 from authgate.ops.router import router as ops_router
 from authgate.outbox.admin_router import router as outbox_admin_router
@@ -66,6 +67,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
     factory: async_sessionmaker[AsyncSession] = app.state.sessionmaker
+    try:
+        async with factory() as session:
+            await require_current_schema(session)
+    except SchemaBehindError:
+        if engine is not None:
+            await engine.dispose()  # the process stops here: leave no connection behind
+        raise
     async with factory() as session, session.begin():
         await ensure_builtin_roles(session)
     app.state.access = create_access_reader(factory, app.state.engine, settings.database_pool_size)

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import io
 
+import structlog
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = structlog.get_logger("authgate.migrate")
+
+
+class SchemaBehindError(RuntimeError):
+    """The database has not been migrated to the revision this code needs."""
 
 
 def alembic_config(database_url: str) -> Config:
@@ -30,3 +41,27 @@ def current(database_url: str) -> str:
     out = config.stdout
     assert isinstance(out, io.StringIO)  # noqa: S101 - set above
     return out.getvalue().strip()
+
+
+async def require_current_schema(session: AsyncSession) -> None:
+    """Refuse to start on a database the migrations have not brought up to this code.
+
+    A revision this code does not know is a newer release's (its migrations ran before this
+    process restarted during a rolling deploy): that is allowed, with a warning.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    head = scripts.get_current_head()
+    try:
+        found = await session.scalar(text("SELECT version_num FROM alembic_version"))
+    except DBAPIError:  # no alembic_version table: never migrated
+        found = None
+    if found == head:
+        return
+    known = {script.revision for script in scripts.walk_revisions()}
+    if found is not None and found not in known:
+        log.warning("schema_newer_than_code", database=found, code=head)
+        return
+    raise SchemaBehindError(
+        f"the database schema is at {found or 'no revision (empty database)'}, this version needs "
+        f"{head}: run `authgate migrate upgrade` first"
+    )

@@ -1,0 +1,68 @@
+"""The service refuses to start on a database the migrations have not brought up to its code."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from authgate import migrate
+from authgate.db import create_engine
+from authgate.main import create_app
+from authgate.migrate import SchemaBehindError
+from tests.conftest import POSTGRES_URL, make_settings, unavailable
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own, with nothing in it."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    import asyncpg  # type: ignore[import-untyped]
+
+    name = f"authgate_empty_{uuid.uuid4().hex[:12]}"
+    server = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        admin = await asyncpg.connect(server)
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable("PostgreSQL", exc)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _start(url: str) -> None:
+    app = create_app(make_settings(url))
+    async with app.router.lifespan_context(app):
+        assert app.state.keyring is not None
+
+
+async def test_an_empty_database_is_refused_with_the_command_that_fixes_it(empty_database: str) -> None:
+    with pytest.raises(SchemaBehindError, match=r"empty database.*authgate migrate upgrade"):
+        await _start(empty_database)
+
+
+async def test_a_database_behind_the_code_is_refused(empty_database: str) -> None:
+    await asyncio.to_thread(migrate.upgrade, empty_database, "0007")
+    with pytest.raises(SchemaBehindError, match=r"at 0007, this version needs 0008"):
+        await _start(empty_database)
+    await asyncio.to_thread(migrate.upgrade, empty_database)
+    await _start(empty_database)
+
+
+async def test_a_newer_release_schema_is_allowed(empty_database: str) -> None:
+    """A rolling deploy migrates first; an old process that restarts meanwhile keeps serving."""
+    await asyncio.to_thread(migrate.upgrade, empty_database)
+    engine = create_engine(make_settings(empty_database))
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    await engine.dispose()
+    await _start(empty_database)
