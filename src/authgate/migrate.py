@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import structlog
@@ -43,21 +44,26 @@ def current(database_url: str) -> str:
     return out.getvalue().strip()
 
 
+@functools.cache
+def _revisions() -> tuple[str | None, frozenset[str]]:
+    """This code's head revision and every revision it knows (read once: the scripts are files)."""
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    return scripts.get_current_head(), frozenset(script.revision for script in scripts.walk_revisions())
+
+
 async def require_current_schema(session: AsyncSession) -> None:
     """Refuse to start on a database the migrations have not brought up to this code.
 
     A revision this code does not know is a newer release's (its migrations ran before this
     process restarted during a rolling deploy): that is allowed, with a warning.
     """
-    scripts = ScriptDirectory.from_config(alembic_config(""))
-    head = scripts.get_current_head()
+    head, known = _revisions()
     try:
         found = await session.scalar(text("SELECT version_num FROM alembic_version"))
     except DBAPIError:  # no alembic_version table: never migrated
         found = None
     if found == head:
         return
-    known = {script.revision for script in scripts.walk_revisions()}
     if found is not None and found not in known:
         log.warning("schema_newer_than_code", database=found, code=head)
         return
