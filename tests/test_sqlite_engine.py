@@ -66,6 +66,20 @@ async def test_a_write_transaction_runs_its_statements_on_the_loop_but_waits_off
     ]
 
 
+async def test_commit_hands_the_connection_back_to_aiosqlite_thread(
+    sqlite_engine: tuple[AsyncEngine, Trace, Path],
+) -> None:
+    """Nothing after COMMIT runs beside it: a rollback during a cancelled commit queues behind it."""
+    engine, _, _ = sqlite_engine
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        with write_intent():
+            await conn.execute(text("INSERT INTO item (name) VALUES ('a')"))
+            assert driver.inline is True
+            await conn.commit()
+        assert driver.inline is False
+
+
 async def test_reads_stay_on_aiosqlite_thread(sqlite_engine: tuple[AsyncEngine, Trace, Path]) -> None:
     engine, trace, _ = sqlite_engine
     with read_intent():

@@ -120,8 +120,10 @@ class SqliteConnection(aiosqlite.Connection):
 
     async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         connection = self._connection
-        if self.inline and connection is not None and fn != connection.commit:
-            return fn(*args, **kwargs)
+        if self.inline and connection is not None:
+            if fn != connection.commit:
+                return fn(*args, **kwargs)
+            self.inline = False  # the transaction ends here: whatever follows queues behind COMMIT
         return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
 
 
