@@ -164,3 +164,62 @@ async def test_a_new_password_is_checked_and_hashed_off_the_event_loop(
         "type": "password_weak",
         "loc": ["body", "new_password"],
     }
+
+
+def test_strength_estimates_never_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """zxcvbn keeps each call's user inputs in module state; parallel hashing threads take turns."""
+    import time
+
+    import authgate.security.passwords as passwords
+
+    estimate = passwords.zxcvbn
+    inside = 0
+    most_inside = 0
+    counter = threading.Lock()
+
+    def spy(password: str, user_inputs: list[str] | None = None) -> dict[str, object]:
+        nonlocal inside, most_inside
+        with counter:
+            inside += 1
+            most_inside = max(most_inside, inside)
+        time.sleep(0.01)
+        try:
+            return estimate(password, user_inputs=user_inputs)
+        finally:
+            with counter:
+                inside -= 1
+
+    monkeypatch.setattr(passwords, "zxcvbn", spy)
+    workers = [
+        threading.Thread(
+            target=check_password_policy,
+            args=("correct horse battery staple", PasswordPolicy()),
+            kwargs={"user_inputs": [f"user{i}@example.com"]},
+        )
+        for i in range(8)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert most_inside == 1
+
+
+async def test_parallel_new_passwords_are_judged_against_their_own_user_inputs() -> None:
+    """Each check sees its own account's words, whatever the other hashing threads are doing."""
+    hasher = PasswordHasher(CHEAP, threads=4)
+    accepted = "elbramakkouqryhpez"  # "zephyrquokkamarble" backwards
+    outcomes = await asyncio.gather(
+        *(
+            hasher.hash_new(accepted, user_inputs=[f"person{i}@example.com", "zephyrquokkamarble"])
+            if i % 2
+            else hasher.hash_new(accepted, user_inputs=[f"person{i}@example.com"])
+            for i in range(16)
+        ),
+        return_exceptions=True,
+    )
+    for i, outcome in enumerate(outcomes):
+        if i % 2:
+            assert isinstance(outcome, InvalidInputError), i
+        else:
+            assert isinstance(outcome, str) and outcome.startswith("$argon2id$"), i

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -29,6 +30,7 @@ class ClientGoneError(Exception):
 
 
 ZXCVBN_MAX_LENGTH = 72
+_ZXCVBN_LOCK = threading.Lock()
 
 
 def normalize_password(password: str) -> str:
@@ -140,7 +142,9 @@ def check_password_policy(
                 "Password must not contain your email or username", loc, "password_personal"
             )
     # zxcvbn refuses longer input (its matching is quadratic); the first characters decide anyway.
-    result = zxcvbn(plain[:ZXCVBN_MAX_LENGTH], user_inputs=[v for v in user_inputs if v])
+    # It keeps the user inputs in a module-level dictionary, so two threads must not estimate at once.
+    with _ZXCVBN_LOCK:
+        result = zxcvbn(plain[:ZXCVBN_MAX_LENGTH], user_inputs=[v for v in user_inputs if v])
     if result["score"] < policy.min_strength:
         hint = result["feedback"].get("warning") or "Use a longer passphrase or more varied characters"
         raise InvalidInputError(f"Password is too weak: {hint}", loc, "password_weak")
