@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate import migrate
 from authgate.db import create_engine
@@ -66,3 +68,50 @@ async def test_a_newer_release_schema_is_allowed(empty_database: str) -> None:
         await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     await engine.dispose()
     await _start(empty_database)
+
+
+async def test_an_unreachable_database_is_not_mistaken_for_an_empty_one(tmp_path: Path) -> None:
+    """The operator must read the real cause, not advice to run migrations."""
+    for url in (
+        f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}",
+        POSTGRES_URL.rsplit("/", 1)[0] + f"/authgate_missing_{uuid.uuid4().hex[:12]}",
+    ):
+        engine = create_engine(make_settings(url))
+        try:
+            async with AsyncSession(engine) as session:
+                with pytest.raises(DBAPIError) as failed:
+                    await migrate.require_current_schema(session)
+            assert not isinstance(failed.value, SchemaBehindError)
+        finally:
+            await engine.dispose()
+
+
+async def test_a_table_the_service_may_not_read_is_reported_as_such() -> None:
+    """A role without rights on alembic_version gets the permission error, not 'empty database'."""
+    import asyncpg
+
+    role = f"authgate_reader_{uuid.uuid4().hex[:8]}"
+    server = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        admin = await asyncpg.connect(server)
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable("PostgreSQL", exc)
+    schema = f"authgate_forbidden_{uuid.uuid4().hex[:8]}"
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        await admin.execute(f'CREATE TABLE "{schema}".alembic_version (version_num varchar(32) PRIMARY KEY)')
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        await admin.execute(f'ALTER ROLE "{role}" SET search_path = "{schema}"')
+        url = make_url(POSTGRES_URL).set(username=role, password=None).render_as_string(hide_password=False)
+        engine = create_engine(make_settings(url))
+        try:
+            async with AsyncSession(engine) as session:
+                with pytest.raises(DBAPIError, match="permission denied"):
+                    await migrate.require_current_schema(session)
+        finally:
+            await engine.dispose()
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

@@ -9,8 +9,7 @@ import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 log = structlog.get_logger("authgate.migrate")
@@ -58,10 +57,10 @@ async def require_current_schema(session: AsyncSession) -> None:
     process restarted during a rolling deploy): that is allowed, with a warning.
     """
     head, known = _revisions()
-    try:
-        found = await session.scalar(text("SELECT version_num FROM alembic_version"))
-    except DBAPIError:  # no alembic_version table: never migrated
-        found = None
+    connection = await session.connection()
+    # Only a missing table means "never migrated"; an unreachable or forbidden database raises as is.
+    migrated = await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+    found = await session.scalar(text("SELECT version_num FROM alembic_version")) if migrated else None
     if found == head:
         return
     if found is not None and found not in known:
