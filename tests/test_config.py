@@ -96,9 +96,14 @@ def test_rate_limits_turn_off_by_either_name(monkeypatch: pytest.MonkeyPatch, na
     monkeypatch.setenv(name, "false")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.rate_limit.enabled is False
-    assert settings.rate_limit_enabled is False
     monkeypatch.delenv(name)
     assert Settings(_env_file=None).rate_limit.enabled is True  # type: ignore[call-arg]
+
+
+def test_the_example_env_file_lets_the_environment_turn_limits_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of .env.example sets only one of the two names, so the other cannot contradict it."""
+    monkeypatch.setenv("AUTHGATE_RATE_LIMIT_ENABLED", "false")
+    assert Settings(_env_file=ENV_EXAMPLE).rate_limit.enabled is False  # type: ignore[call-arg]
 
 
 def test_the_two_rate_limit_switches_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,6 +124,19 @@ def test_production_has_stricter_ip_limits_unless_set() -> None:
     )  # type: ignore[call-arg]
     assert chosen.rate_limit.login_per_ip == "500/minute"
     assert Settings(_env_file=None).rate_limit.login_per_ip == "120/minute"  # type: ignore[call-arg]
+
+
+def test_settings_never_change_the_objects_they_were_given() -> None:
+    """Building production settings, or switching limits off by the flat name, copies the limits."""
+    from authgate.config import RateLimits
+
+    given = RateLimits()
+    before = given.model_dump()
+    production = Settings(env="production", secret_key="k" * 48, rate_limit=given, _env_file=None)  # type: ignore[call-arg]
+    assert production.rate_limit.login_per_ip == "30/minute"
+    switched = Settings(rate_limit=given, rate_limit_enabled=False, _env_file=None)  # type: ignore[call-arg]
+    assert switched.rate_limit.enabled is False
+    assert given.model_dump() == before
 
 
 @pytest.mark.parametrize(

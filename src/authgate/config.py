@@ -194,8 +194,8 @@ class Settings(BaseSettings):
     features: FeatureFlags = Field(default_factory=FeatureFlags)
     password: PasswordPolicy = Field(default_factory=PasswordPolicy)
     rate_limit: RateLimits = Field(default_factory=RateLimits)
-    # SPEC's name for the switch (AUTHGATE_RATE_LIMIT_ENABLED); the same as `rate_limit.enabled`.
-    rate_limit_enabled: bool | None = None
+    # SPEC's name for the switch (AUTHGATE_RATE_LIMIT_ENABLED); it only feeds `rate_limit.enabled`.
+    rate_limit_enabled: bool | None = Field(default=None, exclude=True)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
@@ -210,12 +210,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_rate_limit_switch(self) -> Self:
-        """`RATE_LIMIT_ENABLED` and `RATE_LIMIT__ENABLED` name one switch; set both, they must agree."""
+        """`RATE_LIMIT_ENABLED` and `RATE_LIMIT__ENABLED` name one switch; set both, they must agree.
+
+        The service reads `rate_limit.enabled`; the flat name only feeds it.
+        """
         flat = self.rate_limit_enabled
         if flat is None:
-            self.rate_limit_enabled = self.rate_limit.enabled
-        elif "enabled" not in self.rate_limit.model_fields_set:
-            self.rate_limit.enabled = flat
+            return self
+        if "enabled" not in self.rate_limit.model_fields_set:
+            self.rate_limit = self.rate_limit.model_copy(update={"enabled": flat})
         elif self.rate_limit.enabled != flat:
             raise ValueError(
                 "AUTHGATE_RATE_LIMIT_ENABLED and AUTHGATE_RATE_LIMIT__ENABLED disagree: set only one"
@@ -236,9 +239,10 @@ class Settings(BaseSettings):
         if self.env != "production":
             return self
         # Stricter per-IP defaults in production, unless set explicitly.
-        for name, value in PRODUCTION_IP_LIMITS.items():
-            if name not in self.rate_limit.model_fields_set:
-                setattr(self.rate_limit, name, value)
+        stricter = {
+            k: v for k, v in PRODUCTION_IP_LIMITS.items() if k not in self.rate_limit.model_fields_set
+        }
+        self.rate_limit = self.rate_limit.model_copy(update=stricter)  # never the caller's object
         problems = []
         if self.secret_key is None:
             problems.append("AUTHGATE_SECRET_KEY is not set")

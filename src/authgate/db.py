@@ -113,7 +113,8 @@ class SqliteConnection(aiosqlite.Connection):
     writers never wait for readers. So while `inline` is set, calls run where they are awaited,
     which takes about a third off the CPU of a sign-in beyond its hash. Everything that can wait
     still goes through the thread: `BEGIN IMMEDIATE` (another process may hold the lock), `COMMIT`
-    (it may run a WAL checkpoint, with fsync), and all reads.
+    (it may run a WAL checkpoint, with fsync), and every statement of a read (deferred)
+    transaction. Reads inside a write transaction run inline like its writes.
     """
 
     inline = False
