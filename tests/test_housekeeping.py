@@ -33,7 +33,7 @@ from authgate.users.models import User
 from authgate.verification.models import PhoneVerification, VerificationToken
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from tests.conftest import make_settings
-from tests.factories import PASSWORD, signed_in
+from tests.factories import PASSWORD, assert_problem, signed_in
 from tests.profiles import images
 from tests.workspaces.helpers import add_member, create_ws, grant_admin
 
@@ -284,10 +284,19 @@ async def test_deleted_accounts_are_erased_after_their_retention(
     avatar_file = settings.upload_dir / "avatars" / avatar_key
     assert avatar_file.exists()
     active, _ = await signed_in(client)
+    gone_email, recent_email = [
+        await db.scalar(select(User.email).where(User.id == u)) for u in (gone, recent)
+    ]
+    again = {"email": gone_email, "password": PASSWORD}
+    assert_problem(await client.post("/api/v1/auth/register", json=again), 409, "email_taken")
 
     report = await _housekeeper(sessionmaker, settings).purge()
 
     assert report["accounts"] == 1 and report["accounts_kept"] == 0
+    # SPEC §6: the address is freed once the retention period is over, not before.
+    assert (await client.post("/api/v1/auth/register", json=again)).status_code == 201
+    still = {"email": recent_email, "password": PASSWORD}
+    assert_problem(await client.post("/api/v1/auth/register", json=still), 409, "email_taken")
     db.expire_all()
     assert await db.get(User, gone) is None
     assert await _count(db, UserProfile, UserProfile.user_id == gone) == 0  # cascaded

@@ -251,7 +251,7 @@ async def restore_user(
     admin: UserAdminServiceDep,
     roles: RoleServiceDep,
 ) -> Response:
-    """Restore a soft-deleted user (409 page when the address was registered again)."""
+    """Restore a soft-deleted user."""
     target = parse_id(console, user_id, "User not found")
     try:
         await admin.restore(target, actor=console.signed_in.account, held=console.signed_in.permissions)

@@ -1,9 +1,8 @@
 """User administration (SPEC §6): list, create, change, soft delete, restore, roles; self-service delete.
 
-Soft delete frees the email address at once: `email_normalized` (the unique column) is rewritten
-to a tombstone `deleted+<id>@deleted.invalid`, while `email` keeps the address for the audit
-trail and for a restore (which puts it back unless someone registered it meanwhile: 409
-`email_taken`). The row itself stays until a purge after the retention period.
+Soft delete keeps the row, and with it the email address and username, until the purge after
+the retention period (SPEC §6: the email is freed then); until that purge, registering the address
+again is 409 `email_taken`, and a restore gives the account back whole.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
@@ -30,9 +29,8 @@ from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
 from authgate.security.passwords import PasswordHasher
 from authgate.sessions.models import LoginSession
-from authgate.users.errors import EmailTakenError
 from authgate.users.models import User, fold_name
-from authgate.users.repository import UserRepository, normalize_email
+from authgate.users.repository import UserRepository
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
 from authgate.users.service import UserService
 from authgate.verification.notifications import SecurityNotifier
@@ -52,10 +50,6 @@ def uuid7_floor(moment: datetime) -> uuid.UUID:
     """The smallest UUIDv7 that could be generated at `moment` (ids sort by their embedded time);
     before 1970, the smallest of all."""
     return uuid.UUID(int=max(0, int(moment.timestamp() * 1000)) << 80)
-
-
-def tombstone_email(user_id: uuid.UUID) -> str:
-    return f"deleted+{user_id.hex}@deleted.invalid"
 
 
 class UserAdminService:
@@ -84,14 +78,10 @@ class UserAdminService:
         if filters.q:
             q = filters.q.strip()
             # Addresses and names are stored case-folded beside the originals, so both engines
-            # compare the same way. A deleted account's normalised address is a tombstone: search
-            # its address as given.
-            email = User.email_normalized.startswith(q.casefold(), autoescape=True)
-            if filters.deleted:
-                email = func.lower(User.email).startswith(q.lower(), autoescape=True)
+            # compare the same way.
             stmt = stmt.where(
                 or_(
-                    email,
+                    User.email_normalized.startswith(q.casefold(), autoescape=True),
                     User.username.startswith(q.lower(), autoescape=True),
                     User.full_name_folded.startswith(fold_name(q), autoescape=True),
                 )
@@ -198,10 +188,9 @@ class UserAdminService:
         await self._soft_delete(user, Actor.user(user.id))
 
     async def _soft_delete(self, user: User, actor: Actor) -> None:
-        """Mark deleted, free the email, and end every session and API key at once."""
+        """Mark deleted and end every session and API key at once; the address stays taken."""
         now = utcnow()
         user.deleted_at = now
-        user.email_normalized = tombstone_email(user.id)
         await self._users.flush()
         await self._db.execute(
             update(LoginSession)
@@ -216,15 +205,12 @@ class UserAdminService:
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
     async def restore(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> User:
-        """Undo a soft delete; 409 `email_taken` when the address was registered again meanwhile."""
+        """Undo a soft delete, until the purge erases the account (then 404)."""
         user = await self.get(user_id, include_deleted=True, lock=True)
         if user.deleted_at is None:
             return user
         self._check_manageable(user, held)
-        if await self._users.get_by_email(user.email) is not None:
-            raise EmailTakenError()
         user.deleted_at = None
-        user.email_normalized = normalize_email(user.email)
         await self._users.flush()
         await self._audit.record(
             "user.restored", actor=Actor.user(actor.id), target_type="user", target_id=user.id

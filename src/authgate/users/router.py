@@ -61,7 +61,8 @@ async def update_me(body: UserUpdateMe, user: CallerUser, users: UserServiceDep)
 async def delete_me(body: UserDeleteMe, _: UserSession, user: CallerUser, admin: UserAdminServiceDep) -> None:
     """Delete your account, confirmed with your password (403 `invalid_credentials` if wrong).
 
-    Every session and API key stops working at once and the email address can register again.
+    Every session and API key stops working at once. The email address stays taken until the
+    account is erased after the retention period (`RETENTION__DELETED_ACCOUNTS`, 30 days).
     Not allowed with an API key.
     """
     await admin.delete_me(user, body.password.get_secret_value())
@@ -136,18 +137,19 @@ async def update_user(
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
 async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
-    """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it.
+    """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it until the
+    account is erased after the retention period. The email address stays taken until then.
     Needs `users:delete`, and every permission the user holds."""
     await admin.delete(user_id, actor=principal.account, held=principal.permissions)
 
 
 @router.post(
     "/{user_id}/restore",
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError),
 )
 async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep) -> UserRead:
-    """Restore a soft-deleted user (sessions stay ended). Needs `users:write`; 409 `email_taken` when the
-    address has been registered again."""
+    """Restore a soft-deleted user (sessions and API keys stay ended). Needs `users:write`; 404 once
+    the account has been erased."""
     return UserRead.model_validate(
         await admin.restore(user_id, actor=principal.account, held=principal.permissions)
     )
