@@ -1,9 +1,11 @@
-"""Keyset pagination over time-ordered UUID primary keys."""
+"""Keyset pagination: over time-ordered UUID primary keys, and over the small lists kept in code."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
@@ -29,6 +31,44 @@ class PageParams:
 
 
 PageParamsDep = Annotated[PageParams, Depends()]
+
+
+class NamePageParams:
+    """`?limit=&cursor=` for a list ordered by a unique name, such as the permission catalogue."""
+
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=256, description="`next_cursor` of the previous page")
+        ] = None,
+    ) -> None:
+        self.limit = limit
+        self.after = _decode_name_cursor(cursor) if cursor else None
+
+
+NamePageParamsDep = Annotated[NamePageParams, Depends()]
+
+
+def page_by_name(
+    items: Iterable[T], name: Callable[[T], str], params: NamePageParams
+) -> tuple[list[T], str | None]:
+    """One page of `items` in name order, after the cursor's name; returns it and the next cursor."""
+    ordered = sorted(items, key=name)
+    rest = [item for item in ordered if params.after is None or name(item) > params.after]
+    page = rest[: params.limit]
+    more = len(rest) > params.limit
+    return page, base64.urlsafe_b64encode(name(page[-1]).encode()).rstrip(b"=").decode() if more else None
+
+
+def _decode_name_cursor(cursor: str) -> str:
+    try:
+        name = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInputError("Invalid cursor", ("query", "cursor")) from exc
+    if not name:
+        raise InvalidInputError("Invalid cursor", ("query", "cursor"))
+    return name
 
 
 def encode_cursor(value: uuid.UUID) -> str:

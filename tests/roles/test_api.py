@@ -29,6 +29,43 @@ async def test_permissions_catalogue_is_a_page_for_any_user(client: AsyncClient)
     assert_problem(await client.get("/api/v1/permissions"), 401, "not_authenticated")
 
 
+async def test_permissions_page_through_in_name_order(client: AsyncClient) -> None:
+    _, headers = await signed_in(client)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        response = await client.get("/api/v1/permissions", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert 1 <= len(page["items"]) <= 3
+        seen += [p["name"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(PERMISSIONS)
+    whole = await client.get("/api/v1/permissions", params={"limit": "200"}, headers=headers)
+    assert [p["name"] for p in whole.json()["items"]] == seen and whole.json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "0"},
+        {"limit": "201"},
+        {"limit": "x"},
+        {"cursor": "%%%"},
+        {"cursor": "_w"},
+        {"cursor": "x" * 257},
+    ],
+)
+async def test_permissions_reject_a_bad_limit_or_cursor(client: AsyncClient, params: dict[str, str]) -> None:
+    _, headers = await signed_in(client)
+    assert_problem(
+        await client.get("/api/v1/permissions", params=params, headers=headers), 422, "validation_error"
+    )
+
+
 async def test_list_and_read_roles_need_roles_read(client: AsyncClient, db: AsyncSession) -> None:
     _, user_headers = await signed_in(client)
     _, reader = await signed_in_with(client, db, "roles:read")

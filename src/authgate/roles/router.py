@@ -10,7 +10,7 @@ from authgate.audit.service import Actor
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
 from authgate.db import SessionDep
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
-from authgate.pagination import PageParamsDep
+from authgate.pagination import NamePageParamsDep, PageParamsDep, page_by_name
 from authgate.roles.errors import RoleConflictError, RoleNotFoundError
 from authgate.roles.permissions import PERMISSIONS
 from authgate.roles.schemas import PermissionRead, RoleCreate, RoleRead, RoleUpdate
@@ -32,10 +32,12 @@ RoleServiceDep = Annotated[RoleService, Depends(get_role_service)]
 
 
 @router.get("/permissions", responses=problem_schema(*AUTH_PROBLEMS))
-async def list_permissions(_: CurrentUser) -> Page[PermissionRead]:
-    """The permission catalogue (fixed in code), as one page."""
-    items = [PermissionRead(name=name, description=text) for name, text in sorted(PERMISSIONS.items())]
-    return Page[PermissionRead](items=items, next_cursor=None)
+async def list_permissions(_: CurrentUser, page: NamePageParamsDep) -> Page[PermissionRead]:
+    """The permission catalogue (fixed in code), in name order."""
+    items, cursor = page_by_name(PERMISSIONS.items(), lambda entry: entry[0], page)
+    return Page[PermissionRead](
+        items=[PermissionRead(name=name, description=text) for name, text in items], next_cursor=cursor
+    )
 
 
 @router.get("/roles", responses=DENIED)
