@@ -10,6 +10,7 @@ ALERT = {"when": "2026-01-01 00:00 UTC", "sessions_link": "http://test/ui/securi
 EMAILS = {
     "email_verification": {"link": "http://test/v?token=t", "name": None, "expires_hours": 24},
     "account_exists": {"login_link": "http://test/ui/login", "reset_link": "http://test/ui/password/forgot"},
+    "username_taken": {"username": "ada", "register_link": "http://test/ui/register"},
     "password_reset": {"link": "http://test/r?token=t", "expires_minutes": 60},
     "password_reset_unknown": {"register_link": "http://test/ui/register"},
     "password_changed": ALERT,

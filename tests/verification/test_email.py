@@ -139,6 +139,39 @@ async def test_enumeration_safe_registration_answers_alike_and_emails_the_owner(
     assert count == 1
 
 
+async def test_enumeration_safe_registration_hides_a_taken_username_too(
+    app: FastAPI, client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    """The answer is the same 202; only the mailbox of the address given learns the name is taken."""
+    name = f"taken{unique_email()[:8]}".replace("-", "").replace("@", "")
+    await register(client, username=name)
+    await courier.drain()
+    mailbox.clear()
+    users_before = await db.scalar(select(func.count()).select_from(User))
+    app.state.settings.features.enumeration_safe_registration = True
+    try:
+        fresh_email = unique_email()
+        body = {"email": fresh_email, "password": PASSWORD, "username": name.upper()}
+        taken = await client.post("/api/v1/auth/register", json=body)
+        new = await client.post(
+            "/api/v1/auth/register",
+            json={"email": unique_email(), "password": PASSWORD, "username": f"{name}x"},
+        )
+    finally:
+        app.state.settings.features.enumeration_safe_registration = False
+    assert taken.status_code == new.status_code == 202
+    assert taken.json() == new.json()
+    told = await mail_to(courier, mailbox, fresh_email, "username is taken")
+    text = told.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert name in text and "http://test/ui/register" in text
+    db.expire_all()
+    assert await db.scalar(select(func.count()).select_from(User)) == users_before + 1  # only `new`
+    assert (
+        await db.scalar(select(func.count()).select_from(User).where(User.email_normalized == fresh_email))
+        == 0
+    )
+
+
 async def test_messages_are_written_in_the_request_transaction(client: AsyncClient, db: AsyncSession) -> None:
     bad = await client.post("/api/v1/auth/register", json={"email": unique_email(), "password": "password"})
     assert bad.status_code == 422

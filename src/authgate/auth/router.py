@@ -87,8 +87,9 @@ async def register(
     """Create an account with the `user` role and email a verification link.
 
     The password must pass the strength policy (422 otherwise). With
-    `FEATURES__ENUMERATION_SAFE_REGISTRATION` the answer is 202 whether or not the email is
-    taken; the owner of a taken address is emailed instead. 403 `permission_denied` when
+    `FEATURES__ENUMERATION_SAFE_REGISTRATION` the answer is 202 whether or not the email or the
+    username is taken; the mailbox learns which (the owner of a taken address, or the address
+    given when only the username is taken). 403 `permission_denied` when
     self-registration is turned off (`FEATURES__SELF_REGISTRATION=false`).
     """
     if not settings.features.self_registration:

@@ -7,13 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.config import Settings
 from authgate.outbox.service import Outbox
 from authgate.security.passwords import ClientGone
-from authgate.users.errors import EmailTakenError
+from authgate.users.errors import EmailTakenError, UsernameTakenError
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
 from authgate.users.schemas import UserRegister
 from authgate.users.service import UserService
 from authgate.verification.notifications import public_link, user_locale
-from authgate.verification.service import EmailVerificationService
+from authgate.verification.service import REGISTER_PATH, EmailVerificationService
 
 LOGIN_PATH = "/ui/login"
 FORGOT_PATH = "/ui/password/forgot"
@@ -27,8 +27,10 @@ class RegistrationWorkflow:
     async def register(self, data: UserRegister, client_gone: ClientGone | None = None) -> User | None:
         """Create the account and send its verification email.
 
-        With `FEATURES__ENUMERATION_SAFE_REGISTRATION` a taken email is not an error: the owner
-        is emailed instead and the caller gets the same answer (None) after the same password hash.
+        With `FEATURES__ENUMERATION_SAFE_REGISTRATION` a taken email or username is not an error:
+        the caller gets the same answer (None) after the same password hash, and the mailbox says
+        what happened (to the owner of a taken email; to the address given, when only the username
+        was taken), so only whoever reads that mailbox learns it.
         """
         if not self._settings.features.enumeration_safe_registration:
             user = await self._users.register(data, client_gone)
@@ -36,14 +38,25 @@ class RegistrationWorkflow:
             return user
         try:
             user = await self._users.register(data, client_gone)
-        except EmailTakenError:
+        except (EmailTakenError, UsernameTakenError) as taken:
             await (
                 self._db.rollback()
             )  # nothing of ours was written; a unique-index race leaves a failed flush
-            await self._notify_owner(data.email)
+            if isinstance(taken, EmailTakenError):
+                await self._notify_owner(data.email)
+            else:
+                await self._notify_username_taken(data)
             return None
         await self._emails.send(user)
         return user
+
+    async def _notify_username_taken(self, data: UserRegister) -> None:
+        await Outbox(self._db).enqueue(
+            channel="email",
+            template="username_taken",
+            to=data.email,
+            context={"username": data.username, "register_link": public_link(self._settings, REGISTER_PATH)},
+        )
 
     async def _notify_owner(self, email: str) -> None:
         owner = await UserRepository(self._db).get_by_email(email)
