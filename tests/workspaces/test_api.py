@@ -543,6 +543,14 @@ async def test_accept_joins_with_role_once(client: AsyncClient, db: AsyncSession
     assert body["user_id"] == guest["id"]
     assert body["role"] == "viewer"
     assert body["workspace_slug"] == ws["slug"]
+    # The members list's item, with the workspace it belongs to.
+    listed_member = next(
+        m
+        for m in (await client.get(f"{WS}/{ws['id']}/members", headers=owner)).json()["items"]
+        if m["user_id"] == guest["id"]
+    )
+    assert {k: body[k] for k in listed_member} == listed_member
+    assert set(body) == {*listed_member, "workspace_id", "workspace_slug", "workspace_name"}
     assert (await client.get(f"{WS}/{ws['id']}", headers=guest_headers)).json()["my_role"] == "viewer"
     again = await client.post(
         "/api/v1/invitations/accept", json={"token": invitation["token"]}, headers=guest_headers

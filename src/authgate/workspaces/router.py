@@ -260,10 +260,12 @@ async def accept_invitation(
     """
     member, workspace = await workspaces.accept(body.token.get_secret_value(), caller)
     return MembershipRead(
+        user_id=member.user_id,
+        email=caller.user.email,
+        full_name=caller.user.full_name,
+        role=member.role,
+        joined_at=member.joined_at,
         workspace_id=workspace.id,
         workspace_slug=workspace.slug,
         workspace_name=workspace.name,
-        user_id=member.user_id,
-        role=member.role,
-        joined_at=member.joined_at,
     )

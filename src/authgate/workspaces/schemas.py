@@ -90,13 +90,12 @@ class TransferRequest(APIModel):
     user_id: uuid.UUID
 
 
-class MembershipRead(APIModel):
+class MembershipRead(MemberRead):
+    """A member item (as in the members list) with the workspace it belongs to."""
+
     workspace_id: uuid.UUID
     workspace_slug: str
     workspace_name: str
-    user_id: uuid.UUID
-    role: WorkspaceRole
-    joined_at: datetime
 
 
 class InvitationCreate(APIModel):
