@@ -39,6 +39,27 @@ async def test_ready_names_the_failed_database(client: AsyncClient, app: FastAPI
     assert "database" in body["detail"]
 
 
+@pytest.mark.parametrize("damage", ["garbage", "empty"])
+async def test_ready_is_503_on_a_database_that_connects_but_cannot_serve(
+    client: AsyncClient, app: FastAPI, tmp_path: Any, damage: str
+) -> None:
+    """A damaged SQLite file, or a database without its tables, still accepts connections."""
+    import os
+
+    path = tmp_path / "broken.db"
+    if damage == "garbage":
+        path.write_bytes(os.urandom(8192))
+    working = app.state.engine
+    app.state.engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        response = await client.get("/ready")
+    finally:
+        await app.state.engine.dispose()
+        app.state.engine = working
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("down")
+
+
 async def test_ready_names_a_failed_redis(client: AsyncClient, app: FastAPI) -> None:
     from redis.asyncio import Redis
 

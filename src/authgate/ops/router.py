@@ -39,11 +39,15 @@ async def live() -> HealthRead:
 
 @router.get("/ready", responses={503: {"description": "A dependency is down; `checks` names which"}})
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: the database (and Redis when configured) answer. 503 names the failing dependency."""
+    """Readiness: the database (and Redis when configured) answer. 503 names the failing dependency.
+
+    The database check reads a table, not `SELECT 1`: a SQLite file that is damaged, or a database
+    whose tables are gone, accepts connections but cannot serve.
+    """
     checks: dict[str, str] = {}
     try:
         async with request.app.state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(text("SELECT version_num FROM alembic_version"))
         checks["database"] = "ok"
     except Exception as exc:  # any driver error means not ready
         checks["database"] = f"down: {type(exc).__name__}"
