@@ -95,8 +95,17 @@ Secret = Annotated[SecretStr, AfterValidator(_unicode_text)]  # passwords and si
 
 
 def in_utc(value: datetime) -> datetime:
-    """The same moment in UTC; a time without an offset is taken as UTC (SPEC §3: times are UTC)."""
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    """The same moment in UTC; a time without an offset is taken as UTC (SPEC §3: times are UTC).
+
+    A moment that exists only with its offset (`9999-12-31T23:59:59-14:00` is past year 9999 in
+    UTC) is a validation error, not an overflow.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("time out of range once converted to UTC") from exc
 
 
 # A time in a filter: ISO 8601; without an offset (`2026-01-01`, `2026-01-01T08:00`) it is UTC.

@@ -124,6 +124,8 @@ async def test_scopes_wider_than_the_owner_are_403_and_nothing_is_created(
         {"name": "x" * 201},
         {"name": "k", "expires_at": "2001-01-01T00:00:00Z"},
         {"name": "k", "expires_at": "2099-01-01T00:00:00"},
+        {"name": "k", "expires_at": "9999-12-31T23:59:59-14:00"},  # past year 9999 in UTC
+        {"name": "k", "expires_at": "0001-01-01T00:00:00+14:00"},  # before year 1 in UTC
         {"name": "k", "secret": "mine"},
         {"name": "k", "workspace_id": "not-a-uuid"},
     ],

@@ -115,6 +115,8 @@ async def test_audit_bad_filters_are_422(client: AsyncClient, db: AsyncSession) 
     for params in (
         {"since": "yesterday"},
         {"since": "2026-13-01"},
+        {"until": "9999-12-31T23:59:59-14:00"},  # past year 9999 once in UTC
+        {"since": "0001-01-01T00:00:00+14:00"},
         {"limit": 0},
         {"cursor": "!!"},
         {"action": "x" * 65},

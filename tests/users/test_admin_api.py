@@ -103,6 +103,10 @@ async def test_list_filters(client: AsyncClient, db: AsyncSession) -> None:
     assert_problem(
         await client.get("/api/v1/users?created_after=yesterday", headers=headers), 422, "validation_error"
     )
+    for beyond_utc in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        for name in ("created_after", "created_before"):
+            out_of_range = await client.get("/api/v1/users", params={name: beyond_utc}, headers=headers)
+            assert_problem(out_of_range, 422, "validation_error")
     assert_problem(await client.get("/api/v1/users?cursor=!!", headers=headers), 422, "validation_error")
 
 

@@ -46,10 +46,9 @@ def _expiry(value: str) -> datetime | None:
     if not value:
         return None
     try:
-        day = date.fromisoformat(value)
-    except ValueError as exc:
+        return datetime.combine(date.fromisoformat(value) + timedelta(days=1), time(0), tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:  # not a date, or 9999-12-31 (no day after it)
         raise InvalidInputError("Enter a date as YYYY-MM-DD", ("body", "expires_at")) from exc
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
 
 
 async def _keys_page(
