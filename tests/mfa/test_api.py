@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pyotp
+import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, update
@@ -104,6 +105,34 @@ async def test_enable_with_wrong_code_is_400_and_changes_nothing(
         )
         == 0
     )
+
+
+async def test_a_setup_that_waited_for_an_enable_does_not_replace_the_enabled_secret(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    """Set-up checks the credential again under its row lock: a second tab's set-up that read the
+    account before the first tab's enable committed is 409, and the enabled authenticator stays."""
+    from authgate.errors import AuthgateError
+    from authgate.mfa.service import MfaService
+
+    user, headers = await signed_in(client)
+    secret, _ = await enable_mfa(client, headers)
+    stale = await db.get(User, uuid.UUID(user["id"]))
+    assert stale is not None
+    stale.mfa_enabled = False  # what the waiting request read before the enable
+    service = MfaService(db, app.state.settings.secret())
+    try:
+        with pytest.raises(AuthgateError) as refused:
+            await service.setup(stale)
+    finally:
+        await db.rollback()
+    assert (refused.value.status, refused.value.code) == (409, "conflict")
+    client.cookies.clear()
+    token = await password_step(client, user["email"])  # the enabled authenticator still signs in
+    finished = await client.post(
+        LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)}
+    )
+    assert finished.status_code == 200, finished.text
 
 
 async def test_enable_before_setup_is_409(client: AsyncClient) -> None:

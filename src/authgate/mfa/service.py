@@ -97,6 +97,8 @@ class MfaService:
         secret = pyotp.random_base32()
         encrypted = self._fernet.encrypt(secret.encode()).decode()
         credential = await self._credential(user.id, lock=True)
+        if credential is not None and credential.enabled_at is not None:  # enabled while we waited
+            raise MfaStateError("MFA is already on; disable it first to set up a new authenticator")
         if credential is None:
             self._db.add(TotpCredential(user_id=user.id, secret_encrypted=encrypted))
         else:
