@@ -138,9 +138,9 @@ async def test_hot_paths_stay_short(live_client: AsyncClient, live_engine: Async
         assert (await live_client.post("/api/v1/auth/login", json=body)).status_code == 200
     finally:
         event.remove(live_engine.sync_engine, "before_cursor_execute", count)
-    # user+roles, failure count, session, last login, refresh token, audit head (read, write),
-    # audit event, known device.
-    assert len(statements) == 9, statements
+    # user+roles, failure count (before the hash, and again once the password proved right),
+    # session, last login, refresh token, audit head (read, write), audit event, known device.
+    assert len(statements) == 10, statements
 
 
 async def test_a_busy_session_is_stamped_once_not_per_request(

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from authgate.audit.models import AuditEvent
@@ -261,6 +261,41 @@ async def test_wrong_codes_count_toward_the_brute_force_wait(app: FastAPI, clien
     blocked = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code_at(secret, now_step() + 1)})
     assert_problem(blocked, 429, "rate_limited")
     assert int(blocked.headers["retry-after"]) >= 1
+
+
+async def test_a_right_code_answered_after_parallel_wrong_ones_is_held_and_stays_unused(
+    app: FastAPI,
+    client: AsyncClient,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Codes guessed in parallel all pass the first check; the one at answer time holds the rest."""
+    from authgate.mfa.service import MfaService
+    from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
+
+    user, _, secret, _ = await mfa_user(client)
+    app.state.settings.rate_limit = RateLimits(failed_logins_before_delay=2)
+    token = await password_step(client, user["email"])
+    verify = MfaService.verify_code
+
+    async def verify_while_others_fail(self: MfaService, *args: Any, **kwargs: Any) -> Any:
+        guard = LoginGuard(app.state.settings.rate_limit)
+        for _ in range(2):
+            async with sessionmaker() as s, s.begin():
+                await guard.record_failure(s, mfa_identifier(uuid.UUID(user["id"])))
+        return await verify(self, *args, **kwargs)
+
+    monkeypatch.setattr(MfaService, "verify_code", verify_while_others_fail)
+    code = code_at(secret, now_step() + 1)
+    assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code}), 429, "rate_limited")
+    db.expire_all()
+    credential = await db.scalar(
+        select(TotpCredential).where(TotpCredential.user_id == uuid.UUID(user["id"]))
+    )
+    assert credential is not None and credential.last_used_step != now_step() + 1  # the code stays unused
+    challenge = await db.scalar(select(MfaChallenge).where(MfaChallenge.user_id == uuid.UUID(user["id"])))
+    assert challenge is not None and challenge.used_at is None
 
 
 async def test_expired_or_unknown_mfa_token_is_400(client: AsyncClient, db: AsyncSession) -> None:

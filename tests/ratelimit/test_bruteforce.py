@@ -248,3 +248,48 @@ async def test_email_and_username_share_one_count(app: FastAPI, client: AsyncCli
     for body in ({"email": user["email"]}, {"username": "TWO_NAMES"}):
         blocked = await client.post("/api/v1/auth/login", json={**body, "password": PASSWORD})
         assert_problem(blocked, 429, "rate_limited")
+
+
+async def _failing_meanwhile(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], identifier: str
+) -> None:
+    """Make the password check take long enough for N parallel failures to land during it."""
+    passwords = app.state.passwords
+    verify = passwords.verify
+
+    async def verify_while_others_fail(*args: object, **kwargs: object) -> object:
+        guard = LoginGuard(app.state.settings.rate_limit)
+        for _ in range(N):
+            async with sessionmaker() as s, s.begin():
+                await guard.record_failure(s, identifier)
+        passwords.verify = verify
+        return await verify(*args, **kwargs)
+
+    passwords.verify = verify_while_others_fail
+
+
+async def test_the_right_password_answered_after_parallel_failures_is_held(
+    app: FastAPI, client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    guard_after(app)
+    user = await register(client)
+    identifier = account_identifier(uuid.UUID(user["id"]))
+    await _failing_meanwhile(app, sessionmaker, identifier)
+    held = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(held, 429, "rate_limited")
+    assert "set-cookie" not in held.headers
+    row = await throttle_row(db, identifier)
+    assert row is not None and row.failures == N  # not reset: the success was never answered
+
+
+async def test_a_wrong_password_answered_after_parallel_failures_is_held_and_not_counted(
+    app: FastAPI, client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    guard_after(app)
+    user = await register(client)
+    identifier = account_identifier(uuid.UUID(user["id"]))
+    await _failing_meanwhile(app, sessionmaker, identifier)
+    held = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong guess"})
+    assert_problem(held, 429, "rate_limited")
+    row = await throttle_row(db, identifier)
+    assert row is not None and row.failures == N

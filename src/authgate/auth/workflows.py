@@ -21,7 +21,12 @@ from authgate.mfa.errors import MfaRequiredError
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.ops.metrics import LOGINS
 from authgate.pagination import PageParams
-from authgate.ratelimit.bruteforce import LoginGuard, account_identifier, login_identifier
+from authgate.ratelimit.bruteforce import (
+    AccountThrottledError,
+    LoginGuard,
+    account_identifier,
+    login_identifier,
+)
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.security.tokens import TokenService
 from authgate.sessions.models import LoginSession
@@ -78,8 +83,7 @@ class AuthWorkflow:
         user = await self._users.get_for_login(email=email, username=username)
         # Failures count per account, whichever identifier names it; per identifier for unknown ones.
         identifier = account_identifier(user.id) if user else login_identifier(email, username)
-        # 429 while it must wait
-        has_failures = await self._guard.check(self._db, identifier, user.id if user else None)
+        await self._guard.check(self._db, identifier, user.id if user else None)  # 429 while it must wait
         await end_read(self._db)  # no pooled connection is held while the hash runs
         valid, new_hash = await self._passwords.verify(
             password, user.password_hash if user else None, client_gone
@@ -88,6 +92,9 @@ class AuthWorkflow:
             reason = "unknown_account" if user is None else "wrong_password"
             await self._record_failure(user, reason, identifier)
             raise InvalidCredentialsError("Invalid email, username or password")
+        # Parallel attempts may have made the account wait while this one hashed: then the right
+        # password gets the same 429 as a wrong one would.
+        has_failures = await self._guard.check(self._db, identifier, user.id)
         if not user.is_active:
             await self._record_failure(user, "account_disabled", identifier)
             raise AccountDisabledError()
@@ -120,10 +127,14 @@ class AuthWorkflow:
         return await self._tokens_for(user, issued)
 
     async def _record_failure(self, user: User | None, reason: str, identifier: str | None = None) -> None:
-        # Its own short transaction: the request's own transaction is rolled back with the error,
-        # and the record of a rejected attempt must survive that.
+        """Record a rejected attempt; 429 instead when parallel failures made the account wait meanwhile.
+
+        Its own short transaction: the request's own transaction is rolled back with the error,
+        and the record of a rejected attempt must survive that.
+        """
         LOGINS.labels("failed").inc()
         log.info("login_failed", reason=reason, user_id=str(user.id) if user else None)
+        waiting = None
         async with self._factory() as own, own.begin():
             await AuditLog(own).record(
                 "auth.login.failed",
@@ -133,7 +144,9 @@ class AuthWorkflow:
                 data={"reason": reason},
             )
             if identifier is not None:
-                await self._guard.record_failure(own, identifier)
+                waiting = await self._guard.record_failure(own, identifier, user.id if user else None)
+        if waiting is not None:
+            raise AccountThrottledError(retry_after=waiting)
 
     async def refresh(self, raw_refresh: str) -> IssuedTokens:
         """Rotate a refresh token; a reused one revokes its whole session (outside the grace window)."""

@@ -16,7 +16,7 @@ from authgate.errors import AccountDisabledError, WrongPasswordError
 from authgate.mfa.errors import MfaInvalidError
 from authgate.mfa.service import MfaService
 from authgate.ops.metrics import LOGINS
-from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
+from authgate.ratelimit.bruteforce import AccountThrottledError, LoginGuard, mfa_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
@@ -56,6 +56,9 @@ class MfaLoginWorkflow:
         if method is None:
             await self._record_failure(user.id, identifier)
             raise MfaInvalidError("The code is wrong or was used already")
+        # Codes guessed in parallel may have made this user wait meanwhile: a right one then gets
+        # the same 429 (and stays unused, as the request rolls back).
+        await self._guard.check(self._db, identifier, None)
         challenge.used_at = utcnow()
         await self._guard.reset(self._db, identifier)
         return await self._auth.complete_login(user, mfa=method)
@@ -74,7 +77,9 @@ class MfaLoginWorkflow:
                 target_id=user_id,
                 data={"reason": "mfa_invalid"},
             )
-            await self._guard.record_failure(own, identifier)
+            waiting = await self._guard.record_failure(own, identifier)
+        if waiting is not None:
+            raise AccountThrottledError(retry_after=waiting)
 
 
 async def enable_mfa(

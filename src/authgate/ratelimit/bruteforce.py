@@ -14,6 +14,11 @@ once every time the wait ends. Two limits on that:
 
 * the wait is capped (`lockout_max_wait`, default 15 min), and attempts refused during the
   wait are not counted, so nobody can push it further out;
+* the wait holds at both ends of an attempt: before the password is checked, and again when the
+  answer is given. Attempts sent in parallel all pass the first check (none has failed yet), so
+  the second one decides: an attempt answered while the account waits gets the same 429 whether
+  its password was right or wrong, and is not counted. A burst therefore learns the answers of
+  at most `failed_logins_before_delay` attempts, like the same attempts sent one by one;
 * with `lockout_spares_known_ips` (off by default), a client at an IP address from which the
   account has signed in before (it has a login session from there) is not held by the wait: its
   password is checked as usual (its own failures still count, and the per-IP request limits
@@ -82,24 +87,30 @@ class LoginGuard:
 
     async def check(self, session: AsyncSession, identifier: str, user_id: uuid.UUID | None) -> bool:
         """Raise 429 while the identifier waits (with `lockout_spares_known_ips`, not at an IP the
-        account signed in from).
+        account signed in from). Called before the password is checked and again, once it proved
+        right, before the success is answered.
 
         Returns whether the identifier has failures on record (a success then `reset`s them).
         """
-        row = await session.get(LoginThrottle, _hash(identifier))
+        row = await session.get(LoginThrottle, _hash(identifier), populate_existing=True)
         if row is None:
             return False
-        if row.locked_until is None:
-            return True
-        remaining = (row.locked_until - utcnow()).total_seconds()
+        await self._hold_while_waiting(session, row, user_id)
+        return True
+
+    async def _hold_while_waiting(
+        self, session: AsyncSession, row: LoginThrottle, user_id: uuid.UUID | None
+    ) -> None:
+        """Raise 429 while the row's wait lasts, unless the client is at an address the account knows."""
+        remaining = (row.locked_until - utcnow()).total_seconds() if row.locked_until else 0
         if remaining <= 0:
-            return True
+            return
         if (
             self._config.lockout_spares_known_ips
             and user_id is not None
             and await self._is_known_ip(session, user_id)
         ):
-            return True
+            return
         raise AccountThrottledError(retry_after=int(remaining) + 1)
 
     async def _is_known_ip(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
@@ -111,8 +122,15 @@ class LoginGuard:
         )
         return bool(found)
 
-    async def record_failure(self, session: AsyncSession, identifier: str) -> None:
-        """Count one failure (call in its own transaction: it must survive the failed request)."""
+    async def record_failure(
+        self, session: AsyncSession, identifier: str, user_id: uuid.UUID | None = None
+    ) -> int | None:
+        """Count one failure (call in its own transaction: it must survive the failed request).
+
+        When the identifier is already waiting (parallel attempts failed first), the failure is
+        not counted and the seconds left are returned: the attempt is answered 429, like one that
+        arrived during the wait.
+        """
         key, now = _hash(identifier), utcnow()
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         upsert = insert(LoginThrottle).values(key_hash=key, failures=0, last_failure_at=now)
@@ -131,6 +149,10 @@ class LoginGuard:
             .execution_options(populate_existing=True)
         )
         assert row is not None  # noqa: S101 - inserted just above
+        try:
+            await self._hold_while_waiting(session, row, user_id)
+        except AccountThrottledError as waiting:
+            return waiting.retry_after
         if now - row.last_failure_at > self._config.lockout_failure_reset:
             row.failures = 0
         row.failures += 1
@@ -138,6 +160,7 @@ class LoginGuard:
         wait = self.wait_for(row.failures)
         row.locked_until = now + wait if wait else None
         await session.flush()
+        return None
 
     async def reset(self, session: AsyncSession, identifier: str) -> None:
         """A success clears the count."""
