@@ -120,8 +120,11 @@ class ApiKeyService:
         return await fetch_page(self._db, stmt, ApiKey.id, params)
 
     async def revoke(self, owner_id: uuid.UUID, key_id: uuid.UUID, actor: Actor) -> None:
-        """Revoke one of the owner's keys; another user's (or an unknown) key is 404."""
-        key = await self._db.get(ApiKey, key_id)
+        """Revoke one of the owner's keys; another user's (or an unknown) key is 404.
+
+        The row lock makes revocations side by side run one after another: one 204, then 404s.
+        """
+        key = await self._db.get(ApiKey, key_id, with_for_update=True, populate_existing=True)
         if key is None or key.user_id != owner_id or key.revoked_at is not None:
             raise ApiKeyNotFoundError()
         key.revoked_at = utcnow()

@@ -3,7 +3,7 @@
 State lives in the database (`login_throttle`), not in Redis: it is shared by every API process
 in both runtime shapes, survives a Redis flush or restart, and costs one small write per
 *failed* attempt, in the short transaction that already records the failure. Successful
-sign-ins pay one indexed read and, only when a row exists, a delete.
+sign-ins pay two indexed reads (before the hash and after it) and, only when a row exists, a delete.
 
 The key, hashed, is the account for a known one (its email and its username share one count) and
 the normalised identifier (email or username) for an unknown one, so an unknown address builds

@@ -21,7 +21,13 @@ from authgate.audit.service import Actor, AuditLog
 from authgate.auth.service import Account
 from authgate.config import Settings
 from authgate.db import utcnow
-from authgate.errors import InvalidInputError, NotFoundError, PermissionDeniedError, WrongPasswordError
+from authgate.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    TokenInvalidError,
+    WrongPasswordError,
+)
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
@@ -184,7 +190,9 @@ class UserAdminService:
         if not valid:
             raise WrongPasswordError()
         if await self._users.get(user.id, lock=True) is None:
-            raise NotFoundError("User not found")  # deleted meanwhile by a request beside this one
+            # Deleted meanwhile by a request beside this one: answer as the next request would, the
+            # caller's session being revoked with the account.
+            raise TokenInvalidError("The session has ended")
         await self._soft_delete(user, Actor.user(user.id))
 
     async def _soft_delete(self, user: User, actor: Actor) -> None:
