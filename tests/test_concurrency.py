@@ -93,6 +93,39 @@ async def _signed_in(live_client: AsyncClient) -> tuple[dict[str, str], str]:
     return bearer(login.json()["access_token"]), email
 
 
+async def test_a_refused_right_password_is_recorded_without_holding_up_other_writers(
+    live_client: AsyncClient, live_app: Any, live_engine: Any
+) -> None:
+    """Disabled, or unverified where verification is required: the right password is refused and
+    the refusal recorded in a transaction of its own, after the request's own has ended (on SQLite
+    both need the one write lock)."""
+    from sqlalchemy import update
+
+    from authgate.db import create_sessionmaker
+    from authgate.users.models import User
+
+    _, disabled = await _signed_in(live_client)
+    _, unverified = await _signed_in(live_client)
+    async with create_sessionmaker(live_engine)() as session, session.begin():
+        await session.execute(update(User).where(User.email == disabled).values(is_active=False))
+    live_app.state.settings.features.require_verified_email = True
+    try:
+        answers = await asyncio.gather(
+            live_client.post("/api/v1/auth/login", json={"email": disabled, "password": PASSWORD}),
+            live_client.post("/api/v1/auth/login", json={"email": unverified, "password": PASSWORD}),
+            live_client.post(
+                "/api/v1/auth/register", json={"email": unique_email("by"), "password": PASSWORD}
+            ),
+        )
+    finally:
+        live_app.state.settings.features.require_verified_email = False
+    assert [(a.status_code, a.json().get("code")) for a in answers] == [
+        (403, "account_disabled"),
+        (403, "email_not_verified"),
+        (201, None),
+    ]
+
+
 async def test_password_changes_side_by_side_one_wins(live_client: AsyncClient) -> None:
     """Each verified the same current password; only one may replace it (SPEC §12: 403 otherwise)."""
     headers, email = await _signed_in(live_client)

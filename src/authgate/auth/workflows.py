@@ -130,21 +130,24 @@ class AuthWorkflow:
         """Record a rejected attempt; 429 instead when parallel failures made the account wait meanwhile.
 
         Its own short transaction: the request's own transaction is rolled back with the error,
-        and the record of a rejected attempt must survive that.
+        and the record of a rejected attempt must survive that. End ours first: after the second
+        check it may hold SQLite's write lock, which the short transaction needs.
         """
+        user_id = user.id if user else None  # read before the rollback expires the row
+        await self._db.rollback()
         LOGINS.labels("failed").inc()
-        log.info("login_failed", reason=reason, user_id=str(user.id) if user else None)
+        log.info("login_failed", reason=reason, user_id=str(user_id) if user_id else None)
         waiting = None
         async with self._factory() as own, own.begin():
             await AuditLog(own).record(
                 "auth.login.failed",
-                actor=Actor.user(user.id) if user else ANONYMOUS,
-                target_type="user" if user else None,
-                target_id=user.id if user else None,
+                actor=Actor.user(user_id) if user_id else ANONYMOUS,
+                target_type="user" if user_id else None,
+                target_id=user_id,
                 data={"reason": reason},
             )
             if identifier is not None:
-                waiting = await self._guard.record_failure(own, identifier, user.id if user else None)
+                waiting = await self._guard.record_failure(own, identifier, user_id)
         if waiting is not None:
             raise AccountThrottledError(retry_after=waiting)
 
