@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
@@ -326,6 +326,29 @@ async def test_delete_needs_users_delete_and_restore_needs_users_write(
     assert_problem(
         await client.post(f"/api/v1/users/{uuid.uuid4()}/restore", headers=writer), 404, "not_found"
     )
+
+
+@pytest.mark.parametrize("taken_meanwhile", [False, True])
+async def test_restore_gives_an_account_deleted_by_an_earlier_release_its_address_back(
+    client: AsyncClient, db: AsyncSession, taken_meanwhile: bool
+) -> None:
+    """Earlier releases replaced a deleted account's normalised address with a placeholder."""
+    _, headers = await admin(client, db)
+    target = await register(client)
+    assert (await client.delete(f"/api/v1/users/{target['id']}", headers=headers)).status_code == 204
+    placeholder = f"deleted+{uuid.UUID(target['id']).hex}@deleted.invalid"
+    await db.execute(
+        update(User).where(User.id == uuid.UUID(target["id"])).values(email_normalized=placeholder)
+    )
+    await db.commit()
+    if taken_meanwhile:
+        await register(client, email=target["email"])
+        restored = await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers)
+        assert_problem(restored, 409, "email_taken")
+        assert (await account(db, target["id"])).deleted_at is not None
+        return
+    assert (await client.post(f"/api/v1/users/{target['id']}/restore", headers=headers)).status_code == 200
+    assert (await login(client, target["email"]))["user"]["id"] == target["id"]
 
 
 async def test_a_deleted_account_keeps_its_address_and_username_until_the_purge(

@@ -587,6 +587,21 @@ async def test_accept_refusals_leave_the_invitation_usable(client: AsyncClient, 
     assert (await client.post(accept, json=body, headers=guest_headers)).status_code == 200
 
 
+async def test_a_deleted_members_address_can_be_invited(client: AsyncClient, db: AsyncSession) -> None:
+    """A deleted account is not in the members list, so it is not `already_member` either."""
+    _, owner = await signed_in(client)
+    ws = await create_ws(client, owner)
+    gone, gone_headers = await signed_in(client)
+    await add_member(db, ws["id"], gone["id"], "viewer")
+    deleted = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=gone_headers
+    )
+    assert deleted.status_code == 204
+    members = (await client.get(f"{WS}/{ws['id']}/members", headers=owner)).json()["items"]
+    assert gone["id"] not in {m["user_id"] for m in members}
+    await _invite(client, ws, owner, gone["email"])
+
+
 async def test_already_member_gets_409(client: AsyncClient, db: AsyncSession) -> None:
     _, owner = await signed_in(client)
     ws = await create_ws(client, owner)

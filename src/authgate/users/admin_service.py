@@ -35,8 +35,9 @@ from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
 from authgate.security.passwords import PasswordHasher
 from authgate.sessions.models import LoginSession
+from authgate.users.errors import EmailTakenError
 from authgate.users.models import User, fold_name
-from authgate.users.repository import UserRepository
+from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
 from authgate.users.service import UserService
 from authgate.verification.notifications import SecurityNotifier
@@ -213,12 +214,21 @@ class UserAdminService:
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
     async def restore(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> User:
-        """Undo a soft delete, until the purge erases the account (then 404)."""
+        """Undo a soft delete, until the purge erases the account (then 404).
+
+        An account deleted by an earlier release had its normalised address replaced by a
+        placeholder; the restore puts the address back, or answers 409 `email_taken` when another
+        account holds it meanwhile.
+        """
         user = await self.get(user_id, include_deleted=True, lock=True)
         if user.deleted_at is None:
             return user
         self._check_manageable(user, held)
+        holder = await self._users.get_by_email(user.email)
+        if holder is not None and holder.id != user.id:
+            raise EmailTakenError()
         user.deleted_at = None
+        user.email_normalized = normalize_email(user.email)
         await self._users.flush()
         await self._audit.record(
             "user.restored", actor=Actor.user(actor.id), target_type="user", target_id=user.id

@@ -145,11 +145,12 @@ async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: User
 
 @router.post(
     "/{user_id}/restore",
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError),
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
 )
 async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep) -> UserRead:
     """Restore a soft-deleted user (sessions and API keys stay ended). Needs `users:write`; 404 once
-    the account has been erased."""
+    the account has been erased; 409 `email_taken` for an account deleted by an earlier release
+    whose address another account has taken since."""
     return UserRead.model_validate(
         await admin.restore(user_id, actor=principal.account, held=principal.permissions)
     )

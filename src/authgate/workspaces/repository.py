@@ -112,7 +112,11 @@ class WorkspaceRepository:
         stmt = (
             select(WorkspaceMember.id)
             .join(User, User.id == WorkspaceMember.user_id)
-            .where(WorkspaceMember.workspace_id == workspace_id, User.email_normalized == email_normalized)
+            .where(
+                WorkspaceMember.workspace_id == workspace_id,
+                User.email_normalized == email_normalized,
+                User.deleted_at.is_(None),  # as in the members list
+            )
         )
         return await self.session.scalar(stmt) is not None
 
