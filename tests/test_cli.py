@@ -53,6 +53,31 @@ def test_create_admin_from_settings(cli_env: Path, monkeypatch: pytest.MonkeyPat
     assert "a long admin pass phrase" not in result.output
 
 
+@pytest.mark.parametrize("deleted", [False, True])
+def test_create_admin_never_claims_an_account_it_did_not_create(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, deleted: bool
+) -> None:
+    """The admin address already belongs to an account without the admin role: nothing is created."""
+    import sqlite3
+
+    monkeypatch.setenv("AUTHGATE_ADMIN_EMAIL", "boss@example.com")
+    get_settings.cache_clear()
+    runner.invoke(app, ["migrate", "upgrade"])
+    assert runner.invoke(app, ["create-admin"]).exit_code == 0
+    database = get_settings().database_url.split("///", 1)[1]
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM user_role")  # the admin is an admin no longer
+        if deleted:
+            conn.execute("UPDATE user_account SET deleted_at = CURRENT_TIMESTAMP")
+    result = runner.invoke(app, ["create-admin"])
+    assert result.exit_code == 1
+    assert "No admin created" in result.output and "Created" not in result.output
+    assert "shown once" not in result.output  # no generated password that was never stored
+    assert ("deleted account" in result.output) is deleted
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM user_account").fetchone() == (1,)
+
+
 def test_keys_rotate(cli_env: Path) -> None:
     runner.invoke(app, ["migrate", "upgrade"])
     first = runner.invoke(app, ["keys", "rotate"])

@@ -95,9 +95,19 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
             generated = settings.admin_password is None
             password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
             service = UserService(users, PasswordHasher(settings.password), AuditLog(session), notifier=None)
-            await service.ensure_admin(email, password)
+            holder, created = await service.ensure_admin(email, password)
+            holder_deleted = holder.deleted_at is not None
     finally:
         await engine.dispose()
+    if not created:  # the address belongs to an account that is not an admin
+        what = "a deleted account (restore it, or wait for the purge)" if holder_deleted else "an account"
+        console.print(
+            f"[bold red]No admin created:[/] {email} belongs to {what}. Give that account the admin "
+            "role, or set AUTHGATE_ADMIN_EMAIL to another address."
+        )
+        if not quiet:
+            raise typer.Exit(1)
+        return
     console.print(f"[bold green]Created the first admin[/] {email}")
     if generated:
         console.print(f"  password (shown once, change it): [bold]{password}[/]")
