@@ -95,23 +95,24 @@ class LoginGuard:
         row = await session.get(LoginThrottle, _hash(identifier), populate_existing=True)
         if row is None:
             return False
-        await self._hold_while_waiting(session, row, user_id)
+        if waiting := await self._seconds_to_wait(session, row, user_id):
+            raise AccountThrottledError(retry_after=waiting)
         return True
 
-    async def _hold_while_waiting(
+    async def _seconds_to_wait(
         self, session: AsyncSession, row: LoginThrottle, user_id: uuid.UUID | None
-    ) -> None:
-        """Raise 429 while the row's wait lasts, unless the client is at an address the account knows."""
+    ) -> int:
+        """What is left of the row's wait (0: none), unless the client is at an address the account knows."""
         remaining = (row.locked_until - utcnow()).total_seconds() if row.locked_until else 0
         if remaining <= 0:
-            return
+            return 0
         if (
             self._config.lockout_spares_known_ips
             and user_id is not None
             and await self._is_known_ip(session, user_id)
         ):
-            return
-        raise AccountThrottledError(retry_after=int(remaining) + 1)
+            return 0
+        return int(remaining) + 1
 
     async def _is_known_ip(self, session: AsyncSession, user_id: uuid.UUID) -> bool:
         ip = get_request_context().ip
@@ -149,10 +150,8 @@ class LoginGuard:
             .execution_options(populate_existing=True)
         )
         assert row is not None  # noqa: S101 - inserted just above
-        try:
-            await self._hold_while_waiting(session, row, user_id)
-        except AccountThrottledError as waiting:
-            return waiting.retry_after
+        if waiting := await self._seconds_to_wait(session, row, user_id):
+            return waiting
         if now - row.last_failure_at > self._config.lockout_failure_reset:
             row.failures = 0
         row.failures += 1
