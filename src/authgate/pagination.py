@@ -17,14 +17,18 @@ from authgate.errors import InvalidInputError
 
 T = TypeVar("T")
 
+PageLimit = Annotated[int, Query(ge=1, le=200, description="Items per page")]
+
+
+def _cursor_query(max_length: int) -> Any:
+    return Query(max_length=max_length, description="`next_cursor` of the previous page")
+
 
 class PageParams:
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=64, description="`next_cursor` of the previous page")
-        ] = None,
+        limit: PageLimit = 50,
+        cursor: Annotated[str | None, _cursor_query(64)] = None,
     ) -> None:
         self.limit = limit
         self.after = decode_cursor(cursor) if cursor else None
@@ -38,10 +42,8 @@ class NamePageParams:
 
     def __init__(
         self,
-        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-        cursor: Annotated[
-            str | None, Query(max_length=256, description="`next_cursor` of the previous page")
-        ] = None,
+        limit: PageLimit = 50,
+        cursor: Annotated[str | None, _cursor_query(256)] = None,
     ) -> None:
         self.limit = limit
         self.after = _decode_name_cursor(cursor) if cursor else None
