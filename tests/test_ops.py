@@ -25,14 +25,19 @@ async def test_ready_when_database_answers(client: AsyncClient) -> None:
     assert response.json()["checks"] == {"database": "ok"}
 
 
-async def test_ready_names_the_failed_database(client: AsyncClient, app: FastAPI) -> None:
+async def _ready_on(client: AsyncClient, app: FastAPI, database_url: str) -> Any:
+    """GET /ready with the app's engine swapped for one on `database_url`."""
     working = app.state.engine
-    app.state.engine = create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    app.state.engine = create_async_engine(database_url)
     try:
-        response = await client.get("/ready")
+        return await client.get("/ready")
     finally:
         await app.state.engine.dispose()
         app.state.engine = working
+
+
+async def test_ready_names_the_failed_database(client: AsyncClient, app: FastAPI) -> None:
+    response = await _ready_on(client, app, "postgresql+asyncpg://nobody@127.0.0.1:1/none")
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["database"].startswith("down")
@@ -49,13 +54,7 @@ async def test_ready_is_503_on_a_database_that_connects_but_cannot_serve(
     path = tmp_path / "broken.db"
     if damage == "garbage":
         path.write_bytes(os.urandom(8192))
-    working = app.state.engine
-    app.state.engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-    try:
-        response = await client.get("/ready")
-    finally:
-        await app.state.engine.dispose()
-        app.state.engine = working
+    response = await _ready_on(client, app, f"sqlite+aiosqlite:///{path}")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("down")
 

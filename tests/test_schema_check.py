@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url, text
@@ -19,20 +20,24 @@ from authgate.migrate import SchemaBehindError
 from tests.conftest import POSTGRES_URL, make_settings, unavailable
 
 
+async def _postgres_admin() -> Any:
+    """A plain asyncpg connection to the test server, as its superuser (a failure if there is none in CI)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    try:
+        return await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable("PostgreSQL", exc)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A database of its own, with nothing in it."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
-    import asyncpg  # type: ignore[import-untyped]
-
     name = f"authgate_empty_{uuid.uuid4().hex[:12]}"
-    server = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
-    try:
-        admin = await asyncpg.connect(server)
-    except (OSError, asyncpg.PostgresError) as exc:
-        unavailable("PostgreSQL", exc)
+    admin = await _postgres_admin()
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -88,14 +93,8 @@ async def test_an_unreachable_database_is_not_mistaken_for_an_empty_one(tmp_path
 
 async def test_a_table_the_service_may_not_read_is_reported_as_such() -> None:
     """A role without rights on alembic_version gets the permission error, not 'empty database'."""
-    import asyncpg
-
     role = f"authgate_reader_{uuid.uuid4().hex[:8]}"
-    server = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
-    try:
-        admin = await asyncpg.connect(server)
-    except (OSError, asyncpg.PostgresError) as exc:
-        unavailable("PostgreSQL", exc)
+    admin = await _postgres_admin()
     schema = f"authgate_forbidden_{uuid.uuid4().hex[:8]}"
     try:
         await admin.execute(f'CREATE SCHEMA "{schema}"')

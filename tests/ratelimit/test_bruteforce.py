@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select, update
@@ -268,28 +269,22 @@ async def _failing_meanwhile(
     passwords.verify = verify_while_others_fail
 
 
-async def test_the_right_password_answered_after_parallel_failures_is_held(
-    app: FastAPI, client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize("right", [True, False], ids=["right password", "wrong password"])
+async def test_an_attempt_answered_after_parallel_failures_is_held_and_not_counted(
+    app: FastAPI,
+    client: AsyncClient,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    right: bool,
 ) -> None:
+    """The right password gets the same 429 as a wrong one; neither resets nor adds to the count."""
     guard_after(app)
     user = await register(client)
     identifier = account_identifier(uuid.UUID(user["id"]))
     await _failing_meanwhile(app, sessionmaker, identifier)
-    held = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    password = PASSWORD if right else "wrong guess"
+    held = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": password})
     assert_problem(held, 429, "rate_limited")
     assert "set-cookie" not in held.headers
-    row = await throttle_row(db, identifier)
-    assert row is not None and row.failures == N  # not reset: the success was never answered
-
-
-async def test_a_wrong_password_answered_after_parallel_failures_is_held_and_not_counted(
-    app: FastAPI, client: AsyncClient, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
-) -> None:
-    guard_after(app)
-    user = await register(client)
-    identifier = account_identifier(uuid.UUID(user["id"]))
-    await _failing_meanwhile(app, sessionmaker, identifier)
-    held = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": "wrong guess"})
-    assert_problem(held, 429, "rate_limited")
     row = await throttle_row(db, identifier)
     assert row is not None and row.failures == N
