@@ -298,6 +298,37 @@ async def test_a_right_code_answered_after_parallel_wrong_ones_is_held_and_stays
     assert challenge is not None and challenge.used_at is None
 
 
+async def test_a_wrong_code_answered_after_parallel_wrong_ones_is_429_and_audited_as_held(
+    app: FastAPI, client: AsyncClient, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from authgate.ratelimit.bruteforce import LoginGuard
+
+    user, _, _, _ = await mfa_user(client)
+    token = await password_step(client, user["email"])
+    app.state.settings.rate_limit = RateLimits(failed_logins_before_delay=2)
+    record_failure = LoginGuard.record_failure
+
+    async def two_parallel_guesses_fail_first(
+        self: LoginGuard, session: AsyncSession, identifier: str, user_id: Any = None
+    ) -> int | None:
+        monkeypatch.setattr(LoginGuard, "record_failure", record_failure)
+        for _ in range(2):
+            await record_failure(self, session, identifier)
+        return await record_failure(self, session, identifier, user_id)
+
+    monkeypatch.setattr(LoginGuard, "record_failure", two_parallel_guesses_fail_first)
+    held = await client.post(LOGIN_MFA, json={"mfa_token": token, "code": "000000"})
+    assert_problem(held, 429, "rate_limited")
+    failed = (
+        await db.scalars(
+            select(AuditEvent.data).where(
+                AuditEvent.actor_id == user["id"], AuditEvent.action == "auth.login.failed"
+            )
+        )
+    ).all()
+    assert failed == [{"reason": "mfa_invalid", "throttled": True}]
+
+
 async def test_expired_or_unknown_mfa_token_is_400(client: AsyncClient, db: AsyncSession) -> None:
     user, _, secret, _ = await mfa_user(client)
     token = await password_step(client, user["email"])

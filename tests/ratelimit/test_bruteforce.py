@@ -11,6 +11,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from authgate.audit.models import AuditEvent
 from authgate.config import RateLimits
 from authgate.db import utcnow
 from authgate.ratelimit.bruteforce import LoginGuard, _hash, account_identifier, login_identifier
@@ -288,3 +289,12 @@ async def test_an_attempt_answered_after_parallel_failures_is_held_and_not_count
     assert "set-cookie" not in held.headers
     row = await throttle_row(db, identifier)
     assert row is not None and row.failures == N
+    failed = (
+        await db.scalars(
+            select(AuditEvent.data).where(
+                AuditEvent.action == "auth.login.failed", AuditEvent.target_id == user["id"]
+            )
+        )
+    ).all()
+    # A wrong password is on record as one, marked as answered 429; a right one held is no failure.
+    assert failed == ([] if right else [{"reason": "wrong_password", "throttled": True}])

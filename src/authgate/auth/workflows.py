@@ -39,6 +39,12 @@ from authgate.verification.notifications import SecurityNotifier
 log = structlog.get_logger("authgate.auth")
 
 
+def failure_data(reason: str, waiting: int | None) -> dict[str, object]:
+    """The audit data of a rejected attempt; `throttled` when it was answered 429 instead (it came
+    in while parallel failures made the account wait)."""
+    return {"reason": reason, "throttled": True} if waiting is not None else {"reason": reason}
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedTokens:
     user: User
@@ -139,15 +145,15 @@ class AuthWorkflow:
         log.info("login_failed", reason=reason, user_id=str(user_id) if user_id else None)
         waiting = None
         async with self._factory() as own, own.begin():
+            if identifier is not None:
+                waiting = await self._guard.record_failure(own, identifier, user_id)
             await AuditLog(own).record(
                 "auth.login.failed",
                 actor=Actor.user(user_id) if user_id else ANONYMOUS,
                 target_type="user" if user_id else None,
                 target_id=user_id,
-                data={"reason": reason},
+                data=failure_data(reason, waiting),
             )
-            if identifier is not None:
-                waiting = await self._guard.record_failure(own, identifier, user_id)
         if waiting is not None:
             raise AccountThrottledError(retry_after=waiting)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.service import Actor, AuditLog
-from authgate.auth.workflows import AuthWorkflow, IssuedTokens
+from authgate.auth.workflows import AuthWorkflow, IssuedTokens, failure_data
 from authgate.config import Settings
 from authgate.db import end_read, utcnow
 from authgate.errors import AccountDisabledError, WrongPasswordError
@@ -70,14 +70,14 @@ class MfaLoginWorkflow:
         LOGINS.labels("failed").inc()
         log.info("mfa_failed", user_id=str(user_id))
         async with self._factory() as own, own.begin():
+            waiting = await self._guard.record_failure(own, identifier)
             await AuditLog(own).record(
                 "auth.login.failed",
                 actor=Actor.user(user_id),
                 target_type="user",
                 target_id=user_id,
-                data={"reason": "mfa_invalid"},
+                data=failure_data("mfa_invalid", waiting),
             )
-            waiting = await self._guard.record_failure(own, identifier)
         if waiting is not None:
             raise AccountThrottledError(retry_after=waiting)
 
