@@ -59,26 +59,25 @@ async def test_64_concurrent_requests_do_not_exhaust_the_pool(live_client: Async
 async def test_a_parallel_burst_of_guesses_learns_no_more_answers_than_guesses_one_by_one(
     live_client: AsyncClient, live_app: Any
 ) -> None:
-    """Every guess of a burst passes the check before the hash; the check at answer time holds the rest.
+    """Every guess of a burst passes the check before the hash; the check at answer time holds the
+    rest. The right password sent next gets the same 429 as a wrong one.
 
-    The right password, answered after the others failed, gets the same 429 as a wrong one.
+    (A right password inside the burst may be answered 200 before the wait begins; like any success
+    it then clears the count. That case is tested deterministically in tests/ratelimit.)
     """
     allowed = live_app.state.settings.rate_limit.failed_logins_before_delay
     email = unique_email("burst")
     assert (
         await live_client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
     ).status_code == 201
-    guesses = [f"guess number {i}" for i in range(allowed + 14)] + [PASSWORD]
+    guesses = [f"guess number {i}" for i in range(allowed + 14)]
     answers = await asyncio.gather(
         *(live_client.post("/api/v1/auth/login", json={"email": email, "password": g}) for g in guesses)
     )
     statuses = Counter(a.status_code for a in answers)
-    assert statuses[401] <= allowed and statuses[500] == 0, statuses
-    assert statuses[401] + statuses[429] + statuses[200] == len(guesses), statuses
-    if answers[-1].status_code == 200:  # answered before the account began to wait: a fair success
-        assert statuses[401] < allowed
-    else:
-        assert answers[-1].status_code == 429
+    assert statuses == {401: allowed, 429: len(guesses) - allowed}, statuses
+    right = await live_client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert right.status_code == 429 and "retry-after" in right.headers
 
 
 # --- read, decide, write: requests side by side run one after another where it matters ---------
