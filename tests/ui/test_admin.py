@@ -11,9 +11,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
+from authgate.outbox.models import OutboxMessage
 from authgate.roles.models import Role, user_role
 from authgate.users.models import User
-from tests.factories import grant_role, register
+from tests.factories import grant_role, register, unique_email
 from tests.ui.conftest import post_form, ui_sign_in
 
 
@@ -150,6 +151,36 @@ async def test_user_detail_and_edit(client: AsyncClient, db: AsyncSession) -> No
     assert row.email_verified is True and row.is_active is False  # an unticked box deactivates
     shown = await client.get(response.headers["location"])
     assert "Your changes were saved." in shown.text and "deactivated" in shown.text
+
+
+async def test_user_email_change_starts_unverified_even_with_the_box_ticked(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    admin = await admin_user(client, db)
+    target = await register(client)
+    await sign_in_as(client, admin)
+    url = f"/ui/admin/users/{target['id']}"
+    same = await post_form(
+        client, url, {"email": target["email"], "email_verified": "true", "is_active": "true"}
+    )
+    assert same.status_code == 303
+    assert (await user_row(db, target["id"])).email_verified is True  # the box decides for the same address
+    new = unique_email("moved")
+    moved = await post_form(client, url, {"email": new, "email_verified": "true", "is_active": "true"})
+    assert moved.status_code == 303
+    row = await user_row(db, target["id"])
+    assert (row.email, row.email_verified) == (new, False)
+    alerts = await db.scalars(
+        select(OutboxMessage.recipient).where(OutboxMessage.template == "email_changed")
+    )
+    assert alerts.all() == [target["email"]]
+    kept = await post_form(client, url, {"email": "", "is_active": "true"})  # empty: kept, not removed
+    assert kept.status_code == 303 and (await user_row(db, target["id"])).email == new
+    bad = await post_form(client, url, {"email": "not an address", "is_active": "true"})
+    assert bad.status_code == 422 and 'id="error-email"' in bad.text
+    taken = await post_form(client, url, {"email": admin["email"], "is_active": "true"})
+    assert taken.status_code == 409
+    assert (await user_row(db, target["id"])).email == new
 
 
 async def test_user_edit_bad_input_changes_nothing(client: AsyncClient, db: AsyncSession) -> None:

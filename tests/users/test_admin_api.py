@@ -215,7 +215,9 @@ async def test_admin_update_fields(client: AsyncClient, db: AsyncSession) -> Non
 @pytest.mark.parametrize(
     "body",
     [
-        {"email": "new@example.com"},
+        {"email": "not-an-address"},
+        {"email": None},
+        {"email": "x" * 310 + "@example.com"},
         {"is_active": "maybe"},
         {"is_active": "false"},
         {"is_active": 0},
@@ -251,6 +253,103 @@ async def test_admin_update_username_taken_and_unknown_user(client: AsyncClient,
     assert_problem(
         await client.patch(f"/api/v1/users/{uuid.uuid4()}", json={}, headers=headers), 404, "not_found"
     )
+
+
+async def _outbox_to(db: AsyncSession, address: str, template: str) -> list[OutboxMessage]:
+    stmt = select(OutboxMessage).where(OutboxMessage.recipient == address, OutboxMessage.template == template)
+    return list((await db.scalars(stmt)).all())
+
+
+async def test_admin_changes_the_email_the_new_one_unverified_the_old_one_told(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    actor, headers = await signed_in_with(client, db, "users:write")
+    old = unique_email("before")
+    target = await register(client, email=old)
+    await db.execute(update(User).where(User.id == uuid.UUID(target["id"])).values(email_verified=True))
+    await db.commit()
+    new = unique_email("after")
+    response = await client.patch(
+        f"/api/v1/users/{target['id']}", json={"email": f"  {new.upper()} "}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    shouted = new.upper().replace("EXAMPLE.COM", "example.com")  # stored trimmed, the domain normalised
+    assert response.json()["email"] == shouted
+    assert response.json()["email_verified"] is False
+    events = await _events(db, "user.updated", target["id"])
+    assert events[-1].actor_id == actor["id"]
+    assert events[-1].data == {"fields": ["email", "email_verified"], "by_admin": True}
+    [alert] = await _outbox_to(db, old, "email_changed")
+    assert alert.context["new_email"] == shouted and alert.context["old_email"] == old
+    # Signing in takes the new address, in any case; the old one is no account any more.
+    assert (
+        await client.post("/api/v1/auth/login", json={"email": new, "password": PASSWORD})
+    ).status_code == 200
+    assert_problem(
+        await client.post("/api/v1/auth/login", json={"email": old, "password": PASSWORD}),
+        401,
+        "invalid_credentials",
+    )
+
+
+async def signed_in_as(client: AsyncClient, email: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {(await login(client, email))['access_token']}"}
+
+
+async def test_admin_email_change_can_keep_verified_and_a_case_change_is_no_new_address(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    _, headers = await signed_in_with(client, db, "users:write")
+    target = await register(client)
+    new = unique_email("vouched")
+    body = {"email": new, "email_verified": True}
+    response = await client.patch(f"/api/v1/users/{target['id']}", json=body, headers=headers)
+    assert response.json()["email_verified"] is True
+    response = await client.patch(
+        f"/api/v1/users/{target['id']}", json={"email": new.upper()}, headers=headers
+    )
+    assert response.status_code == 200
+    assert response.json()["email"] == new.upper().replace("EXAMPLE.COM", "example.com")
+    assert response.json()["email_verified"] is True  # the same address, written otherwise
+    assert await _outbox_to(db, new, "email_changed") == []
+
+
+async def test_admin_email_change_to_a_taken_address_is_409_and_changes_nothing(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    _, headers = await signed_in_with(client, db, "users:write")
+    other = await register(client)
+    deleted = await register(client)
+    await client.request(
+        "DELETE",
+        "/api/v1/users/me",
+        json={"password": PASSWORD},
+        headers=await signed_in_as(client, deleted["email"]),
+    )
+    target = await register(client)
+    for taken in (other["email"].upper(), deleted["email"]):  # a deleted account keeps its address
+        response = await client.patch(f"/api/v1/users/{target['id']}", json={"email": taken}, headers=headers)
+        assert_problem(response, 409, "email_taken")
+    row = await account(db, target["id"])
+    assert row.email == target["email"]
+    assert await _events(db, "user.updated", target["id"]) == []
+    assert await _outbox_to(db, target["email"], "email_changed") == []
+
+
+async def test_a_verification_link_sent_to_the_old_address_stops_working(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    _, headers = await signed_in_with(client, db, "users:write")
+    target = await register(client)
+    [message] = await _outbox_to(db, target["email"], "email_verification")
+    token = message.context["link"].rsplit("token=", 1)[1]
+    await client.patch(
+        f"/api/v1/users/{target['id']}", json={"email": unique_email("moved")}, headers=headers
+    )
+    assert_problem(
+        await client.post("/api/v1/auth/verify-email/confirm", json={"token": token}), 400, "token_invalid"
+    )
+    assert (await account(db, target["id"])).email_verified is False
 
 
 async def test_deactivation_cuts_access_at_once(client: AsyncClient, db: AsyncSession) -> None:

@@ -45,6 +45,7 @@ from authgate.ui.pages_common import (
 )
 from authgate.users.admin_service import UserAdminService, UserFilters
 from authgate.users.dependencies import UserAdminServiceDep
+from authgate.users.repository import normalize_email
 from authgate.users.schemas import UserRead, UserUpdateAdmin
 
 router = APIRouter(prefix="/ui/admin", include_in_schema=False)
@@ -144,6 +145,7 @@ async def _user_page(
         "all_roles": all_roles,
         "values": values
         or {
+            "email": read.email,
             "username": read.username or "",
             "full_name": read.full_name or "",
             "phone": read.phone or "",
@@ -172,18 +174,28 @@ async def update_user(
     admin: UserAdminServiceDep,
     roles: RoleServiceDep,
 ) -> Response:
-    """Change username, full name, phone, active and verified (`UserAdminService.update`)."""
+    """Change email, username, full name, phone, active and verified (`UserAdminService.update`).
+
+    A new email address starts unverified: the box, ticked for the old address, is not carried over.
+    """
     target = parse_id(console, user_id, "User not found")
-    values: dict[str, Any] = {name: text_field(form, name) for name in ("username", "full_name", "phone")}
+    fields = ("email", "username", "full_name", "phone")
+    values: dict[str, Any] = {name: text_field(form, name) for name in fields}
     values |= {flag: text_field(form, flag) == "true" for flag in ("is_active", "email_verified")}
-    username = optional_field(form, "username")  # empty: kept, a username cannot be removed
+    kept = {
+        name: value
+        for name in ("email", "username")  # empty: kept; neither can be removed
+        if (value := optional_field(form, name)) is not None
+    }
     try:
+        current = await admin.get(target)
+        new_email = "email" in kept and normalize_email(kept["email"]) != current.email_normalized
         body = UserUpdateAdmin(
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
             is_active=values["is_active"],
-            email_verified=values["email_verified"],
-            **({"username": username} if username is not None else {}),
+            **kept,
+            **({} if new_email else {"email_verified": values["email_verified"]}),
         )
         await admin.update(target, body, actor=console.signed_in.account, held=console.signed_in.permissions)
     except ValidationError as exc:

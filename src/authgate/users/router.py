@@ -124,13 +124,23 @@ async def read_user(user_id: uuid.UUID, principal: CurrentUser, admin: UserAdmin
 
 @router.patch(
     "/{user_id}",
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, UsernameTakenError),
+    responses=problem_schema(
+        *AUTH_PROBLEMS,
+        PermissionDeniedError,
+        NotFoundError,
+        EmailTakenError,
+        UsernameTakenError,
+        PhoneTakenError,
+    ),
 )
 async def update_user(
     user_id: uuid.UUID, body: UserUpdateAdmin, principal: UsersWriteDep, admin: UserAdminServiceDep
 ) -> UserRead:
-    """Change a user's `username, full_name, phone, is_active, email_verified`. Needs `users:write`, and
-    every permission the user holds. Deactivation (`is_active: false`) takes effect on the next request."""
+    """Change a user's `email, username, full_name, phone, is_active, email_verified`. Needs
+    `users:write`, and every permission the user holds. Deactivation (`is_active: false`) takes
+    effect on the next request. A new email address starts unverified unless `email_verified: true`
+    comes with it; the previous address is emailed (`email_changed`), and verification or reset
+    links sent to it stop working."""
     user = await admin.update(user_id, body, actor=principal.account, held=principal.permissions)
     return UserRead.model_validate(user)
 

@@ -54,13 +54,17 @@ class UserCreateAdmin(APIModel):
 
 
 class UserUpdateAdmin(APIModel):
+    """Fields an admin may change. A new email address starts unverified (unless `email_verified`
+    is given too), and the previous address is told of the change."""
+
+    email: Email | None = None
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
     is_active: Flag | None = None
     email_verified: Flag | None = None
 
-    _not_null = refuse_null("username", "is_active", "email_verified")  # changed, not removed
+    _not_null = refuse_null("email", "username", "is_active", "email_verified")  # changed, not removed
 
 
 class UserDeleteMe(APIModel):

@@ -87,10 +87,18 @@ class UserService:
     async def apply_changes(
         self, user: User, changes: dict[str, object], *, actor: Actor, by_admin: bool = False
     ) -> User:
-        """Write account fields: usernames stay unique and cannot be removed, a new phone is unverified.
+        """Write account fields: emails and usernames stay unique, a new email address or phone is
+        unverified, and the owner is alerted where a change could lock them out.
 
         Records `user.updated` with the names (never the values) of the fields that changed.
         """
+        changes, previous_email = dict(changes), None
+        if "email" in changes and normalize_email(str(changes["email"])) != user.email_normalized:
+            other = await self._users.get_by_email(str(changes["email"]))
+            if other is not None and other.id != user.id:
+                raise EmailTakenError()
+            previous_email = user.email
+            changes.setdefault("email_verified", False)  # links sent to the old address stop working
         if "username" in changes and changes["username"] != user.username:
             other = await self._users.get_by_username(str(changes["username"]))
             if other is not None and other.id != user.id:
@@ -102,6 +110,8 @@ class UserService:
             user.phone_verified = False
         for field, value in changes.items():
             setattr(user, field, value)
+        if "email" in changes:
+            user.email_normalized = normalize_email(user.email)
         await self._users.flush()
         if changes:
             data: dict[str, object] = {"fields": sorted(changes)}
@@ -110,8 +120,11 @@ class UserService:
             await self._audit.record(
                 "user.updated", actor=actor, target_type="user", target_id=user.id, data=data
             )
-        if verified_phone_dropped and self._notifier is not None:
-            await self._notifier.phone_changed(user)
+        if self._notifier is not None:
+            if previous_email is not None:
+                await self._notifier.email_changed(user, previous_email)
+            if verified_phone_dropped:
+                await self._notifier.phone_changed(user)
         return user
 
     async def ensure_admin(self, email: str, password: str) -> tuple[User, bool]:
