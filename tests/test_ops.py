@@ -84,6 +84,15 @@ async def test_metrics_by_route_template(client: AsyncClient) -> None:
     assert "0190a0b0" not in text  # templates, not raw paths
 
 
+async def test_metrics_report_the_connections_in_use(live_client: AsyncClient, live_app: FastAPI) -> None:
+    """The served app's pool: the request reading /metrics holds none of its connections."""
+    text = (await live_client.get("/metrics")).text
+    assert "authgate_db_pool_checked_out 0.0" in text
+    async with live_app.state.engine.connect():
+        text = (await live_client.get("/metrics")).text
+    assert "authgate_db_pool_checked_out 1.0" in text
+
+
 async def test_metrics_count_refused_and_crashed_requests(app: FastAPI) -> None:
     @app.get("/api/v1/boom-metrics")
     async def boom() -> None:

@@ -409,7 +409,6 @@ async def test_mfa_management_refuses_api_keys(app: FastAPI, client: AsyncClient
     async def as_api_key() -> Principal:
         return Principal(
             account=Account.of(row),
-            via="api_key",
             session_id=None,
             permissions=frozenset(),
             api_key_id=uuid.uuid4(),

@@ -176,7 +176,6 @@ async def test_change_with_a_wrong_current_password_is_403_and_changes_nothing(
 async def test_api_keys_cannot_change_passwords(app: FastAPI, client: AsyncClient) -> None:
     principal = Principal(
         account=Account.of(User(email="k@example.com")),
-        via="api_key",
         session_id=None,
         permissions=frozenset(),
         api_key_id=uuid.uuid4(),

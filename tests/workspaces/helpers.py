@@ -96,7 +96,7 @@ def install_bound_key_override(app: FastAPI) -> None:
         if bound is None:
             return principal
         return dataclasses.replace(
-            principal, via="api_key", session_id=None, api_key_id=uuid.uuid4(), workspace_id=uuid.UUID(bound)
+            principal, session_id=None, api_key_id=uuid.uuid4(), workspace_id=uuid.UUID(bound)
         )
 
     app.dependency_overrides[get_principal] = principal_override

@@ -97,9 +97,7 @@ async def real_client(engine: AsyncEngine, real: RealWorld) -> AsyncIterator[Asy
             select(User).options(selectinload(User.roles)).where(User.id == uuid.UUID(x_test_user))
         )
         assert user is not None
-        return Principal(
-            account=Account.of(user), via="bearer", session_id=None, permissions=user.permissions
-        )
+        return Principal(account=Account.of(user), session_id=None, permissions=user.permissions)
 
     app.dependency_overrides[get_principal] = principal
     async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as c:

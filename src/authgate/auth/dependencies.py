@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 import structlog
 from fastapi import BackgroundTasks, Depends, Request
@@ -71,7 +71,6 @@ class Principal:
     """The authenticated caller of one request, with its effective permissions computed once."""
 
     account: Account
-    via: Literal["bearer", "cookie", "api_key"]
     session_id: uuid.UUID | None
     permissions: frozenset[str]
     api_key_id: uuid.UUID | None = None
@@ -106,15 +105,13 @@ async def get_principal(
         principal = await _principal_from_api_key(request, api_key or bearer or "", background)
         request.state.principal = principal
         return principal
-    via: Literal["bearer", "cookie"] = "bearer"
     token = bearer
     if token is None:
         token = request.cookies.get(ACCESS_COOKIE)
-        via = "cookie"
+        if token:
+            check_csrf(request)
     if not token:
         raise NotAuthenticatedError()
-    if via == "cookie":
-        check_csrf(request)
     state = request.app.state
     tokens: TokenService = state.tokens
     reader: AccessReader = state.access
@@ -127,9 +124,7 @@ async def get_principal(
         background.add_task(touch_session, state.sessionmaker, access.session_id, now)
     account = access.account
     structlog.contextvars.bind_contextvars(user_id=str(account.id))
-    principal = Principal(
-        account=account, via=via, session_id=access.session_id, permissions=account.permissions
-    )
+    principal = Principal(account=account, session_id=access.session_id, permissions=account.permissions)
     request.state.principal = principal
     return principal
 
@@ -165,7 +160,6 @@ async def _principal_from_api_key(request: Request, raw: str, background: Backgr
     structlog.contextvars.bind_contextvars(user_id=str(user.id), api_key_id=str(key.id))
     return Principal(
         account=Account.of(user),
-        via="api_key",
         session_id=None,
         permissions=user.permissions & frozenset(key.scopes),
         api_key_id=key.id,

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy import text
+from sqlalchemy.pool import QueuePool
 
 from authgate.deps import SettingsDep
-from authgate.ops.metrics import render
+from authgate.ops.metrics import DB_POOL_CHECKED_OUT, render
 from authgate.outbox.service import refresh_outbox_gauge
 from authgate.schemas import APIModel
 from authgate.security.keys import KeyRing
@@ -69,6 +70,9 @@ async def ready(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics. Bind or restrict this endpoint in production."""
     await refresh_outbox_gauge(request.app.state.sessionmaker)
+    pool = request.app.state.engine.pool
+    if isinstance(pool, QueuePool):  # not the single connection some tests run on
+        DB_POOL_CHECKED_OUT.set(pool.checkedout())
     return Response(render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

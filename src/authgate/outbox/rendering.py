@@ -84,12 +84,3 @@ def render(channel: str, template: str, context: dict[str, Any], locale: str | N
     except Exception as exc:  # undefined variables, syntax errors: permanent for this message
         raise TemplateError(f"{type(exc).__name__}: {exc}") from exc
     return Rendered(subject=" ".join(subject.split()), text=text, html=html)
-
-
-def template_exists(channel: str, template: str) -> bool:
-    suffix = ".sms.txt" if channel == "sms" else ".txt"
-    try:
-        _environment().get_template(f"{DEFAULT_LOCALE}/{template}{suffix}")
-    except TemplateNotFound:
-        return False
-    return True

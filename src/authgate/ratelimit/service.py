@@ -86,13 +86,6 @@ class RateLimiter:
             item = parse(getattr(config, name))
             self._items[name] = item
 
-    @property
-    def enabled(self) -> bool:
-        return self.config.enabled
-
-    def item(self, policy: str) -> RateLimitItem:
-        return self._items[policy]
-
     async def hit(self, policy: str, key: str) -> LimitStatus | None:
         """Count one request; None when limits are switched off or their storage is unreachable.
 

@@ -24,7 +24,6 @@ from authgate.db import Base, read_intent, utcnow
 
 log = structlog.get_logger("authgate.keys")
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 class SigningKey(Base):

@@ -182,9 +182,7 @@ async def _from_access_cookie(
     if stamps.due(access.session_id, access.session_last_used_at, now):
         background.add_task(touch_session, request.app.state.sessionmaker, access.session_id, now)
     account = access.account
-    return Principal(
-        account=account, via="cookie", session_id=access.session_id, permissions=account.permissions
-    )
+    return Principal(account=account, session_id=access.session_id, permissions=account.permissions)
 
 
 async def get_console(
@@ -209,7 +207,6 @@ async def get_console(
             account = Account.of(refreshed.user)
             principal = Principal(
                 account=account,
-                via="cookie",
                 session_id=refreshed.session_id,
                 permissions=account.permissions,
             )

@@ -191,6 +191,3 @@ class WorkspaceRepository:
         )
         result = await self.session.execute(stmt)
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-    async def user_by_id(self, user_id: uuid.UUID) -> User | None:
-        return await self.session.scalar(select(User).where(User.id == user_id, User.deleted_at.is_(None)))
