@@ -27,7 +27,26 @@ async def test_unknown_route_is_404_problem(client: AsyncClient) -> None:
 
 
 async def test_wrong_method_is_405_problem(client: AsyncClient) -> None:
-    assert_problem(await client.delete("/api/v1/auth/login"), 405, "method_not_allowed")
+    response = await client.delete("/api/v1/auth/login")
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("DELETE", "/api/v1/users", "GET, HEAD, POST"),
+        ("POST", "/api/v1/users/me", "DELETE, GET, HEAD, PATCH"),
+        ("POST", "/api/v1/roles/editor", "DELETE, GET, HEAD, PATCH"),
+    ],
+)
+async def test_405_allow_names_every_method_of_the_path(
+    client: AsyncClient, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6: all the methods the resource supports, from every route sharing the path."""
+    response = await client.request(method, path)
+    assert_problem(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == allow
 
 
 async def test_malformed_json_is_422_and_writes_nothing(client: AsyncClient, db: AsyncSession) -> None:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from authgate.logging import get_request_id
 
@@ -224,17 +225,34 @@ _HTTP_CODES = {
 }
 
 
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path is served with (RFC 9110 §15.5.6). Starlette names only those of the
+    first route whose path matched, while several routes may share a path (GET and POST /users).
+    Asked of the router itself, method by method, so included routers answer too (405s only)."""
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        scope = {**request.scope, "method": method}
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    methods = {method for method in _METHODS if served(method)}
+    if "GET" in methods:
+        methods.add("HEAD")  # answered as GET without the body, by the request middleware
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return problem_response(
-        request,
-        status=exc.status_code,
-        code=code,
-        title=title,
-        detail=detail,
-        headers=dict(exc.headers) if exc.headers else None,
+        request, status=exc.status_code, code=code, title=title, detail=detail, headers=headers or None
     )
 
 
