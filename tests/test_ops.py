@@ -84,6 +84,20 @@ async def test_metrics_by_route_template(client: AsyncClient) -> None:
     assert "0190a0b0" not in text  # templates, not raw paths
 
 
+async def test_metrics_name_the_route_of_a_request_refused_before_routing(client: AsyncClient) -> None:
+    """415 comes from the middleware, before the router: the template is looked up, in router order
+    (`/users/me` before `/users/{user_id}`); a path no route serves stays `<unmatched>`."""
+    user_id = "0190a0b0-0000-7000-8000-000000000000"
+    await client.patch("/api/v1/users/me", content=b"x", headers={"content-type": "text/plain"})
+    await client.put(f"/api/v1/users/{user_id}/roles", content=b"{}", headers={"content-type": "text/xml"})
+    await client.post("/api/v1/no/such/route", content=b"x", headers={"content-type": "text/plain"})
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="PATCH",route="/api/v1/users/me",status="415"}' in text
+    assert 'http_requests_total{method="PUT",route="/api/v1/users/{user_id}/roles",status="415"}' in text
+    assert 'http_requests_total{method="POST",route="<unmatched>",status="415"}' in text
+    assert user_id not in text
+
+
 async def test_metrics_report_the_connections_in_use(live_client: AsyncClient, live_app: FastAPI) -> None:
     """The served app's pool: the request reading /metrics holds none of its connections."""
     text = (await live_client.get("/metrics")).text
@@ -113,9 +127,9 @@ async def test_metrics_count_refused_and_crashed_requests(app: FastAPI) -> None:
         text = (await c.get("/metrics")).text
     for line in (
         'http_requests_total{method="GET",route="/api/v1/boom-metrics",status="500"}',
-        'http_requests_total{method="POST",route="<unmatched>",status="415"}',  # refused before routing
-        'http_requests_total{method="POST",route="<unmatched>",status="413"}',
-        'http_requests_total{method="GET",route="<unmatched>",status="422"}',
+        'http_requests_total{method="POST",route="/api/v1/users",status="415"}',  # refused before routing
+        'http_requests_total{method="POST",route="/api/v1/auth/register",status="413"}',
+        'http_requests_total{method="GET",route="/api/v1/workspaces/{ws}",status="422"}',
     ):
         assert line in text, line
 

@@ -20,6 +20,7 @@ import uuid
 from typing import Any, NamedTuple
 
 import structlog
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.auth.oauth2 import TOKEN_PATH, oauth_error_body
@@ -194,6 +195,23 @@ def _media_type_allowed(path: str, content_type: str | None) -> bool:
     return False
 
 
+class _ApiTemplates:
+    """The path template of an API request refused before routing, so metrics and logs name the
+    route as for any other answer. Paths no route serves stay `<unmatched>` (bounded labels)."""
+
+    def __init__(self) -> None:
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def of(self, scope: Scope) -> str | None:
+        app = scope.get("app")
+        if app is None or not hasattr(app, "openapi"):
+            return None
+        if self._compiled is None:  # in the order the router tries them: `/users/me` before `/users/{id}`
+            self._compiled = [(compile_path(path)[0], path) for path in app.openapi()["paths"]]
+        path = scope["path"]
+        return next((template for regex, template in self._compiled if regex.match(path)), None)
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -211,6 +229,7 @@ class RequestContextMiddleware:
         if settings.secure_cookies:
             headers.append((b"strict-transport-security", b"max-age=63072000; includeSubDomains"))
         self.security_headers = headers
+        self._templates = _ApiTemplates()
 
     def _limit_for(self, path: str) -> int:
         return self.max_upload if path.endswith("/avatar") else self.max_body
@@ -342,8 +361,8 @@ class RequestContextMiddleware:
     def _finish(self, scope: Scope, status: int, started: float, method: str) -> None:
         elapsed = time.perf_counter() - started
         route = scope.get("route")
-        # Requests refused before routing (413, 415, a NUL character) have no route: `<unmatched>`.
-        template = getattr(route, "path", None) or "<unmatched>"
+        # Requests refused before routing (413, 415, a NUL character) have no route yet: looked up.
+        template = getattr(route, "path", None) or self._templates.of(scope) or "<unmatched>"
         observe_request(method, template, status, elapsed)
         if status >= 500:
             log.error("request", method=method, route=template, status=status, ms=round(elapsed * 1000, 1))
