@@ -49,12 +49,17 @@ async def test_405_allow_names_every_method_of_the_path(
     assert response.headers["allow"] == allow
 
 
-async def test_malformed_json_is_422_and_writes_nothing(client: AsyncClient, db: AsyncSession) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b'{"email": "a@example.com", ', b'\xff\xfe{"email": "a@example.com", "password": "x"}', b"\xc3("],
+    ids=["truncated", "not UTF-8", "broken UTF-8"],
+)
+async def test_malformed_json_is_422_and_writes_nothing(
+    client: AsyncClient, db: AsyncSession, content: bytes
+) -> None:
     before = await _user_count(db)
     response = await client.post(
-        "/api/v1/auth/register",
-        content=b'{"email": "a@example.com", ',
-        headers={"content-type": "application/json"},
+        "/api/v1/auth/register", content=content, headers={"content-type": "application/json"}
     )
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["type"] == "json_invalid"
