@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from httpx import AsyncClient
@@ -14,7 +16,7 @@ from authgate.audit.models import AuditEvent
 from authgate.outbox.models import OutboxMessage
 from authgate.pagination import encode_cursor
 from authgate.users.models import User
-from tests.factories import PASSWORD, assert_problem, login, register, signed_in, unique_email
+from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
 from tests.rbac import account, admin, grant, issue_key, signed_in_with
 
 
@@ -575,6 +577,37 @@ async def test_delete_me_ends_sessions_and_keeps_the_email_taken(
     again = await client.post("/api/v1/auth/register", json={"email": user["email"], "password": PASSWORD})
     assert_problem(again, 409, "email_taken")  # until the purge after the retention period
     assert (await _events(db, "user.deleted", user["id"]))[0].actor_id == user["id"]
+
+
+async def test_delete_me_holds_no_write_lock_while_the_password_is_checked(
+    live_client: AsyncClient, live_app: Any
+) -> None:
+    """Another account's change goes through while the hash runs (on SQLite it would otherwise wait
+    for the write lock, and the hash for it: the request would never end)."""
+    leaving, other = unique_email("leaving"), unique_email("staying")
+    for email in (leaving, other):
+        await live_client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    tokens = {email: (await login(live_client, email))["access_token"] for email in (leaving, other)}
+    live_client.cookies.clear()
+    passwords = live_app.state.passwords
+    verify = passwords.verify
+
+    async def verify_after_another_write(*args: Any, **kwargs: Any) -> Any:
+        passwords.verify = verify
+        response = await live_client.patch(
+            "/api/v1/users/me", json={"full_name": "Meanwhile"}, headers=bearer(tokens[other])
+        )
+        assert response.status_code == 200, response.text
+        return await verify(*args, **kwargs)
+
+    passwords.verify = verify_after_another_write
+    deleted = await asyncio.wait_for(
+        live_client.request(
+            "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=bearer(tokens[leaving])
+        ),
+        timeout=20,
+    )
+    assert deleted.status_code == 204
 
 
 async def _walk(client: AsyncClient, headers: dict[str, str], query: str) -> list[str]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens, failure_data
 from authgate.config import Settings
-from authgate.db import end_read, utcnow
-from authgate.errors import AccountDisabledError, WrongPasswordError
+from authgate.db import utcnow
+from authgate.errors import AccountDisabledError
 from authgate.mfa.errors import MfaInvalidError
 from authgate.mfa.service import MfaService
 from authgate.ops.metrics import LOGINS
@@ -20,6 +19,7 @@ from authgate.ratelimit.bruteforce import AccountThrottledError, LoginGuard, mfa
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
+from authgate.users.service import confirm_password
 from authgate.verification.notifications import notify_mfa_changed
 
 log = structlog.get_logger("authgate.mfa")
@@ -103,10 +103,6 @@ async def disable_mfa(
 ) -> None:
     """Turn MFA off with the account password (403 `invalid_credentials` if wrong) and a TOTP or
     recovery code; the owner is emailed (`mfa_disabled`)."""
-    digest = await session.scalar(select(User.password_hash).where(User.id == user.id))
-    await end_read(session)  # no connection (or SQLite write lock) held while the hash runs
-    valid, _ = await passwords.verify(password, digest, client_gone)
-    if not valid:
-        raise WrongPasswordError()
+    await confirm_password(session, passwords, user.id, password, client_gone)
     await mfa.disable(user, code)
     await notify_mfa_changed(session, settings, user, enabled=False)

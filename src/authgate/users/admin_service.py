@@ -26,20 +26,19 @@ from authgate.errors import (
     NotFoundError,
     PermissionDeniedError,
     TokenInvalidError,
-    WrongPasswordError,
 )
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
 from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import check_grantable
-from authgate.security.passwords import PasswordHasher
+from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.sessions.models import LoginSession
 from authgate.users.errors import EmailTakenError
 from authgate.users.models import User, fold_name
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
-from authgate.users.service import UserService
+from authgate.users.service import UserService, confirm_password
 from authgate.verification.notifications import SecurityNotifier
 
 
@@ -184,12 +183,9 @@ class UserAdminService:
         self._check_manageable(user, held)
         await self._soft_delete(user, Actor.user(actor.id))
 
-    async def delete_me(self, user: User, password: str) -> None:
+    async def delete_me(self, user: User, password: str, client_gone: ClientGone | None = None) -> None:
         """Self-service delete, confirmed with the current password (403 `invalid_credentials`)."""
-        digest = await self._db.scalar(select(User.password_hash).where(User.id == user.id))
-        valid, _ = await self._passwords.verify(password, digest)
-        if not valid:
-            raise WrongPasswordError()
+        await confirm_password(self._db, self._passwords, user.id, password, client_gone)
         if await self._users.get(user.id, lock=True) is None:
             # Deleted meanwhile by a request beside this one: answer as the next request would, the
             # caller's session being revoked with the account.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from authgate.auth.dependencies import (
     AUTH_PROBLEMS,
@@ -58,14 +58,16 @@ async def update_me(body: UserUpdateMe, user: CallerUser, users: UserServiceDep)
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, WrongPasswordError),
 )
-async def delete_me(body: UserDeleteMe, _: UserSession, user: CallerUser, admin: UserAdminServiceDep) -> None:
+async def delete_me(
+    request: Request, body: UserDeleteMe, _: UserSession, user: CallerUser, admin: UserAdminServiceDep
+) -> None:
     """Delete your account, confirmed with your password (403 `invalid_credentials` if wrong).
 
     Every session and API key stops working at once. The email address stays taken until the
     account is erased after the retention period (`RETENTION__DELETED_ACCOUNTS`, 30 days).
     Not allowed with an API key.
     """
-    await admin.delete_me(user, body.password.get_secret_value())
+    await admin.delete_me(user, body.password.get_secret_value(), request.is_disconnected)
 
 
 @router.get("", responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError))

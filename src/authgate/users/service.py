@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from authgate.audit.service import Actor, AuditLog
+from authgate.db import end_read
+from authgate.errors import WrongPasswordError
 from authgate.profiles.models import new_profile_rows
 from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
 from authgate.security.passwords import ClientGone, PasswordHasher
@@ -15,6 +21,27 @@ from authgate.users.schemas import UserRegister, UserUpdateMe
 
 if TYPE_CHECKING:
     from authgate.verification.notifications import SecurityNotifier
+
+
+async def confirm_password(
+    session: AsyncSession,
+    passwords: PasswordHasher,
+    user_id: uuid.UUID,
+    password: str,
+    client_gone: ClientGone | None = None,
+) -> str | None:
+    """Check a signed-in user's current password before a sensitive change (403
+    `invalid_credentials` if wrong) and return the stored hash it matched.
+
+    The hash is read afresh, and no pooled connection (nor SQLite's write lock) is held while it
+    is checked: the read transaction ends first, as for a sign-in.
+    """
+    stored = await session.scalar(select(User.password_hash).where(User.id == user_id))
+    await end_read(session)
+    valid, _ = await passwords.verify(password, stored, client_gone)
+    if not valid:
+        raise WrongPasswordError()
+    return stored
 
 
 class UserService:

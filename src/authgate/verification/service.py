@@ -19,6 +19,7 @@ from authgate.security.passwords import PasswordHasher
 from authgate.sessions.service import SessionService, hash_token
 from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
+from authgate.users.service import confirm_password
 from authgate.verification.models import VerificationToken
 from authgate.verification.notifications import SecurityNotifier, public_link, user_locale
 
@@ -224,11 +225,7 @@ class PasswordService:
         self, user: User, session_id: uuid.UUID | None, current_password: str, new_password: str
     ) -> None:
         """Change the signed-in user's password; the other sessions are revoked, this one stays."""
-        stored = await self._db.scalar(select(User.password_hash).where(User.id == user.id))
-        await end_read(self._db)
-        valid, _ = await self._passwords.verify(current_password, stored)
-        if not valid:
-            raise WrongPasswordError()
+        stored = await confirm_password(self._db, self._passwords, user.id, current_password)
         digest = await self._passwords.hash_new(
             new_password, user_inputs=[user.email, user.username], field="new_password"
         )
