@@ -30,11 +30,11 @@ from authgate.errors import (
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
-from authgate.roles.permissions import USER_ROLE
+from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
 from authgate.roles.service import check_grantable
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.sessions.models import LoginSession
-from authgate.users.errors import EmailTakenError
+from authgate.users.errors import EmailTakenError, LastAdminError
 from authgate.users.models import User, fold_name
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
@@ -173,14 +173,18 @@ class UserAdminService:
     async def update(
         self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: Account, held: frozenset[str]
     ) -> User:
-        user = await self.get(user_id)
+        deactivating = data.is_active is False
+        user = await self.get(user_id, lock=deactivating)
         self._check_manageable(user, held)
+        if deactivating:
+            await self._keep_an_admin(user)
         changes = data.model_dump(exclude_unset=True)
         return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> None:
         user = await self.get(user_id, lock=True)  # deletes side by side: one wins, the others 404
         self._check_manageable(user, held)
+        await self._keep_an_admin(user)
         await self._soft_delete(user, Actor.user(actor.id))
 
     async def delete_me(self, user: User, password: str, client_gone: ClientGone | None = None) -> None:
@@ -190,7 +194,15 @@ class UserAdminService:
             # Deleted meanwhile by a request beside this one: answer as the next request would, the
             # caller's session being revoked with the account.
             raise TokenInvalidError("The session has ended")
+        await self._keep_an_admin(user)
         await self._soft_delete(user, Actor.user(user.id))
+
+    async def _keep_an_admin(self, user: User) -> None:
+        """409 `last_admin` when taking this account away would leave no active account holding
+        the `admin` role (call with the account's row locked)."""
+        holds_admin = ADMIN_ROLE in user.role_names and user.is_active
+        if holds_admin and not await self._users.another_active_admin(user.id):
+            raise LastAdminError()
 
     async def _soft_delete(self, user: User, actor: Actor) -> None:
         """Mark deleted and end every session and API key at once; the address stays taken."""
@@ -249,6 +261,8 @@ class UserAdminService:
             r for n, r in current.items() if n not in set(wanted)
         ]
         check_grantable({p for r in changed for p in r.permissions}, held)
+        if ADMIN_ROLE in current and ADMIN_ROLE not in wanted:
+            await self._keep_an_admin(user)
         user.roles = sorted(rows, key=lambda r: r.name)
         await self._users.flush()
         await self._audit.record(

@@ -9,5 +9,12 @@ class UsernameTakenError(AuthgateError):
     status, code, title = 409, "username_taken", "Username already taken"
 
 
+class LastAdminError(AuthgateError):
+    """Deactivating, deleting or demoting the only active administrator would leave nobody to
+    manage the service (short of `authgate create-admin` on the server)."""
+
+    status, code, title = 409, "last_admin", "The last active administrator cannot be removed"
+
+
 class PhoneTakenError(AuthgateError):
     status, code, title = 409, "phone_taken", "Phone number already verified by another account"

@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from authgate.db import utcnow
 from authgate.errors import ConflictError
 from authgate.roles.models import Role, user_role
+from authgate.roles.permissions import ADMIN_ROLE
 from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
 from authgate.users.models import User
 
@@ -100,6 +101,20 @@ class UserRepository:
             if "phone" in message:
                 raise PhoneTakenError() from exc
             raise ConflictError() from exc
+
+    async def another_active_admin(self, user_id: uuid.UUID) -> bool:
+        """Whether an active account other than `user_id` holds the `admin` role. Locks that role's
+        row first (PostgreSQL; SQLite's write lock does the same), so removals of two admins side
+        by side run one after another and the second sees the first."""
+        await self.session.execute(select(Role.id).where(Role.name == ADMIN_ROLE).with_for_update())
+        stmt = (
+            select(User.id)
+            .join(user_role, user_role.c.user_id == User.id)
+            .join(Role, Role.id == user_role.c.role_id)
+            .where(Role.name == ADMIN_ROLE, User.id != user_id, User.is_active, User.deleted_at.is_(None))
+            .limit(1)
+        )
+        return await self.session.scalar(stmt) is not None
 
     async def any_with_role(self, role_name: str) -> bool:
         stmt = (

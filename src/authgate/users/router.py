@@ -28,7 +28,7 @@ from authgate.roles.schemas import RoleAssignment
 from authgate.schemas import Page, Timestamp
 from authgate.users.admin_service import UserFilters
 from authgate.users.dependencies import UserAdminServiceDep, UserServiceDep
-from authgate.users.errors import EmailTakenError, PhoneTakenError, UsernameTakenError
+from authgate.users.errors import EmailTakenError, LastAdminError, PhoneTakenError, UsernameTakenError
 from authgate.users.schemas import UserCreateAdmin, UserDeleteMe, UserRead, UserUpdateAdmin, UserUpdateMe
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -56,7 +56,7 @@ async def update_me(body: UserUpdateMe, user: CallerUser, users: UserServiceDep)
 @router.delete(
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, WrongPasswordError),
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, WrongPasswordError, LastAdminError),
 )
 async def delete_me(
     request: Request, body: UserDeleteMe, _: UserSession, user: CallerUser, admin: UserAdminServiceDep
@@ -65,7 +65,7 @@ async def delete_me(
 
     Every session and API key stops working at once. The email address stays taken until the
     account is erased after the retention period (`RETENTION__DELETED_ACCOUNTS`, 30 days).
-    Not allowed with an API key.
+    Not allowed with an API key. The only active administrator cannot leave (409 `last_admin`).
     """
     await admin.delete_me(user, body.password.get_secret_value(), request.is_disconnected)
 
@@ -133,6 +133,7 @@ async def read_user(user_id: uuid.UUID, principal: CurrentUser, admin: UserAdmin
         EmailTakenError,
         UsernameTakenError,
         PhoneTakenError,
+        LastAdminError,
     ),
 )
 async def update_user(
@@ -142,16 +143,22 @@ async def update_user(
     `users:write`, and every permission the user holds. Deactivation (`is_active: false`) takes
     effect on the next request. A new email address starts unverified unless `email_verified: true`
     comes with it; the previous address is emailed (`email_changed`), and verification or reset
-    links sent to it stop working."""
+    links sent to it stop working. Deactivating the only active holder of the `admin` role is 409
+    `last_admin`."""
     user = await admin.update(user_id, body, actor=principal.account, held=principal.permissions)
     return UserRead.model_validate(user)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ADMIN_ERRORS)
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, LastAdminError),
+)
 async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
     """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it until the
     account is erased after the retention period. The email address stays taken until then.
-    Needs `users:delete`, and every permission the user holds."""
+    Needs `users:delete`, and every permission the user holds; 409 `last_admin` for the only active
+    holder of the `admin` role."""
     await admin.delete(user_id, actor=principal.account, held=principal.permissions)
 
 
@@ -170,12 +177,15 @@ async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: User
 
 @router.put(
     "/{user_id}/roles",
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, InvalidInputError),
+    responses=problem_schema(
+        *AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, InvalidInputError, LastAdminError
+    ),
 )
 async def set_user_roles(
     user_id: uuid.UUID, body: RoleAssignment, principal: RolesAssignDep, admin: UserAdminServiceDep
 ) -> UserRead:
     """Replace the user's roles. Needs `roles:assign` and every permission of each role added or removed
-    (403); an unknown role → 422. Takes effect on the user's next request."""
+    (403); an unknown role → 422; taking `admin` from its only active holder → 409 `last_admin`.
+    Takes effect on the user's next request."""
     user = await admin.set_roles(user_id, body.roles, actor=principal.account, held=principal.permissions)
     return UserRead.model_validate(user)
