@@ -528,6 +528,24 @@ async def test_invite_role_rules_and_bad_input(client: AsyncClient, db: AsyncSes
     assert await count(db, WorkspaceInvitation) == before
 
 
+async def test_an_admin_neither_revokes_nor_replaces_an_invitation_at_their_own_rank(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    """Admins manage what is strictly below them: the owner's admin invitation is not theirs to undo."""
+    team = await _team(client, db)
+    ws, owner, admin = team["ws"][0], team["owner"][1], team["admin"][1]
+    invitation = await _invite(client, ws, owner, "peer@example.com", "admin")
+    url = f"{WS}/{ws['id']}/invitations"
+    assert_problem(await client.delete(f"{url}/{invitation['id']}", headers=admin), 403, "permission_denied")
+    replacing = await client.post(url, json={"email": "PEER@example.com", "role": "viewer"}, headers=admin)
+    assert_problem(replacing, 403, "permission_denied")
+    listed = (await client.get(url, headers=owner)).json()["items"]
+    assert [(i["id"], i["status"]) for i in listed] == [(invitation["id"], "pending")]
+    below = await _invite(client, ws, owner, "below@example.com", "member")
+    assert (await client.delete(f"{url}/{below['id']}", headers=admin)).status_code == 204
+    assert (await client.delete(f"{url}/{invitation['id']}", headers=owner)).status_code == 204
+
+
 async def test_accept_joins_with_role_once(client: AsyncClient, db: AsyncSession) -> None:
     _, owner = await signed_in(client)
     ws = await create_ws(client, owner)

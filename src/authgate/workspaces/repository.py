@@ -33,8 +33,17 @@ class WorkspaceRepository:
         return await self.session.scalar(select(Workspace).where(condition, Workspace.deleted_at.is_(None)))
 
     async def lock(self, workspace_id: uuid.UUID) -> None:
-        """Serialise membership changes of a workspace (row lock on PostgreSQL; SQLite locks anyway)."""
-        await self.session.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+        """Serialise membership changes of a workspace (row lock on PostgreSQL; SQLite locks anyway).
+
+        The row is read afresh: the request loaded it before the lock was granted, and a change
+        committed meanwhile (a transfer's `owner_id`) must not be overwritten with its stale value.
+        """
+        await self.session.execute(
+            select(Workspace)
+            .where(Workspace.id == workspace_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     async def slugs_like(self, base: str) -> set[str]:
         stmt = select(Workspace.slug).where(

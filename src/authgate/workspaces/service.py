@@ -233,20 +233,25 @@ class WorkspaceService:
         )
         return rows, cursor
 
-    async def _locked(self, access: WorkspaceAccess, user_id: uuid.UUID) -> tuple[str, WorkspaceMember]:
-        """Lock the workspace, then re-read the caller's role and the target member.
+    async def _lock_as_member(self, access: WorkspaceAccess) -> str:
+        """Lock the workspace, then re-read the caller's role in it.
 
         The role the route resolved may be stale by the time the lock is granted (a concurrent
-        demotion or transfer), so decisions use the re-read one.
+        demotion, removal or transfer), so decisions use the re-read one.
         """
         await self._repo.lock(access.workspace.id)
         me = await self._repo.get_member(access.workspace.id, access.caller.user.id, fresh=True)
         if me is None:
             raise NotFoundError("Workspace not found")
+        return me.role
+
+    async def _locked(self, access: WorkspaceAccess, user_id: uuid.UUID) -> tuple[str, WorkspaceMember]:
+        """Lock the workspace, then re-read the caller's role and the target member."""
+        my_role = await self._lock_as_member(access)
         target = await self._repo.get_member(access.workspace.id, user_id, fresh=True)
         if target is None:
             raise NotFoundError("Member not found")
-        return me.role, target
+        return my_role, target
 
     async def change_role(self, access: WorkspaceAccess, user_id: uuid.UUID, role: str) -> WorkspaceMember:
         """Admins manage members below themselves only; nobody becomes owner except by transfer."""
@@ -351,14 +356,20 @@ class WorkspaceService:
     async def invite(
         self, access: WorkspaceAccess, data: InvitationCreate
     ) -> tuple[WorkspaceInvitation, str]:
-        """Invite an email with a role below the inviter's; a new invitation replaces a pending one."""
-        if ROLE_RANK[data.role] >= ROLE_RANK[access.role or "viewer"]:
+        """Invite an email with a role below the inviter's; a new invitation replaces a pending one.
+
+        Under the workspace lock, so invitations side by side to one address leave one pending.
+        """
+        my_rank = ROLE_RANK[await self._lock_as_member(access)]
+        if ROLE_RANK[data.role] >= my_rank:
             raise PermissionDeniedError("You can only invite with a role below your own")
         email_normalized = normalize_email(data.email)
         if await self._repo.member_by_email(access.workspace.id, email_normalized):
             raise AlreadyMemberError("Someone with this email is already a member")
         now = utcnow()
         replaced = await self._repo.pending_for_email(access.workspace.id, email_normalized, now)
+        if any(ROLE_RANK[old.role] >= my_rank for old in replaced):
+            raise PermissionDeniedError("A pending invitation for this email has a role at or above your own")
         for old in replaced:
             old.revoked_at = now
         token = secrets.token_urlsafe(32)
@@ -422,10 +433,14 @@ class WorkspaceService:
         return rows, cursor
 
     async def revoke_invitation(self, access: WorkspaceAccess, invitation_id: uuid.UUID) -> None:
-        """Revoke a pending invitation; revoking twice is harmless, an accepted one cannot be revoked."""
+        """Revoke a pending invitation with a role below your own; revoking twice is harmless, an
+        accepted one cannot be revoked."""
+        my_role = await self._lock_as_member(access)
         invitation = await self._repo.get_invitation(access.workspace.id, invitation_id)
         if invitation is None:
             raise NotFoundError("Invitation not found")
+        if ROLE_RANK[invitation.role] >= ROLE_RANK[my_role]:
+            raise PermissionDeniedError("Only invitations with a role below your own can be revoked")
         if invitation.accepted_at is not None:
             raise ConflictError("The invitation was already accepted")
         if invitation.revoked_at is not None:
