@@ -20,6 +20,7 @@ from authgate.api_keys.router import router as api_keys_router
 from authgate.audit.router import me_router as security_events_router
 from authgate.audit.router import router as audit_router
 from authgate.auth.integration import router as integration_router
+from authgate.auth.oauth2 import OAuth2Refusal, answer_refusal
 from authgate.auth.router import router as auth_router
 from authgate.auth.service import SqliteAccessReader, create_access_reader
 from authgate.config import Settings, get_settings
@@ -170,6 +171,7 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.engine = engine
     register_error_handlers(app)
+    app.add_exception_handler(OAuth2Refusal, answer_refusal)
     routers = [  # the hottest paths first: routing tries each route in turn
         users_router,
         auth_router,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -121,7 +121,39 @@ async def test_token_endpoint_counts_password_grants(app: FastAPI, client: Async
     use_limits(app, login_per_ip="1/minute")
     form = {"grant_type": "password", "username": user["email"], "password": PASSWORD}
     assert (await client.post("/api/v1/auth/token", data=form)).status_code == 200
-    assert_rate_limited(await client.post("/api/v1/auth/token", data=form), 1)
+    blocked = await client.post("/api/v1/auth/token", data=form)
+    assert_oauth_later(blocked, 429)
+    assert blocked.headers["ratelimit-limit"] == "1" and blocked.headers["ratelimit-remaining"] == "0"
+
+
+def assert_oauth_later(response: Response, status: int) -> None:
+    """`/auth/token` speaks RFC 6749 also when it must refuse for now: `temporarily_unavailable`."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error", "error_description"} and body["error"] == "temporarily_unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_token_refresh_grant_past_the_session_limit_keeps_the_token_unrotated(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    user = await register(client)
+    raw = (await login(client, user["email"]))["refresh_token"]
+    client.cookies.clear()
+    use_limits(app, refresh_per_session="1/minute")
+    first = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": raw}
+    )
+    assert first.status_code == 200
+    raw = first.json()["refresh_token"]
+    blocked = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": raw}
+    )
+    assert_oauth_later(blocked, 429)
+    row = await db.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_token(raw)))
+    assert row is not None and row.used_at is None  # rolled back: still the client's live token
 
 
 async def test_disabled_limits_let_requests_through(app: FastAPI, client: AsyncClient) -> None:
@@ -243,3 +275,23 @@ async def test_email_verification_requests_per_account(
     assert_rate_limited(await client.post(request, headers=first_headers), 1)
     assert await mail_to(db, first["email"]) == sent
     assert (await client.post(request, headers=second_headers)).status_code == 202  # another account
+
+
+async def test_a_full_hashing_queue_is_503_with_retry_after_in_each_endpoints_shape(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    from authgate.errors import ServiceBusyError
+
+    user = await register(client)
+
+    async def busy(*args: object, **kwargs: object) -> object:
+        raise ServiceBusyError(retry_after=2)
+
+    app.state.passwords.verify = busy
+    login_busy = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert_problem(login_busy, 503, "service_busy")
+    assert login_busy.headers["retry-after"] == "2"
+    form = {"grant_type": "password", "username": user["email"], "password": PASSWORD}
+    token_busy = await client.post("/api/v1/auth/token", data=form)
+    assert_oauth_later(token_busy, 503)
+    assert token_busy.headers["retry-after"] == "2"

@@ -2,8 +2,8 @@
 
 OAuth2 client libraries parse `{"error": ..., "error_description": ...}` and nothing else, so the
 token endpoint answers its bad requests that way, including those FastAPI would otherwise turn into
-a problem+json 422 (a field over its length) and those the request middleware refuses before
-routing (a wrong content type, a NUL character).
+a problem+json 422 (a field over its length), those the request middleware refuses before
+routing (a wrong content type, a NUL character), and "retry later" (429, 503).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.formparsers import MultiPartException
 
+from authgate.errors import RateLimitedError, ServiceBusyError
+
 TOKEN_PATH = "/api/v1/auth/token"  # noqa: S105 - a path, not a secret
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 PARAMETERS = ("grant_type", "username", "password", "refresh_token", "scope")
@@ -27,8 +29,14 @@ def oauth_error_body(error: str, description: str) -> bytes:
     return json.dumps({"error": error, "error_description": description}).encode()
 
 
-def oauth_error(error: str, description: str, status_code: int = 400) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code, headers=NO_STORE)
+def oauth_error(
+    error: str, description: str, status_code: int = 400, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code,
+        headers={**NO_STORE, **(headers or {})},
+    )
 
 
 def _described(exc: RequestValidationError) -> str:
@@ -36,6 +44,20 @@ def _described(exc: RequestValidationError) -> str:
     field = next((str(part) for part in reversed(first.get("loc", ())) if isinstance(part, str)), "")
     message = str(first.get("msg", "Invalid request"))
     return f"{field}: {message}" if field and field != "body" else message
+
+
+class OAuth2Refusal(Exception):  # noqa: N818 - an answer, not a fault
+    """An RFC 6749 answer that must also roll the request back; `answer_refusal` sends it."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def answer_refusal(request: Request, exc: Exception) -> Response:
+    """The exception handler for `OAuth2Refusal` (registered by the app factory)."""
+    assert isinstance(exc, OAuth2Refusal)  # noqa: S101 - registered for this class only
+    return exc.response
 
 
 class OAuth2TokenRoute(APIRoute):
@@ -56,5 +78,13 @@ class OAuth2TokenRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 return oauth_error("invalid_request", _described(exc))
+            except (RateLimitedError, ServiceBusyError) as exc:
+                # RFC 6749 has no error for "later": `temporarily_unavailable` (its §4.1.2.1
+                # wording), with the status and `Retry-After` every HTTP client understands.
+                # Raised, not returned, so the request's transaction rolls back (a refresh rotated
+                # before the per-session limit ran out stays unrotated).
+                detail = exc.detail or exc.title
+                later = oauth_error("temporarily_unavailable", detail, exc.status, exc.response_headers())
+                raise OAuth2Refusal(later) from exc
 
         return route

@@ -152,7 +152,11 @@ oauth2_router = APIRouter(route_class=OAuth2TokenRoute)
     "/token",
     response_model=OAuth2TokenResponse,
     responses={
-        400: {"description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"}
+        400: {
+            "description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"
+        },
+        429: {"description": "RFC 6749 form, `temporarily_unavailable`: a rate limit or the sign-in wait"},
+        503: {"description": "RFC 6749 form, `temporarily_unavailable`: the password hashing queue is full"},
     },
 )
 async def oauth2_token(
@@ -169,7 +173,9 @@ async def oauth2_token(
 
     Errors use the RFC 6749 shape (`{"error": "invalid_grant"}`), not problem+json, whatever is
     wrong: a parameter sent twice or out of bounds, a wrong content type or a NUL character is
-    `invalid_request`. This is the endpoint the Swagger UI "Authorize" button signs in with.
+    `invalid_request`; a rate limit, the brute-force wait or a full hashing queue is 429 or 503
+    `temporarily_unavailable` with `Retry-After`. This is the endpoint the Swagger UI "Authorize"
+    button signs in with.
     """
     try:
         if grant_type == "password":
