@@ -51,8 +51,13 @@ async def test_405_allow_names_every_method_of_the_path(
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"email": "a@example.com", ', b'\xff\xfe{"email": "a@example.com", "password": "x"}', b"\xc3("],
-    ids=["truncated", "not UTF-8", "broken UTF-8"],
+    [
+        b'{"email": "a@example.com", ',
+        b'\xff\xfe{"email": "a@example.com", "password": "x"}',
+        b"\xc3(",
+        b'{"email": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["truncated", "not UTF-8", "broken UTF-8", "nested 5000 deep"],
 )
 async def test_malformed_json_is_422_and_writes_nothing(
     client: AsyncClient, db: AsyncSession, content: bytes

@@ -246,15 +246,21 @@ def _allowed_methods(request: Request) -> str:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
-    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-        # A JSON body that is not text (RFC 8259 §8.1: UTF-8): malformed JSON like any other.
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError | RecursionError):
+        # A JSON body that is not text (RFC 8259 §8.1: UTF-8), or nested deeper than the parser
+        # goes: malformed JSON like any other.
+        message = (
+            "JSON must be UTF-8 text"
+            if isinstance(exc.__cause__, UnicodeDecodeError)
+            else "nested too deeply"
+        )
         return problem_response(
             request,
             status=422,
             code="validation_error",
             title="Validation error",
             detail="The request is not valid",
-            errors=[{"loc": ["body"], "msg": "JSON must be UTF-8 text", "type": "json_invalid"}],
+            errors=[{"loc": ["body"], "msg": message, "type": "json_invalid"}],
         )
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
