@@ -126,6 +126,20 @@ async def test_wrong_content_type_is_415(client: AsyncClient, db: AsyncSession) 
     assert await _user_count(db) == before
 
 
+async def test_json_where_a_form_is_expected_is_refused(client: AsyncClient) -> None:
+    """The form endpoints say what they take, rather than reading an empty form from a JSON body."""
+    introspect = await client.post("/api/v1/auth/introspect", json={"token": "x"})
+    assert assert_problem(introspect, 415, "unsupported_media_type")["detail"].endswith(
+        "x-www-form-urlencoded"
+    )
+    token = await client.post(
+        "/api/v1/auth/token", json={"grant_type": "password", "username": "a", "password": "b"}
+    )
+    assert token.status_code == 400 and token.json()["error"] == "invalid_request"  # RFC 6749 there
+    console = await client.post("/ui/login", json={"identifier": "a", "password": "b"})
+    assert_problem(console, 415, "unsupported_media_type")
+
+
 NUL_REQUESTS = [
     (
         "POST",

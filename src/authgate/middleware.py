@@ -184,10 +184,11 @@ class _NulScanner:
 
 
 def _media_type_allowed(path: str, content_type: str | None) -> bool:
-    """JSON everywhere under /api; forms on the OAuth2-style endpoints and the /ui console; multipart for uploads."""
+    """JSON under /api, except on the OAuth2-style endpoints, which take forms like the /ui console;
+    multipart for uploads."""
     media = _media_type(content_type)
     if _is_json(media):
-        return True
+        return path not in _FORM_PATHS and not path.startswith(_CONSOLE_PREFIX)
     if media == "application/x-www-form-urlencoded":
         return path in _FORM_PATHS or path.startswith(_CONSOLE_PREFIX)
     if media == "multipart/form-data":
