@@ -187,6 +187,7 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
         "authgate serving on http://127.0.0.2:8123 (API docs at http://127.0.0.2:8123/docs)" in result.output
     )
     assert get_settings().public_url == "http://127.0.0.2:8123"
+    assert "public address" not in result.output  # the same one
     assert options["server_header"] is False and options["access_log"] is False
     current = runner.invoke(app, ["migrate", "current"])
     assert "(head)" in current.output
@@ -195,6 +196,21 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
     get_settings.cache_clear()
     assert runner.invoke(app, ["serve"]).exit_code == 0
     assert calls[-1]["loop"] == "uvloop"
+
+
+def test_serve_names_the_address_it_binds_and_the_public_one_apart(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances behind one PUBLIC_URL each say where they listen."""
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: None)
+    monkeypatch.setenv("AUTHGATE_PORT", "")
+    monkeypatch.setenv("AUTHGATE_PUBLIC_URL", "https://id.example.com")
+    result = runner.invoke(app, ["serve", "--port", "8202"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "authgate serving on http://127.0.0.1:8202 (API docs at http://127.0.0.1:8202/docs)" in result.output
+    )
+    assert "public address (token issuer, links in messages): https://id.example.com" in result.output
 
 
 def test_the_event_loop_follows_the_database_unless_chosen() -> None:

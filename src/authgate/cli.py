@@ -56,7 +56,10 @@ def serve(
         migrations.upgrade(settings.database_url)
     if settings.env != "production":  # production creates its admin explicitly: `authgate create-admin`
         asyncio.run(_bootstrap_admin(settings, quiet=True))
-    typer.echo(f"authgate serving on {settings.public_url} (API docs at {settings.public_url}/docs)")
+    bound = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"authgate serving on {bound} (API docs at {bound}/docs)")
+    if settings.public_url.rstrip("/") != bound:
+        typer.echo(f"public address (token issuer, links in messages): {settings.public_url}")
     uvicorn.run(
         "authgate.main:create_app",
         factory=True,
