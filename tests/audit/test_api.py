@@ -120,6 +120,8 @@ async def test_audit_bad_filters_are_422(client: AsyncClient, db: AsyncSession) 
         {"limit": 0},
         {"cursor": "!!"},
         {"action": "x" * 65},
+        {"actor_id": "nope"},
+        {"target_id": "not-a-uuid"},
     ):
         assert_problem(
             await client.get("/api/v1/audit-events", params=params, headers=headers), 422, "validation_error"

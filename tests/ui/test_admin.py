@@ -387,7 +387,10 @@ async def test_audit_log_lists_filters_and_pages(client: AsyncClient, db: AsyncS
     assert (await client.get(next_href)).status_code == 200
 
 
-@pytest.mark.parametrize("params", [{"action": "a" * 65}, {"cursor": "%%"}, {"limit": "201"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"action": "a" * 65}, {"cursor": "%%"}, {"limit": "201"}, {"actor_id": "nope"}, {"target_id": "1"}],
+)
 async def test_audit_bad_filters_are_422(
     client: AsyncClient, db: AsyncSession, params: dict[str, str]
 ) -> None:

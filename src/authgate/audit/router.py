@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -21,13 +22,11 @@ AuditReaderDep = Annotated[Principal, Depends(require_permission("audit:read"))]
 
 
 def get_audit_filter(
-    actor_id: Annotated[
-        str | None, Query(max_length=64, description="Who acted (a user or API key id)")
-    ] = None,
+    actor_id: Annotated[uuid.UUID | None, Query(description="Who acted (a user or API key id)")] = None,
     action: Annotated[
         str | None, Query(max_length=64, description="Exact action, e.g. `auth.login.failed`")
     ] = None,
-    target_id: Annotated[str | None, Query(max_length=64, description="What was acted on")] = None,
+    target_id: Annotated[uuid.UUID | None, Query(description="The id of what was acted on")] = None,
     since: Annotated[
         Timestamp | None, Query(description="Occurred at or after (ISO 8601; UTC unless an offset is given)")
     ] = None,
@@ -35,7 +34,13 @@ def get_audit_filter(
         Timestamp | None, Query(description="Occurred before (ISO 8601; UTC unless an offset is given)")
     ] = None,
 ) -> AuditFilter:
-    return AuditFilter(actor_id=actor_id, action=action, target_id=target_id, since=since, until=until)
+    return AuditFilter(
+        actor_id=str(actor_id) if actor_id else None,
+        action=action,
+        target_id=str(target_id) if target_id else None,
+        since=since,
+        until=until,
+    )
 
 
 AuditFilterDep = Annotated[AuditFilter, Depends(get_audit_filter)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -172,8 +173,8 @@ class AuditSearch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     action: str | None = Field(default=None, max_length=64)
-    actor_id: str | None = Field(default=None, max_length=64)
-    target_id: str | None = Field(default=None, max_length=64)
+    actor_id: uuid.UUID | None = None
+    target_id: uuid.UUID | None = None
 
 
 @router.get("/audit")
@@ -190,7 +191,11 @@ async def audit_page(console: AuditRead, session: SessionDep, request: Request) 
         search, params, errors = AuditSearch(), page_params(None), errors_from_validation(exc)
     except InvalidInputError as exc:
         search, params, errors = AuditSearch.model_validate(raw), page_params(None), errors_from_domain(exc)
-    flt = AuditFilter(action=search.action, actor_id=search.actor_id, target_id=search.target_id)
+    flt = AuditFilter(
+        action=search.action,
+        actor_id=str(search.actor_id) if search.actor_id else None,
+        target_id=str(search.target_id) if search.target_id else None,
+    )
     rows, cursor = await AuditRepository(session).page(flt, params)
     events = [
         {
