@@ -145,3 +145,43 @@ async def test_security_events_show_only_own(client: AsyncClient) -> None:
 
 async def test_security_events_need_sign_in(client: AsyncClient) -> None:
     assert_problem(await client.get("/api/v1/users/me/security-events"), 401, "not_authenticated")
+
+
+async def test_what_an_api_key_does_is_on_record_as_the_key(client: AsyncClient, db: AsyncSession) -> None:
+    """The key, not its owner, is the actor (the owner is one lookup away); a session's acts name the user."""
+    from tests.factories import register
+    from tests.rbac import issue_key
+
+    admin, headers = await signed_in(client)
+    await grant_role(db, admin["id"])
+    key = await issue_key(client, headers, scopes=["users:write", "roles:manage"])
+    by_key = {"X-API-Key": key["key"]}
+    target = await register(client)
+
+    async def last(action: str) -> AuditEvent:
+        db.expire_all()
+        stmt = select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq.desc()).limit(1)
+        event = await db.scalar(stmt)
+        assert event is not None
+        return event
+
+    assert (
+        await client.patch(f"/api/v1/users/{target['id']}", json={"full_name": "K"}, headers=by_key)
+    ).status_code == 200
+    assert ((await last("user.updated")).actor_type, (await last("user.updated")).actor_id) == (
+        "api_key",
+        key["id"],
+    )
+    assert (await client.post("/api/v1/roles", json={"name": "by-key"}, headers=by_key)).status_code == 201
+    created = await last("role.created")
+    assert (created.actor_type, created.actor_id) == ("api_key", key["id"])
+    assert (
+        await client.patch("/api/v1/users/me", json={"full_name": "Me"}, headers=by_key)
+    ).status_code == 200
+    mine = await last("user.updated")
+    assert (mine.actor_type, mine.actor_id, mine.target_id) == ("api_key", key["id"], admin["id"])
+    assert (
+        await client.patch("/api/v1/users/me", json={"full_name": "Me 2"}, headers=headers)
+    ).status_code == 200
+    again = await last("user.updated")
+    assert (again.actor_type, again.actor_id) == ("user", admin["id"])

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, status
 from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from authgate.api_keys.service import ApiKeyService
-from authgate.audit.service import Actor
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession
 from authgate.db import SessionDep
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
@@ -59,4 +58,4 @@ async def list_api_keys(
 )
 async def revoke_api_key(key_id: uuid.UUID, principal: UserSession, keys: ApiKeyServiceDep) -> None:
     """Revoke one of your keys; it stops working at once. Another user's key is 404."""
-    await keys.revoke(principal.user_id, key_id, Actor.user(principal.user_id))
+    await keys.revoke(principal.user_id, key_id, principal.actor)

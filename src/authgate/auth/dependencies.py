@@ -24,6 +24,7 @@ from sqlalchemy.orm import joinedload
 
 from authgate.api_keys.models import ApiKey
 from authgate.api_keys.service import KEY_PREFIX, secret_matches, split_key, touch_api_key
+from authgate.audit.service import Actor
 from authgate.auth.cookies import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER
 from authgate.auth.service import AccessReader, Account
 from authgate.auth.workflows import AuthWorkflow
@@ -83,6 +84,14 @@ class Principal:
     @property
     def is_api_key(self) -> bool:
         return self.api_key_id is not None
+
+    @property
+    def actor(self) -> Actor:
+        """Whom the audit log names for what this caller does: the API key when one made the call
+        (its owner is one lookup away), else the signed-in user."""
+        if self.api_key_id is not None:
+            return Actor("api_key", str(self.api_key_id))
+        return Actor.user(self.account.id)
 
 
 def check_csrf(request: Request) -> None:

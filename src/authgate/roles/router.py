@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from authgate.audit.service import Actor
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
 from authgate.db import SessionDep
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
@@ -55,7 +54,7 @@ async def list_roles(_: RolesReadDep, roles: RoleServiceDep, page: PageParamsDep
 async def create_role(body: RoleCreate, principal: RolesManageDep, roles: RoleServiceDep) -> RoleRead:
     """Create a role. Needs `roles:manage` and every permission it grants (403); unknown permission → 422;
     a duplicate name → 409 `conflict`."""
-    role = await roles.create(body, actor=Actor.user(principal.user_id), held=principal.permissions)
+    role = await roles.create(body, actor=principal.actor, held=principal.permissions)
     return RoleRead.model_validate(role)
 
 
@@ -78,7 +77,7 @@ async def update_role(
 ) -> RoleRead:
     """Change a role's description or permissions. Needs `roles:manage` and every permission added or
     removed; built-in roles keep their permissions (409). Takes effect on the holders' next request."""
-    role = await roles.update(name, body, actor=Actor.user(principal.user_id), held=principal.permissions)
+    role = await roles.update(name, body, actor=principal.actor, held=principal.permissions)
     return RoleRead.model_validate(role)
 
 
@@ -94,4 +93,4 @@ async def delete_role(
     force: Annotated[bool, Query(description="Delete even when users hold the role")] = False,
 ) -> None:
     """Delete a custom role. Built-in roles → 409; a role still assigned → 409 unless `?force=true`."""
-    await roles.delete(name, force=force, actor=Actor.user(principal.user_id), held=principal.permissions)
+    await roles.delete(name, force=force, actor=principal.actor, held=principal.permissions)

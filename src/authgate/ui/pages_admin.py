@@ -197,7 +197,7 @@ async def update_user(
             **kept,
             **({} if new_email else {"email_verified": values["email_verified"]}),
         )
-        await admin.update(target, body, actor=console.signed_in.account, held=console.signed_in.permissions)
+        await admin.update(target, body, actor=actor_of(console), held=console.signed_in.permissions)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:
@@ -222,9 +222,7 @@ async def set_user_roles(
     names = [n for n in form.getlist("roles") if isinstance(n, str)]
     try:
         body = RoleAssignment(roles=names)
-        await admin.set_roles(
-            target, body.roles, actor=console.signed_in.account, held=console.signed_in.permissions
-        )
+        await admin.set_roles(target, body.roles, actor=actor_of(console), held=console.signed_in.permissions)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:
@@ -247,7 +245,7 @@ async def delete_user(
     """Soft-delete the user: sessions and API keys end at once; restore undoes it."""
     target = parse_id(console, user_id, "User not found")
     try:
-        await admin.delete(target, actor=console.signed_in.account, held=console.signed_in.permissions)
+        await admin.delete(target, actor=actor_of(console), held=console.signed_in.permissions)
     except AuthgateError as exc:
         await undo(console)
         return await _user_page(console, admin, roles, target, errors_from_domain(exc))
@@ -266,7 +264,7 @@ async def restore_user(
     """Restore a soft-deleted user."""
     target = parse_id(console, user_id, "User not found")
     try:
-        await admin.restore(target, actor=console.signed_in.account, held=console.signed_in.permissions)
+        await admin.restore(target, actor=actor_of(console), held=console.signed_in.permissions)
     except AuthgateError as exc:
         await undo(console)
         return await _user_page(console, admin, roles, target, errors_from_domain(exc))

@@ -130,7 +130,7 @@ class UserAdminService:
             raise NotFoundError("User not found")
         return user
 
-    async def create(self, data: UserCreateAdmin, *, inviter: Account) -> User:
+    async def create(self, data: UserCreateAdmin, *, inviter: Account, actor: Actor) -> User:
         """Create an account with the `user` role; without a password, email an invitation."""
         digest = None
         if data.password is not None:
@@ -158,7 +158,7 @@ class UserAdminService:
             )
         await self._audit.record(
             "user.registered",
-            actor=Actor.user(inviter.id),
+            actor=actor,
             target_type="user",
             target_id=user.id,
             data={"by_admin": True, "invited": digest is None},
@@ -171,7 +171,7 @@ class UserAdminService:
             raise PermissionDeniedError("The user holds permissions you do not have")
 
     async def update(
-        self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: Account, held: frozenset[str]
+        self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: Actor, held: frozenset[str]
     ) -> User:
         deactivating = data.is_active is False
         user = await self.get(user_id, lock=deactivating)
@@ -179,13 +179,13 @@ class UserAdminService:
         if deactivating:
             await self._keep_an_admin(user)
         changes = data.model_dump(exclude_unset=True)
-        return await self._accounts.apply_changes(user, changes, actor=Actor.user(actor.id), by_admin=True)
+        return await self._accounts.apply_changes(user, changes, actor=actor, by_admin=True)
 
-    async def delete(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> None:
+    async def delete(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> None:
         user = await self.get(user_id, lock=True)  # deletes side by side: one wins, the others 404
         self._check_manageable(user, held)
         await self._keep_an_admin(user)
-        await self._soft_delete(user, Actor.user(actor.id))
+        await self._soft_delete(user, actor)
 
     async def delete_me(self, user: User, password: str, client_gone: ClientGone | None = None) -> None:
         """Self-service delete, confirmed with the current password (403 `invalid_credentials`)."""
@@ -221,7 +221,7 @@ class UserAdminService:
         )
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
-    async def restore(self, user_id: uuid.UUID, *, actor: Account, held: frozenset[str]) -> User:
+    async def restore(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> User:
         """Undo a soft delete, until the purge erases the account (then 404).
 
         An account deleted by an earlier release had its normalised address replaced by a
@@ -238,13 +238,11 @@ class UserAdminService:
         user.deleted_at = None
         user.email_normalized = normalize_email(user.email)
         await self._users.flush()
-        await self._audit.record(
-            "user.restored", actor=Actor.user(actor.id), target_type="user", target_id=user.id
-        )
+        await self._audit.record("user.restored", actor=actor, target_type="user", target_id=user.id)
         return user
 
     async def set_roles(
-        self, user_id: uuid.UUID, names: list[str], *, actor: Account, held: frozenset[str]
+        self, user_id: uuid.UUID, names: list[str], *, actor: Actor, held: frozenset[str]
     ) -> User:
         """Replace the user's roles; every role added or removed must grant only what the caller holds.
 
@@ -267,7 +265,7 @@ class UserAdminService:
         await self._users.flush()
         await self._audit.record(
             "user.roles.changed",
-            actor=Actor.user(actor.id),
+            actor=actor,
             target_type="user",
             target_id=user.id,
             data={"before": sorted(current), "after": wanted},

@@ -48,9 +48,11 @@ async def read_me(principal: CurrentUser) -> UserRead:
 
 
 @router.patch("/me", responses=problem_schema(*AUTH_PROBLEMS, UsernameTakenError, PhoneTakenError))
-async def update_me(body: UserUpdateMe, user: CallerUser, users: UserServiceDep) -> UserRead:
+async def update_me(
+    body: UserUpdateMe, principal: CurrentUser, user: CallerUser, users: UserServiceDep
+) -> UserRead:
     """Change your username, full name or phone. A new phone number starts unverified."""
-    return UserRead.model_validate(await users.update_me(user, body))
+    return UserRead.model_validate(await users.update_me(user, body, actor=principal.actor))
 
 
 @router.delete(
@@ -113,7 +115,7 @@ async def create_user(
 ) -> UserRead:
     """Create a user with the `user` role. Needs `users:write`. Without a `password` the user is
     emailed an invitation to set one."""
-    return UserRead.model_validate(await admin.create(body, inviter=principal.account))
+    return UserRead.model_validate(await admin.create(body, inviter=principal.account, actor=principal.actor))
 
 
 @router.get("/{user_id}", responses=ADMIN_ERRORS)
@@ -145,7 +147,7 @@ async def update_user(
     comes with it; the previous address is emailed (`email_changed`), and verification or reset
     links sent to it stop working. Deactivating the only active holder of the `admin` role is 409
     `last_admin`."""
-    user = await admin.update(user_id, body, actor=principal.account, held=principal.permissions)
+    user = await admin.update(user_id, body, actor=principal.actor, held=principal.permissions)
     return UserRead.model_validate(user)
 
 
@@ -159,7 +161,7 @@ async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: User
     account is erased after the retention period. The email address stays taken until then.
     Needs `users:delete`, and every permission the user holds; 409 `last_admin` for the only active
     holder of the `admin` role."""
-    await admin.delete(user_id, actor=principal.account, held=principal.permissions)
+    await admin.delete(user_id, actor=principal.actor, held=principal.permissions)
 
 
 @router.post(
@@ -171,7 +173,7 @@ async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: User
     the account has been erased; 409 `email_taken` for an account deleted by an earlier release
     whose address another account has taken since."""
     return UserRead.model_validate(
-        await admin.restore(user_id, actor=principal.account, held=principal.permissions)
+        await admin.restore(user_id, actor=principal.actor, held=principal.permissions)
     )
 
 
@@ -187,5 +189,5 @@ async def set_user_roles(
     """Replace the user's roles. Needs `roles:assign` and every permission of each role added or removed
     (403); an unknown role → 422; taking `admin` from its only active holder → 409 `last_admin`.
     Takes effect on the user's next request."""
-    user = await admin.set_roles(user_id, body.roles, actor=principal.account, held=principal.permissions)
+    user = await admin.set_roles(user_id, body.roles, actor=principal.actor, held=principal.permissions)
     return UserRead.model_validate(user)

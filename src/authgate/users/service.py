@@ -107,9 +107,11 @@ class UserService:
         await self._users.flush()
         return user
 
-    async def update_me(self, user: User, data: UserUpdateMe) -> User:
-        """Change the caller's own username, name or phone; a changed phone needs verifying again."""
-        return await self.apply_changes(user, data.model_dump(exclude_unset=True), actor=Actor.user(user.id))
+    async def update_me(self, user: User, data: UserUpdateMe, *, actor: Actor | None = None) -> User:
+        """Change the caller's own username, name or phone; a changed phone needs verifying again.
+        `actor`: an API key of the user's when one made the change (the user by default)."""
+        changes = data.model_dump(exclude_unset=True)
+        return await self.apply_changes(user, changes, actor=actor or Actor.user(user.id))
 
     async def apply_changes(
         self, user: User, changes: dict[str, object], *, actor: Actor, by_admin: bool = False

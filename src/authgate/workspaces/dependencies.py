@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from authgate.audit.service import Actor
 from authgate.auth.dependencies import CurrentUser, Principal
 from authgate.db import SessionDep
 from authgate.deps import SettingsDep
@@ -22,12 +21,9 @@ WorkspaceServiceDep = Annotated[WorkspaceService, Depends(get_workspace_service)
 
 
 def caller_of(principal: Principal) -> Caller:
-    actor = (
-        Actor("api_key", str(principal.api_key_id)) if principal.is_api_key else Actor.user(principal.user_id)
-    )
     return Caller(
         user=principal.account,
-        actor=actor,
+        actor=principal.actor,
         permissions=principal.permissions,
         bound_workspace_id=principal.workspace_id,
     )
