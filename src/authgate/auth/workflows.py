@@ -39,10 +39,45 @@ from authgate.verification.notifications import SecurityNotifier
 log = structlog.get_logger("authgate.auth")
 
 
-def failure_data(reason: str, waiting: int | None) -> dict[str, object]:
-    """The audit data of a rejected attempt; `throttled` when it was answered 429 instead (it came
-    in while parallel failures made the account wait)."""
-    return {"reason": reason, "throttled": True} if waiting is not None else {"reason": reason}
+async def record_failed_attempt(
+    request_session: AsyncSession,
+    factory: async_sessionmaker[AsyncSession],
+    guard: LoginGuard,
+    *,
+    reason: str,
+    user_id: uuid.UUID | None,
+    identifier: str | None,
+    spare_known_ips: bool = True,
+) -> None:
+    """Record a rejected sign-in step (a password or an MFA code): the audit event and, with an
+    `identifier`, one more failure toward its wait. Raises 429 instead when parallel failures made
+    the identifier wait meanwhile (then nothing is counted, and the event says `throttled`).
+
+    Its own short transaction: the request's is rolled back with the error, and the record of a
+    rejected attempt must survive that. The request's ends first: after the answer-time check it
+    may hold SQLite's write lock, which the short transaction needs. The throttle row is locked
+    before the audit chain, in the order a success takes them.
+    """
+    await request_session.rollback()
+    LOGINS.labels("failed").inc()
+    log.info("login_failed", reason=reason, user_id=str(user_id) if user_id else None)
+    waiting = None
+    async with factory() as own, own.begin():
+        if identifier is not None:
+            known = user_id if spare_known_ips else None
+            waiting = await guard.record_failure(own, identifier, known)
+        data: dict[str, object] = {"reason": reason}
+        if waiting is not None:
+            data["throttled"] = True  # answered 429: it came in while the account had to wait
+        await AuditLog(own).record(
+            "auth.login.failed",
+            actor=Actor.user(user_id) if user_id else ANONYMOUS,
+            target_type="user" if user_id else None,
+            target_id=user_id,
+            data=data,
+        )
+    if waiting is not None:
+        raise AccountThrottledError(retry_after=waiting)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,29 +168,10 @@ class AuthWorkflow:
         return await self._tokens_for(user, issued)
 
     async def _record_failure(self, user: User | None, reason: str, identifier: str | None = None) -> None:
-        """Record a rejected attempt; 429 instead when parallel failures made the account wait meanwhile.
-
-        Its own short transaction: the request's own transaction is rolled back with the error,
-        and the record of a rejected attempt must survive that. End ours first: after the second
-        check it may hold SQLite's write lock, which the short transaction needs.
-        """
         user_id = user.id if user else None  # read before the rollback expires the row
-        await self._db.rollback()
-        LOGINS.labels("failed").inc()
-        log.info("login_failed", reason=reason, user_id=str(user_id) if user_id else None)
-        waiting = None
-        async with self._factory() as own, own.begin():
-            if identifier is not None:
-                waiting = await self._guard.record_failure(own, identifier, user_id)
-            await AuditLog(own).record(
-                "auth.login.failed",
-                actor=Actor.user(user_id) if user_id else ANONYMOUS,
-                target_type="user" if user_id else None,
-                target_id=user_id,
-                data=failure_data(reason, waiting),
-            )
-        if waiting is not None:
-            raise AccountThrottledError(retry_after=waiting)
+        await record_failed_attempt(
+            self._db, self._factory, self._guard, reason=reason, user_id=user_id, identifier=identifier
+        )
 
     async def refresh(self, raw_refresh: str) -> IssuedTokens:
         """Rotate a refresh token; a reused one revokes its whole session (outside the grace window)."""

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import uuid
 
-import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authgate.audit.service import Actor, AuditLog
-from authgate.auth.workflows import AuthWorkflow, IssuedTokens, failure_data
+from authgate.auth.workflows import AuthWorkflow, IssuedTokens, record_failed_attempt
 from authgate.config import Settings
 from authgate.db import utcnow
 from authgate.errors import AccountDisabledError
 from authgate.mfa.errors import MfaInvalidError
 from authgate.mfa.service import MfaService
-from authgate.ops.metrics import LOGINS
-from authgate.ratelimit.bruteforce import AccountThrottledError, LoginGuard, mfa_identifier
+from authgate.ratelimit.bruteforce import LoginGuard, mfa_identifier
 from authgate.security.passwords import ClientGone, PasswordHasher
 from authgate.users.models import User
 from authgate.users.repository import UserRepository
 from authgate.users.service import confirm_password
 from authgate.verification.notifications import notify_mfa_changed
-
-log = structlog.get_logger("authgate.mfa")
 
 
 class MfaLoginWorkflow:
@@ -64,22 +59,16 @@ class MfaLoginWorkflow:
         return await self._auth.complete_login(user, mfa=method)
 
     async def _record_failure(self, user_id: uuid.UUID, identifier: str) -> None:
-        # The request's transaction rolls back with the error; the failed attempt is recorded in its
-        # own. End ours first: on SQLite it holds the write lock the short transaction needs.
-        await self._db.rollback()
-        LOGINS.labels("failed").inc()
-        log.info("mfa_failed", user_id=str(user_id))
-        async with self._factory() as own, own.begin():
-            waiting = await self._guard.record_failure(own, identifier)
-            await AuditLog(own).record(
-                "auth.login.failed",
-                actor=Actor.user(user_id),
-                target_type="user",
-                target_id=user_id,
-                data=failure_data("mfa_invalid", waiting),
-            )
-        if waiting is not None:
-            raise AccountThrottledError(retry_after=waiting)
+        # No known-address pass: guessing codes must wait wherever they come from (see `finish`).
+        await record_failed_attempt(
+            self._db,
+            self._factory,
+            self._guard,
+            reason="mfa_invalid",
+            user_id=user_id,
+            identifier=identifier,
+            spare_known_ips=False,
+        )
 
 
 async def enable_mfa(
