@@ -3,12 +3,6 @@ from __future__ import annotations
 from authgate.errors import AuthgateError
 
 
-class CodeInvalidError(AuthgateError):
-    """A wrong TOTP code while managing MFA (setup confirmation, disable)."""
-
-    status, code, title = 400, "code_invalid", "Code is invalid"
-
-
 class MfaInvalidError(AuthgateError):
     """A wrong code, or a wrong, expired or used `mfa_token`, at the second sign-in step."""
 

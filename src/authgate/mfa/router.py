@@ -12,13 +12,14 @@ from authgate.auth.schemas import TokenResponse
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
-from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
+from authgate.mfa.errors import MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
 from authgate.mfa.service import MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa, enable_mfa
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
 from authgate.ratelimit.errors import RateLimitExceededError
+from authgate.verification.errors import CodeInvalidError
 
 router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
 

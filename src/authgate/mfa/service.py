@@ -22,9 +22,10 @@ from sqlalchemy.orm import undefer
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.db import utcnow
-from authgate.mfa.errors import CodeInvalidError, MfaInvalidError, MfaStateError
+from authgate.mfa.errors import MfaInvalidError, MfaStateError
 from authgate.mfa.models import MfaChallenge, RecoveryCode, TotpCredential
 from authgate.users.models import User
+from authgate.verification.errors import CodeInvalidError
 
 TOTP_PERIOD = 30
 TOTP_DIGITS = 6

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
 from authgate.db import SessionDep
-from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
+from authgate.errors import ConflictError, InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import NamePageParamsDep, PageParamsDep, page_by_name
-from authgate.roles.errors import RoleConflictError, RoleNotFoundError
+from authgate.roles.errors import RoleNotFoundError
 from authgate.roles.permissions import PERMISSIONS
 from authgate.roles.schemas import PermissionRead, RoleCreate, RoleRead, RoleUpdate
 from authgate.roles.service import RoleService
@@ -49,7 +49,7 @@ async def list_roles(_: RolesReadDep, roles: RoleServiceDep, page: PageParamsDep
 @router.post(
     "/roles",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, RoleConflictError, InvalidInputError),
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, ConflictError, InvalidInputError),
 )
 async def create_role(body: RoleCreate, principal: RolesManageDep, roles: RoleServiceDep) -> RoleRead:
     """Create a role. Needs `roles:manage` and every permission it grants (403); unknown permission → 422;
@@ -69,7 +69,7 @@ async def read_role(name: str, _: RolesReadDep, roles: RoleServiceDep) -> RoleRe
 @router.patch(
     "/roles/{name}",
     responses=problem_schema(
-        *AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, RoleConflictError, InvalidInputError
+        *AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, ConflictError, InvalidInputError
     ),
 )
 async def update_role(
@@ -84,7 +84,7 @@ async def update_role(
 @router.delete(
     "/roles/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, RoleConflictError),
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, ConflictError),
 )
 async def delete_role(
     name: str,

@@ -7,9 +7,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.service import Actor, AuditLog
-from authgate.errors import InvalidInputError, PermissionDeniedError
+from authgate.errors import ConflictError, InvalidInputError, PermissionDeniedError
 from authgate.pagination import PageParams, fetch_page
-from authgate.roles.errors import RoleConflictError, RoleNotFoundError
+from authgate.roles.errors import RoleNotFoundError
 from authgate.roles.models import Role, user_role
 from authgate.roles.permissions import BUILTIN_ROLES, PERMISSIONS
 from authgate.roles.schemas import RoleCreate, RoleUpdate
@@ -62,14 +62,14 @@ class RoleService:
         check_known(data.permissions)
         check_grantable(set(data.permissions), held)
         if await self._db.scalar(select(Role.id).where(Role.name == data.name)) is not None:
-            raise RoleConflictError("A role with this name exists")
+            raise ConflictError("A role with this name exists")
         role = Role(name=data.name, description=data.description, permissions=sorted(set(data.permissions)))
         self._db.add(role)
         try:
             async with self._db.begin_nested():
                 await self._db.flush()
         except IntegrityError as exc:  # a concurrent create of the same name
-            raise RoleConflictError("A role with this name exists") from exc
+            raise ConflictError("A role with this name exists") from exc
         await self._audit.record(
             "role.created",
             actor=actor,
@@ -86,7 +86,7 @@ class RoleService:
             new = set(changes["permissions"])
             check_known(changes["permissions"])
             if role.builtin and new != set(role.permissions):
-                raise RoleConflictError("Built-in roles keep their permissions")
+                raise ConflictError("Built-in roles keep their permissions")
             # Adding and removing are both grants: the caller must hold what changes.
             check_grantable(new ^ set(role.permissions), held)
             role.permissions = sorted(new)
@@ -105,12 +105,12 @@ class RoleService:
     async def delete(self, name: str, *, force: bool, actor: Actor, held: frozenset[str]) -> None:
         role = await self.get(name)
         if role.builtin:
-            raise RoleConflictError("Built-in roles cannot be deleted")
+            raise ConflictError("Built-in roles cannot be deleted")
         in_use = await self._db.scalar(
             select(user_role.c.user_id).where(user_role.c.role_id == role.id).limit(1)
         )
         if in_use is not None and not force:
-            raise RoleConflictError("The role is assigned to users; pass ?force=true to delete it anyway")
+            raise ConflictError("The role is assigned to users; pass ?force=true to delete it anyway")
         if in_use is not None:
             check_grantable(set(role.permissions), held)  # taking permissions away from users
         await self._db.execute(delete(user_role).where(user_role.c.role_id == role.id))

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from authgate.audit.repository import AuditFilter, AuditRepository
 from authgate.db import SessionDep
-from authgate.errors import AuthgateError, InvalidInputError
+from authgate.errors import AuthgateError, ConflictError, InvalidInputError
 from authgate.pagination import PageParams
-from authgate.roles.errors import RoleConflictError
 from authgate.roles.models import Role
 from authgate.roles.permissions import PERMISSIONS
 from authgate.roles.schemas import RoleCreate, RoleUpdate
@@ -159,7 +158,7 @@ async def delete_role(
     except AuthgateError as exc:
         await undo(console)
         role = await _role(console, roles, name)
-        confirm = isinstance(exc, RoleConflictError) and not force and not role.builtin
+        confirm = isinstance(exc, ConflictError) and not force and not role.builtin
         return await _role_page(console, roles, name, errors_from_domain(exc), confirm_force=confirm)
     return redirect(console, "/ui/admin/roles?notice=role_deleted")
 

@@ -2,7 +2,8 @@ from authgate.errors import AuthgateError
 
 
 class CodeInvalidError(AuthgateError):
-    """A wrong, expired or used one-time code; which of the three is not revealed."""
+    """A wrong, expired or used one-time code (phone verification, TOTP while managing MFA);
+    which of these is not revealed."""
 
     status, code, title = 400, "code_invalid", "Code is invalid or expired"
 

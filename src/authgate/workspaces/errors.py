@@ -19,9 +19,5 @@ class AlreadyMemberError(AuthgateError):
     status, code, title = 409, "already_member", "Already a member of this workspace"
 
 
-class EmailNotVerifiedError(AuthgateError):
-    status, code, title = 403, "email_not_verified", "Verify your email address first"
-
-
 class InvitationEmailMismatchError(AuthgateError):
     status, code, title = 403, "invitation_email_mismatch", "This invitation is for another email address"

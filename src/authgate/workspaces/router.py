@@ -23,6 +23,7 @@ from authgate.errors import (
 )
 from authgate.pagination import PageParamsDep
 from authgate.schemas import Page
+from authgate.verification.errors import EmailNotVerifiedError
 from authgate.workspaces.dependencies import (
     CallerDep,
     WorkspaceAdmin,
@@ -34,7 +35,6 @@ from authgate.workspaces.dependencies import (
 )
 from authgate.workspaces.errors import (
     AlreadyMemberError,
-    EmailNotVerifiedError,
     InvitationEmailMismatchError,
     LastOwnerError,
     SlugTakenError,

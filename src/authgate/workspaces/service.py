@@ -27,9 +27,9 @@ from authgate.errors import (
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, fetch_page
 from authgate.users.repository import normalize_email
+from authgate.verification.errors import EmailNotVerifiedError
 from authgate.workspaces.errors import (
     AlreadyMemberError,
-    EmailNotVerifiedError,
     InvitationEmailMismatchError,
     LastOwnerError,
     SlugTakenError,
