@@ -144,6 +144,22 @@ class ServiceBusyError(AuthgateError):
         return {"Retry-After": str(self.retry_after)}
 
 
+def problem_body(
+    *, status: int, code: str, title: str, detail: str | None, instance: str, **extensions: Any
+) -> dict[str, Any]:
+    """An RFC 9457 problem with authgate's members (`code`, `request_id`), as every error is sent."""
+    return {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "instance": instance,
+        "code": code,
+        "request_id": get_request_id(),
+        **extensions,
+    }
+
+
 def problem_response(
     request: Request,
     *,
@@ -154,16 +170,9 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "instance": request.url.path,
-        "code": code,
-        "request_id": get_request_id(),
-        **extensions,
-    }
+    body = problem_body(
+        status=status, code=code, title=title, detail=detail, instance=request.url.path, **extensions
+    )
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
 

@@ -25,6 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.auth.oauth2 import TOKEN_PATH, oauth_error_body
 from authgate.config import Settings
+from authgate.errors import (
+    AuthgateError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    problem_body,
+)
 from authgate.logging import RequestContext, set_request_context
 from authgate.ops.metrics import observe_request
 
@@ -69,50 +76,28 @@ class _Refusal(NamedTuple):
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
-def _refusal(
-    request_id: str, path: str, status: int, code: str, title: str, detail: str, **extra: Any
-) -> _Refusal:
-    """A request refused before routing: a problem, or `invalid_request` on the token endpoint.
-
-    A body over the limit stays a 413 problem everywhere: it is refused before anything is parsed.
-    """
-    if path == TOKEN_PATH and status != 413:
-        body = oauth_error_body("invalid_request", detail)
-        return _Refusal(400, b"application/json", body, _NO_STORE)
-    body = json.dumps(
-        {
-            "type": f"https://authgate.dev/problems/{code}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "instance": path,
-            "code": code,
-            "request_id": request_id,
-            **extra,
-        }
-    ).encode()
-    return _Refusal(status, b"application/problem+json", body)
-
-
-def _too_large(request_id: str, path: str, limit: int) -> _Refusal:
-    return _refusal(
-        request_id,
-        path,
-        413,
-        "payload_too_large",
-        "Payload too large",
-        f"The request body is larger than {limit} bytes",
+def _refusal(path: str, error: AuthgateError, **extra: Any) -> _Refusal:
+    """A request refused before routing: the error's problem, or `invalid_request` on the token
+    endpoint. A body over the limit stays a 413 problem everywhere: it is refused before anything
+    is parsed."""
+    detail = error.detail or error.title
+    if path == TOKEN_PATH and error.status != 413:
+        return _Refusal(400, b"application/json", oauth_error_body("invalid_request", detail), _NO_STORE)
+    members = {**error.extensions, **extra}
+    problem = problem_body(
+        status=error.status, code=error.code, title=error.title, detail=detail, instance=path, **members
     )
+    return _Refusal(error.status, b"application/problem+json", json.dumps(problem).encode())
 
 
-def _nul_character(request_id: str, path: str, where: str) -> _Refusal:
+def _too_large(path: str, limit: int) -> _Refusal:
+    return _refusal(path, PayloadTooLargeError(f"The request body is larger than {limit} bytes"))
+
+
+def _nul_character(path: str, where: str) -> _Refusal:
     return _refusal(
-        request_id,
         path,
-        422,
-        "validation_error",
-        "Validation error",
-        "Text must not contain NUL characters",
+        InvalidInputError("Text must not contain NUL characters", (where,)),
         errors=[{"loc": [where], "msg": "must not contain NUL characters", "type": "nul_character"}],
     )
 
@@ -258,14 +243,14 @@ class RequestContextMiddleware:
         state: dict[str, Any] = {"status": 500, "started": False, "received": 0, "rejected": None}
         if "\x00" in path or b"%00" in scope["query_string"]:
             where = "path" if "\x00" in path else "query"
-            refusal = _nul_character(request_id, path, where)
+            refusal = _nul_character(path, where)
             await self._send_refusal(send, request_id, refusal)
             self._finish(scope, refusal.status, started, method)
             return
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await self._send_refusal(send, request_id, _too_large(request_id, path, limit))
+            await self._send_refusal(send, request_id, _too_large(path, limit))
             self._finish(scope, 413, started, method)
             return
         has_body = (declared or 0) > 0 or _header(scope, b"transfer-encoding") is not None
@@ -276,12 +261,7 @@ class RequestContextMiddleware:
             and not _media_type_allowed(path, _header(scope, b"content-type"))
         ):
             refusal = _refusal(
-                request_id,
-                path,
-                415,
-                "unsupported_media_type",
-                "Unsupported media type",
-                f"Send the body as {_expected_media_type(path)}",
+                path, UnsupportedMediaTypeError(f"Send the body as {_expected_media_type(path)}")
             )
             await self._send_refusal(send, request_id, refusal)
             self._finish(scope, refusal.status, started, method)
@@ -295,10 +275,10 @@ class RequestContextMiddleware:
                 chunk: bytes = message.get("body", b"")
                 state["received"] += len(chunk)
                 if state["received"] > limit:
-                    state["rejected"] = _too_large(request_id, path, limit)
+                    state["rejected"] = _too_large(path, limit)
                     raise _BodyRejectedError
                 if nul is not None and nul.found_in(chunk):
-                    state["rejected"] = _nul_character(request_id, path, "body")
+                    state["rejected"] = _nul_character(path, "body")
                     raise _BodyRejectedError
             return message
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import structlog
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -13,6 +14,8 @@ from authgate.ops.metrics import OUTBOX_PENDING
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.rendering import Rendered, TemplateError, render
 from authgate.pagination import PageParams, fetch_page
+
+log = structlog.get_logger("authgate.outbox")
 
 Channel = Literal["email", "sms"]
 
@@ -107,8 +110,8 @@ async def refresh_outbox_gauge(factory: async_sessionmaker[AsyncSession]) -> Non
     try:
         async with factory() as session:
             OUTBOX_PENDING.set(await pending_count(session))
-    except Exception:  # metrics must render even when the database is away
-        return
+    except Exception:  # metrics must render even when the database is away (/ready says so)
+        log.warning("outbox_gauge_not_refreshed", exc_info=True)
 
 
 async def admin_page(
