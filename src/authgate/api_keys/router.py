@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
+from authgate.api_keys.dependencies import ApiKeyServiceDep
 from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
-from authgate.api_keys.service import ApiKeyService
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession
-from authgate.db import SessionDep
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import PageParamsDep
 from authgate.schemas import Page
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"])
-
-
-async def get_api_key_service(session: SessionDep) -> ApiKeyService:
-    return ApiKeyService(session)
-
-
-ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 
 @router.post(

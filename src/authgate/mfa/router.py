@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from authgate.auth.cookies import token_response
@@ -12,9 +10,9 @@ from authgate.auth.schemas import TokenResponse
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
+from authgate.mfa.dependencies import MfaServiceDep
 from authgate.mfa.errors import MfaInvalidError, MfaStateError
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody, MfaLoginBody, RecoveryCodesRead, TotpSetupRead
-from authgate.mfa.service import MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow, disable_mfa, enable_mfa
 from authgate.ratelimit.bruteforce import AccountThrottledError
 from authgate.ratelimit.dependencies import limit_by_ip
@@ -23,12 +21,6 @@ from authgate.verification.errors import CodeInvalidError
 
 router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
 
-
-async def get_mfa_service(session: SessionDep, settings: SettingsDep) -> MfaService:
-    return MfaService(session, settings.secret(), issuer=settings.token_issuer)
-
-
-MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
 

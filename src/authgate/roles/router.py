@@ -7,13 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
-from authgate.db import SessionDep
 from authgate.errors import ConflictError, InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import NamePageParamsDep, PageParamsDep, page_by_name
+from authgate.roles.dependencies import RoleServiceDep
 from authgate.roles.errors import RoleNotFoundError
 from authgate.roles.permissions import PERMISSIONS
 from authgate.roles.schemas import PermissionRead, RoleCreate, RoleRead, RoleUpdate
-from authgate.roles.service import RoleService
 from authgate.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["roles"])
@@ -21,13 +20,6 @@ router = APIRouter(prefix="/api/v1", tags=["roles"])
 RolesReadDep = Annotated[Principal, Depends(require_permission("roles:read"))]
 RolesManageDep = Annotated[Principal, Depends(require_permission("roles:manage"))]
 DENIED = problem_schema(*AUTH_PROBLEMS, PermissionDeniedError)
-
-
-async def get_role_service(session: SessionDep) -> RoleService:
-    return RoleService(session)
-
-
-RoleServiceDep = Annotated[RoleService, Depends(get_role_service)]
 
 
 @router.get("/permissions", responses=problem_schema(*AUTH_PROBLEMS))

@@ -16,9 +16,9 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from authgate.audit.service import Actor
-from authgate.db import SessionDep
 from authgate.errors import AuthgateError, InvalidInputError
 from authgate.pagination import PageParams
+from authgate.roles.dependencies import RoleServiceDep
 from authgate.roles.schemas import RoleAssignment
 from authgate.roles.service import RoleService
 from authgate.ui.console import (
@@ -65,13 +65,6 @@ NOTICES = {
     "role_created": "The role was created.",
     "role_deleted": "The role was deleted.",
 }
-
-
-async def get_role_service(session: SessionDep) -> RoleService:
-    return RoleService(session)
-
-
-RoleServiceDep = Annotated[RoleService, Depends(get_role_service)]
 
 
 def admin_template(

@@ -14,6 +14,7 @@ from authgate.audit.repository import AuditFilter, AuditRepository
 from authgate.db import SessionDep
 from authgate.errors import AuthgateError, ConflictError, InvalidInputError
 from authgate.pagination import PageParams
+from authgate.roles.dependencies import RoleServiceDep
 from authgate.roles.models import Role
 from authgate.roles.permissions import PERMISSIONS
 from authgate.roles.schemas import RoleCreate, RoleUpdate
@@ -30,7 +31,6 @@ from authgate.ui.console import (
 )
 from authgate.ui.pages_admin import (
     AuditRead,
-    RoleServiceDep,
     RolesManage,
     RolesRead,
     actor_of,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
+from authgate.api_keys.dependencies import ApiKeyServiceDep
 from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.schemas import ApiKeyCreate
 from authgate.api_keys.service import ApiKeyService
 from authgate.audit.service import Actor
-from authgate.db import SessionDep
 from authgate.errors import AuthgateError, InvalidInputError
 from authgate.pagination import PageParams
 from authgate.roles.permissions import PERMISSIONS
@@ -32,13 +32,6 @@ from authgate.ui.console import (
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 KEYS_PER_PAGE = 50
-
-
-async def get_api_key_service(session: SessionDep) -> ApiKeyService:
-    return ApiKeyService(session)
-
-
-ApiKeyServiceDep = Annotated[ApiKeyService, Depends(get_api_key_service)]
 
 
 def _expiry(value: str) -> datetime | None:

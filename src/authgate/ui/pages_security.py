@@ -7,18 +7,17 @@ Thin adapters over `PasswordService.change`, `MfaService` / `mfa.workflows.disab
 from __future__ import annotations
 
 import base64
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from authgate.audit.repository import AuditRepository
 from authgate.db import SessionDep
-from authgate.deps import PasswordHasherDep, SettingsDep
+from authgate.deps import PasswordHasherDep
 from authgate.errors import AuthgateError, InvalidInputError
+from authgate.mfa.dependencies import MfaServiceDep
 from authgate.mfa.schemas import MfaCodeBody, MfaDisableBody
-from authgate.mfa.service import MfaService
 from authgate.mfa.workflows import disable_mfa, enable_mfa
 from authgate.pagination import PageParams
 from authgate.ui.console import (
@@ -37,13 +36,6 @@ from authgate.verification.schemas import PasswordChange
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 EVENTS_PER_PAGE = 25
-
-
-async def get_mfa_service(session: SessionDep, settings: SettingsDep) -> MfaService:
-    return MfaService(session, settings.secret(), issuer=settings.token_issuer)
-
-
-MfaServiceDep = Annotated[MfaService, Depends(get_mfa_service)]
 
 
 @router.get("/security", response_model=None)
