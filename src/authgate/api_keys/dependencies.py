@@ -1,4 +1,4 @@
-"""Request-scoped providers of the api keys service, for the API and the console alike."""
+"""Request-scoped providers of the API key service, for the API and the console alike."""
 
 from __future__ import annotations
 

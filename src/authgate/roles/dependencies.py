@@ -1,4 +1,4 @@
-"""Request-scoped providers of the roles service, for the API and the console alike."""
+"""Request-scoped providers of the role service, for the API and the console alike."""
 
 from __future__ import annotations
 
