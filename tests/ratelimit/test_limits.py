@@ -14,8 +14,8 @@ from authgate.config import RateLimits, Settings
 from authgate.main import create_app
 from authgate.outbox.models import OutboxMessage
 from authgate.ratelimit.service import RateLimiter
+from authgate.security.opaque import hash_token
 from authgate.sessions.models import RefreshToken
-from authgate.sessions.service import hash_token
 from authgate.users.models import User
 from tests.conftest import REDIS_URL, unavailable
 from tests.factories import PASSWORD, assert_problem, login, register, signed_in, unique_email

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
+from authgate.security.opaque import hash_token
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
-from authgate.workspaces.service import hash_token
 from tests.factories import register
 from tests.ui.conftest import post_form, ui_sign_in
 from tests.workspaces.helpers import deactivate, grant_admin, make_workspace_rows, verify_email

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.auth.dependencies import Principal, api_key_scheme, bearer_scheme, get_principal
 from authgate.db import new_id, utcnow
 from authgate.roles.models import Role, user_role
+from authgate.security.opaque import hash_token
 from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
-from authgate.workspaces.service import hash_token
 
 BOUND_HEADER = "X-Test-Bound-Workspace"
 

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.audit.models import AuditEvent
 from authgate.db import utcnow
 from authgate.outbox.models import OutboxMessage
+from authgate.security.opaque import hash_token
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
-from authgate.workspaces.service import hash_token
 from tests.factories import PASSWORD, assert_problem, signed_in
 from tests.workspaces.helpers import (
     BOUND_HEADER,

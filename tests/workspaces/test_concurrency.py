@@ -25,9 +25,9 @@ from authgate.auth.dependencies import Principal, get_principal
 from authgate.auth.service import Account
 from authgate.db import SessionDep, create_sessionmaker, new_id, utcnow
 from authgate.main import create_app
+from authgate.security.opaque import hash_token
 from authgate.users.models import User
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
-from authgate.workspaces.service import hash_token
 from tests.conftest import make_settings
 
 RACERS = 6

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -20,16 +19,13 @@ from authgate.db import utcnow, write_intent
 from authgate.errors import InvalidInputError, PermissionDeniedError
 from authgate.pagination import PageParams, fetch_page
 from authgate.roles.permissions import PERMISSIONS
+from authgate.security.opaque import hash_token, new_token
 from authgate.sessions.service import LAST_USED_RESOLUTION
 from authgate.workspaces.repository import WorkspaceRepository
 
 log = structlog.get_logger("authgate.api_keys")
 KEY_PREFIX = "ag_"
 SECRET_BYTES = 32  # 256 bits
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 async def touch_api_key(factory: async_sessionmaker[AsyncSession], key_id: uuid.UUID, at: datetime) -> None:
@@ -60,7 +56,7 @@ def split_key(raw: str) -> tuple[str, str] | None:
 
 
 def secret_matches(key: ApiKey, secret: str) -> bool:
-    return secrets.compare_digest(key.secret_hash.encode(), hash_secret(secret).encode())
+    return secrets.compare_digest(key.secret_hash.encode(), hash_token(secret).encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +82,12 @@ class ApiKeyService:
             raise InvalidInputError("expires_at must be in the future", ("body", "expires_at"))
         if data.workspace_id is not None:
             await self._check_membership(owner_id, data.workspace_id)
-        prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(SECRET_BYTES)
+        prefix, secret = secrets.token_hex(6), new_token(SECRET_BYTES)
         key = ApiKey(
             user_id=owner_id,
             name=data.name,
             prefix=prefix,
-            secret_hash=hash_secret(secret),
+            secret_hash=hash_token(secret),
             scopes=sorted(set(data.scopes)),
             workspace_id=data.workspace_id,
             expires_at=data.expires_at,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 import time
 import uuid
@@ -24,6 +23,7 @@ from authgate.audit.service import Actor, AuditLog
 from authgate.db import utcnow
 from authgate.mfa.errors import MfaInvalidError, MfaStateError
 from authgate.mfa.models import MfaChallenge, RecoveryCode, TotpCredential
+from authgate.security.opaque import hash_token, new_token
 from authgate.users.models import User
 from authgate.verification.errors import CodeInvalidError
 
@@ -43,10 +43,6 @@ def _fernet(secret: str) -> Fernet:
         secret.encode()
     )
     return Fernet(base64.urlsafe_b64encode(derived))
-
-
-def _sha256(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def _normalize_recovery(code: str) -> str:
@@ -164,7 +160,7 @@ class MfaService:
             update(RecoveryCode)
             .where(
                 RecoveryCode.user_id == user_id,
-                RecoveryCode.code_hash == _sha256(_normalize_recovery(code)),
+                RecoveryCode.code_hash == hash_token(_normalize_recovery(code)),
                 RecoveryCode.used_at.is_(None),
             )
             .values(used_at=utcnow())
@@ -209,16 +205,16 @@ class MfaService:
         await self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
         codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
         self._db.add_all(
-            RecoveryCode(user_id=user_id, code_hash=_sha256(_normalize_recovery(c))) for c in codes
+            RecoveryCode(user_id=user_id, code_hash=hash_token(_normalize_recovery(c))) for c in codes
         )
         await self._db.flush()
         return codes
 
     async def issue_challenge(self, user_id: uuid.UUID) -> MfaPending:
         """A 5-minute, single-use token naming the user who passed the password step."""
-        raw = secrets.token_urlsafe(32)
+        raw = new_token()
         self._db.add(
-            MfaChallenge(user_id=user_id, token_hash=_sha256(raw), expires_at=utcnow() + CHALLENGE_TTL)
+            MfaChallenge(user_id=user_id, token_hash=hash_token(raw), expires_at=utcnow() + CHALLENGE_TTL)
         )
         await self._db.flush()
         return MfaPending(user_id=user_id, mfa_token=raw)
@@ -226,7 +222,7 @@ class MfaService:
     async def open_challenge(self, raw: str) -> MfaChallenge:
         """The live challenge for `raw`, locked; wrong, expired and used tokens are one `mfa_invalid`."""
         challenge = await self._db.scalar(
-            select(MfaChallenge).where(MfaChallenge.token_hash == _sha256(raw)).with_for_update()
+            select(MfaChallenge).where(MfaChallenge.token_hash == hash_token(raw)).with_for_update()
         )
         if challenge is None or challenge.used_at is not None or challenge.expires_at <= utcnow():
             raise MfaInvalidError("The MFA token is invalid or expired; sign in again")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +14,7 @@ from authgate.db import new_id, utcnow, write_intent
 from authgate.errors import NotFoundError, RefreshReusedError, SessionRevokedError, TokenInvalidError
 from authgate.logging import get_request_context
 from authgate.pagination import PageParams, fetch_page
+from authgate.security.opaque import hash_token, new_token
 from authgate.sessions.models import LoginSession, RefreshToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -50,10 +49,6 @@ class ActivityStamps:
                 self._stamped.clear()
         self._stamped[row_id] = now
         return True
-
-
-def hash_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 async def touch_session(
@@ -103,7 +98,7 @@ class SessionService:
 
     def _issue(self, login: LoginSession, *, generation: int) -> str:
         """Add the session's next refresh token; written with the rest at the next flush."""
-        raw = secrets.token_urlsafe(32)
+        raw = new_token()
         self._db.add(
             RefreshToken(
                 session_id=login.id,

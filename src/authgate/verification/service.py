@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import timedelta
 
@@ -15,8 +14,9 @@ from authgate.db import end_read, utcnow
 from authgate.errors import SingleUseTokenInvalidError, WrongPasswordError
 from authgate.outbox.service import Outbox
 from authgate.ratelimit.service import RateLimiter
+from authgate.security.opaque import hash_token, new_token
 from authgate.security.passwords import PasswordHasher
-from authgate.sessions.service import SessionService, hash_token
+from authgate.sessions.service import SessionService
 from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.service import confirm_password
@@ -37,7 +37,7 @@ class TokenStore:
         self._db, self._purpose, self._ttl = session, purpose, ttl
 
     async def issue(self, user: User) -> str:
-        raw = secrets.token_urlsafe(32)
+        raw = new_token()
         self._db.add(
             VerificationToken(
                 user_id=user.id,
@@ -161,7 +161,7 @@ class PasswordService:
         row has no user (it can never be redeemed) and the message is `suppressed` unless
         `VERIFICATION__NOTIFY_UNKNOWN_RECIPIENTS` is on. Measured in bench/enumeration.py.
         """
-        raw = secrets.token_urlsafe(32)
+        raw = new_token()
         user = await self._users.get_by_email(email)
         known = user is not None and user.is_active and user.deleted_at is None
         config = self._settings.verification

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import unicodedata
@@ -26,6 +25,7 @@ from authgate.errors import (
 )
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, fetch_page
+from authgate.security.opaque import hash_token, new_token
 from authgate.users.repository import normalize_email
 from authgate.verification.errors import EmailNotVerifiedError
 from authgate.workspaces.errors import (
@@ -49,10 +49,6 @@ ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 ADMIN_PERMISSION = "workspaces:admin"
 INVITATION_TTL = timedelta(days=7)
 SLUG_ATTEMPTS = 8
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def slugify(name: str) -> str:
@@ -372,7 +368,7 @@ class WorkspaceService:
             raise PermissionDeniedError("A pending invitation for this email has a role at or above your own")
         for old in replaced:
             old.revoked_at = now
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         invitation = WorkspaceInvitation(
             workspace_id=access.workspace.id,
             email=data.email,
