@@ -121,6 +121,16 @@ async def get_principal(
             check_csrf(request)
     if not token:
         raise NotAuthenticatedError()
+    principal = await principal_from_access_token(request, token, background)
+    structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
+    request.state.principal = principal
+    return principal
+
+
+async def principal_from_access_token(request: Request, token: str, background: BackgroundTasks) -> Principal:
+    """The caller an access token names: its signature, claims, session and account checked (one
+    read), and the session's activity stamped, coalesced to one write a minute after the response,
+    in its own transaction, so a read stays a read (and never waits for SQLite's write lock)."""
     state = request.app.state
     tokens: TokenService = state.tokens
     reader: AccessReader = state.access
@@ -128,14 +138,9 @@ async def get_principal(
     now = utcnow()
     stamps: ActivityStamps = state.stamps
     if stamps.due(access.session_id, access.session_last_used_at, now):
-        # Coalesced to one write a minute, after the response and in its own transaction, so a
-        # read stays a read (and never waits for SQLite's write lock).
         background.add_task(touch_session, state.sessionmaker, access.session_id, now)
     account = access.account
-    structlog.contextvars.bind_contextvars(user_id=str(account.id))
-    principal = Principal(account=account, session_id=access.session_id, permissions=account.permissions)
-    request.state.principal = principal
-    return principal
+    return Principal(account=account, session_id=access.session_id, permissions=account.permissions)
 
 
 async def _principal_from_api_key(request: Request, raw: str, background: BackgroundTasks) -> Principal:

@@ -34,15 +34,14 @@ from authgate.auth.cookies import (
     set_auth_cookies,
     set_csrf_cookie,
 )
-from authgate.auth.dependencies import Principal, load_caller
-from authgate.auth.service import AccessReader, Account
+from authgate.auth.dependencies import Principal, load_caller, principal_from_access_token
+from authgate.auth.service import Account
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.config import Settings
-from authgate.db import SessionDep, read_intent, utcnow
+from authgate.db import SessionDep, read_intent
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
 from authgate.profiles.models import UserSettings
-from authgate.sessions.service import ActivityStamps, touch_session
 from authgate.users.models import User
 from authgate.users.schemas import UserRead
 
@@ -166,23 +165,14 @@ def login_url(next_path: str | None = None) -> str:
     return LOGIN if target == HOME else f"{LOGIN}?next={quote(target, safe='/')}"
 
 
-async def _from_access_cookie(
-    request: Request, tokens: TokenServiceDep, background: BackgroundTasks
-) -> Principal | None:
+async def _from_access_cookie(request: Request, background: BackgroundTasks) -> Principal | None:
     token = request.cookies.get(ACCESS_COOKIE)
     if not token:
         return None
-    reader: AccessReader = request.app.state.access
     try:
-        access = await reader.resolve(await tokens.decode_access(token))
+        return await principal_from_access_token(request, token, background)
     except AuthgateError:
         return None  # expired or revoked: the refresh cookie decides
-    now = utcnow()
-    stamps: ActivityStamps = request.app.state.stamps
-    if stamps.due(access.session_id, access.session_last_used_at, now):
-        background.add_task(touch_session, request.app.state.sessionmaker, access.session_id, now)
-    account = access.account
-    return Principal(account=account, session_id=access.session_id, permissions=account.permissions)
 
 
 async def get_console(
@@ -195,7 +185,7 @@ async def get_console(
     background: BackgroundTasks,
 ) -> Console:
     """The console context; signs in from the cookies when it can, never raises."""
-    principal = await _from_access_cookie(request, tokens, background)
+    principal = await _from_access_cookie(request, background)
     refreshed: IssuedTokens | None = None
     raw_refresh = request.cookies.get(CONSOLE_REFRESH_COOKIE)
     if principal is None and raw_refresh:
