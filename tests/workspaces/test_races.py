@@ -71,3 +71,36 @@ async def test_invitations_to_one_address_at_once_leave_one_pending(
     ).json()
     statuses = sorted(i["status"] for i in listed["items"] if i["email"] == email)
     assert statuses == ["pending"] + ["revoked"] * 9
+
+
+async def test_accept_beside_a_revoke_and_a_new_invitation_never_deadlocks(
+    live_client: AsyncClient, live_engine: AsyncEngine
+) -> None:
+    """Accept, revoke and re-invite all lock the workspace first, then the invitation: each round
+    ends with a coherent answer on every side and no 500 (PostgreSQL would detect a deadlock)."""
+    from sqlalchemy import update
+
+    from authgate.users.models import User
+
+    _, owner_headers, _, _, ws = await _owner_and_admin(live_client, live_engine)
+    for round_ in range(ROUNDS):
+        guest, guest_headers = await signed_in(live_client, email=unique_email(f"guest{round_}"))
+        live_client.cookies.clear()
+        async with live_engine.begin() as conn:
+            await conn.execute(update(User).where(User.email == guest["email"]).values(email_verified=True))
+        url = f"/api/v1/workspaces/{ws}/invitations"
+        invited = await live_client.post(
+            url, json={"email": guest["email"], "role": "member"}, headers=owner_headers
+        )
+        token, invitation_id = invited.json()["token"], invited.json()["id"]
+        accept, revoke, again = await asyncio.gather(
+            live_client.post("/api/v1/invitations/accept", json={"token": token}, headers=guest_headers),
+            live_client.delete(f"{url}/{invitation_id}", headers=owner_headers),
+            live_client.post(url, json={"email": guest["email"], "role": "viewer"}, headers=owner_headers),
+        )
+        assert accept.status_code in (200, 400), accept.text
+        if accept.status_code == 200:  # it went first: the others see a member
+            assert revoke.status_code == 409 and again.status_code == 409, (revoke.text, again.text)
+        else:
+            assert accept.json()["code"] == "token_invalid"
+            assert revoke.status_code == 204 and again.status_code == 201, (revoke.text, again.text)

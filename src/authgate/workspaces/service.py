@@ -461,7 +461,13 @@ class WorkspaceService:
             raise EmailNotVerifiedError("Verify your email address before accepting an invitation")
         if normalize_email(caller.user.email) != invitation.email_normalized:
             raise InvitationEmailMismatchError()
-        # Consume first: of racing requests only the winner goes on, so the losers all answer
+        # The workspace first, as every membership change takes it (a revoke or a new invitation
+        # beside this accept would otherwise lock the two rows in the other order), re-read: it
+        # may have been deleted meanwhile.
+        await self._repo.lock(workspace.id)
+        if workspace.deleted_at is not None:
+            raise SingleUseTokenInvalidError()
+        # Then consume: of racing requests only the winner goes on, so the losers all answer
         # `token_invalid`. A refusal below rolls the consumption back with the request.
         if not await self._repo.consume_invitation(invitation.id, caller.user.id, now):
             raise SingleUseTokenInvalidError()
