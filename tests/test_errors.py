@@ -49,6 +49,12 @@ async def test_405_allow_names_every_method_of_the_path(
     assert response.headers["allow"] == allow
 
 
+async def test_405_from_a_mounted_app_keeps_its_allow(client: AsyncClient) -> None:
+    response = await client.post("/ui/static/console.css")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+
+
 @pytest.mark.parametrize(
     "content",
     [

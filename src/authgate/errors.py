@@ -274,8 +274,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     headers = dict(exc.headers) if exc.headers else {}
-    if exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed  # else the raiser's own (a mounted app such as the static files)
     return problem_response(
         request, status=exc.status_code, code=code, title=title, detail=detail, headers=headers or None
     )
