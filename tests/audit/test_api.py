@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
-from tests.factories import PASSWORD, assert_problem, grant_role, signed_in
+from tests.factories import PASSWORD, assert_problem, grant_role, login, signed_in
 
 FIELDS = {
     "id",
@@ -185,3 +185,27 @@ async def test_what_an_api_key_does_is_on_record_as_the_key(client: AsyncClient,
     ).status_code == 200
     again = await last("user.updated")
     assert (again.actor_type, again.actor_id) == ("user", admin["id"])
+    # Signing out with a key (it has no session of its own): on record as the key, about the account,
+    # and among the owner's security events.
+    assert (await client.post("/api/v1/auth/logout", headers=by_key)).status_code == 204
+    out = await last("auth.logout")
+    assert (out.actor_type, out.actor_id, out.target_type, out.target_id) == (
+        "api_key",
+        key["id"],
+        "user",
+        admin["id"],
+    )
+    assert (await client.post("/api/v1/auth/logout-all", headers=by_key)).status_code == 204
+    assert ((await last("auth.logout")).actor_type, (await last("auth.logout")).data["all_sessions"]) == (
+        "api_key",
+        True,
+    )
+    _, other_headers = await signed_in(client)
+    fresh = {"Authorization": f"Bearer {(await login(client, admin['email']))['access_token']}"}
+    mine = (await client.get("/api/v1/users/me/security-events?limit=200", headers=fresh)).json()["items"]
+    by_the_key = [e for e in mine if e["actor_id"] == key["id"]]
+    assert [e["action"] for e in by_the_key] == ["auth.logout", "auth.logout"]
+    theirs = (await client.get("/api/v1/users/me/security-events?limit=200", headers=other_headers)).json()[
+        "items"
+    ]
+    assert all(e["actor_id"] != key["id"] for e in theirs)

@@ -267,7 +267,7 @@ async def logout(
     principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
 ) -> None:
     """Revoke the current session: its access and refresh tokens stop working at once. Clears the cookies."""
-    await auth.logout(principal.user_id, principal.session_id)
+    await auth.logout(principal.user_id, principal.session_id, principal.actor)
     clear_auth_cookies(response, settings)
 
 
@@ -279,7 +279,7 @@ async def logout_all(
 
     With an API key, every session of the key's owner; the key itself keeps working.
     """
-    await auth.logout_all(principal.user_id)
+    await auth.logout_all(principal.user_id, principal.actor)
     clear_auth_cookies(response, settings)
 
 
@@ -310,7 +310,7 @@ async def list_sessions(
 )
 async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: AuthWorkflowDep) -> None:
     """Revoke one of the caller's sessions (sign that device out). Another user's session is 404."""
-    await auth.revoke_session(principal.user_id, session_id)
+    await auth.revoke_session(principal.user_id, session_id, principal.actor)
 
 
 @router.get("/me", responses=AUTH_ERRORS)

@@ -207,27 +207,36 @@ class AuthWorkflow:
                 )
                 log.warning("refresh_reused", session_id=str(login.id))
 
-    async def logout(self, user_id: uuid.UUID, session_id: uuid.UUID | None) -> None:
+    async def logout(
+        self, user_id: uuid.UUID, session_id: uuid.UUID | None, actor: Actor | None = None
+    ) -> None:
+        """End the caller's session. `actor`: the API key that called, if one did (it has no session:
+        the event then names the account)."""
         if session_id is not None:
             await self._sessions.revoke(session_id)
+            target: tuple[str, uuid.UUID] = ("session", session_id)
+        else:
+            target = ("user", user_id)
         await self._audit.record(
-            "auth.logout", actor=Actor.user(user_id), target_type="session", target_id=session_id
+            "auth.logout", actor=actor or Actor.user(user_id), target_type=target[0], target_id=target[1]
         )
 
-    async def logout_all(self, user_id: uuid.UUID) -> None:
+    async def logout_all(self, user_id: uuid.UUID, actor: Actor | None = None) -> None:
         count = await self._sessions.revoke_all(user_id)
         await self._audit.record(
             "auth.logout",
-            actor=Actor.user(user_id),
+            actor=actor or Actor.user(user_id),
             target_type="user",
             target_id=user_id,
             data={"all_sessions": True, "revoked": count},
         )
 
-    async def revoke_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+    async def revoke_session(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, actor: Actor | None = None
+    ) -> None:
         await self._sessions.revoke_own(user_id, session_id)
         await self._audit.record(
-            "session.revoked", actor=Actor.user(user_id), target_type="session", target_id=session_id
+            "session.revoked", actor=actor or Actor.user(user_id), target_type="session", target_id=session_id
         )
 
     async def list_sessions(self, user_id: uuid.UUID) -> list[LoginSession]:

@@ -105,8 +105,9 @@ class PhoneVerificationService:
             wait = (oldest + DAY - now).total_seconds() if oldest is not None else DAY.total_seconds()
             raise RateLimitedError(math.ceil(wait), "Daily limit of verification codes reached")
 
-    async def confirm(self, user: User, phone: str, code: str) -> User:
-        """Check a code; five wrong tries (counted even though the request fails) end the code."""
+    async def confirm(self, user: User, phone: str, code: str, actor: Actor | None = None) -> User:
+        """Check a code; five wrong tries (counted even though the request fails) end the code.
+        `actor`: the API key that called, if one did (the user by default)."""
         user_id = user.id
         now = utcnow()
         row = await self._db.scalar(
@@ -132,7 +133,7 @@ class PhoneVerificationService:
             raise CodeInvalidError()
         if not hmac.compare_digest(expected, self._code_hash(row_id, code)):
             raise CodeInvalidError()
-        return await self._apply(user_id, row_id, phone)
+        return await self._apply(user_id, row_id, phone, actor or Actor.user(user_id))
 
     async def _take_attempt(self, row_id: uuid.UUID, now: datetime) -> bool:
         async with self._factory() as own, own.begin():
@@ -149,7 +150,7 @@ class PhoneVerificationService:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    async def _apply(self, user_id: uuid.UUID, row_id: uuid.UUID, phone: str) -> User:
+    async def _apply(self, user_id: uuid.UUID, row_id: uuid.UUID, phone: str, actor: Actor) -> User:
         used = await self._db.execute(
             update(PhoneVerification)
             .where(PhoneVerification.id == row_id, PhoneVerification.used_at.is_(None))
@@ -169,7 +170,7 @@ class PhoneVerificationService:
             raise PhoneTakenError() from exc
         await AuditLog(self._db).record(
             "phone.verified",
-            actor=Actor.user(user_id),
+            actor=actor,
             target_type="user",
             target_id=user_id,
             data={"phone": phone},

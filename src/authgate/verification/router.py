@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
-from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, UserSession
+from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, CurrentUser, UserSession
 from authgate.errors import (
     InvalidInputError,
     PermissionDeniedError,
@@ -95,10 +95,10 @@ async def request_phone_verification(
     responses=problem_schema(*AUTH_PROBLEMS, CodeInvalidError, PhoneTakenError, *LIMITED),
 )
 async def confirm_phone_verification(
-    body: PhoneVerificationConfirm, user: CallerUser, phones: PhoneVerificationDep
+    body: PhoneVerificationConfirm, principal: CurrentUser, user: CallerUser, phones: PhoneVerificationDep
 ) -> UserRead:
     """Confirm the code: the number becomes the verified phone. Wrong codes are 400 `code_invalid`."""
-    return UserRead.model_validate(await phones.confirm(user, body.phone, body.code))
+    return UserRead.model_validate(await phones.confirm(user, body.phone, body.code, principal.actor))
 
 
 @router.post(
