@@ -142,8 +142,9 @@ async def test_json_where_a_form_is_expected_is_refused(client: AsyncClient) -> 
         "/api/v1/auth/token", json={"grant_type": "password", "username": "a", "password": "b"}
     )
     assert token.status_code == 400 and token.json()["error"] == "invalid_request"  # RFC 6749 there
+    assert token.json()["error_description"].endswith("x-www-form-urlencoded")
     console = await client.post("/ui/login", json={"identifier": "a", "password": "b"})
-    assert_problem(console, 415, "unsupported_media_type")
+    assert assert_problem(console, 415, "unsupported_media_type")["detail"].endswith("x-www-form-urlencoded")
 
 
 NUL_REQUESTS = [

@@ -103,10 +103,10 @@ def _nul_character(path: str, where: str) -> _Refusal:
 
 
 def _expected_media_type(path: str) -> str:
-    if path in _FORM_PATHS:
-        return "application/x-www-form-urlencoded"
     if path.endswith("/avatar"):
         return "multipart/form-data"
+    if path in _FORM_PATHS or path.startswith(_CONSOLE_PREFIX):
+        return "application/x-www-form-urlencoded"
     return "application/json"
 
 
