@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.audit.models import AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
@@ -86,6 +86,40 @@ async def test_reset_sets_the_password_revokes_every_session_and_works_once(
 
     again = await client.post(RESET, json={"token": token, "new_password": "yet another passphrase 7"})
     assert_problem(again, 400, "token_invalid")
+
+
+async def test_a_reset_link_to_an_address_changed_while_it_hashes_is_refused(
+    app: FastAPI,
+    client: AsyncClient,
+    courier: Dispatcher,
+    mailbox: Mailbox,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The link is bound to the address: checked before the hash and again, under the row lock, after."""
+    user = await register(client)
+    token = await _reset_token(client, courier, mailbox, user["email"])
+    passwords = app.state.passwords
+    hash_new = passwords.hash_new
+
+    async def while_an_admin_changes_the_address(*args: object, **kwargs: object) -> str:
+        passwords.hash_new = hash_new
+        async with sessionmaker() as s, s.begin():
+            moved = unique_email("moved")
+            await s.execute(
+                update(User)
+                .where(User.id == uuid.UUID(user["id"]))
+                .values(email=moved, email_normalized=moved)
+            )
+        return await hash_new(*args, **kwargs)  # type: ignore[arg-type]
+
+    passwords.hash_new = while_an_admin_changes_the_address
+    response = await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD})
+    assert_problem(response, 400, "token_invalid")
+    db.expire_all()
+    stored = await db.scalar(select(User.password_hash).where(User.id == uuid.UUID(user["id"])))
+    assert (await passwords.verify(PASSWORD, stored))[0]  # the old password still holds
+    assert await _actions(db, "password.reset") == []
 
 
 async def test_a_rejected_new_password_does_not_use_up_the_token(

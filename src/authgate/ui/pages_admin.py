@@ -46,7 +46,7 @@ from authgate.ui.pages_common import (
 from authgate.users.admin_service import UserAdminService, UserFilters
 from authgate.users.dependencies import UserAdminServiceDep
 from authgate.users.repository import normalize_email
-from authgate.users.schemas import UserRead, UserUpdateAdmin
+from authgate.users.schemas import UserEmailChange, UserRead, UserUpdateAdmin
 
 router = APIRouter(prefix="/ui/admin", include_in_schema=False)
 
@@ -167,7 +167,8 @@ async def update_user(
     admin: UserAdminServiceDep,
     roles: RoleServiceDep,
 ) -> Response:
-    """Change email, username, full name, phone, active and verified (`UserAdminService.update`).
+    """Change username, full name, phone, active and verified (`UserAdminService.update`), and the
+    email address (`change_email`), in one transaction.
 
     A new email address starts unverified: the box, ticked for the old address, is not carried over.
     """
@@ -175,22 +176,23 @@ async def update_user(
     fields = ("email", "username", "full_name", "phone")
     values: dict[str, Any] = {name: text_field(form, name) for name in fields}
     values |= {flag: text_field(form, flag) == "true" for flag in ("is_active", "email_verified")}
-    kept = {
-        name: value
-        for name in ("email", "username")  # empty: kept; neither can be removed
-        if (value := optional_field(form, name)) is not None
-    }
+    email, username = optional_field(form, "email"), optional_field(form, "username")  # empty: kept
+    held = console.signed_in.permissions
     try:
         current = await admin.get(target)
-        new_email = "email" in kept and normalize_email(kept["email"]) != current.email_normalized
+        new_email = email is not None and normalize_email(email) != current.email_normalized
         body = UserUpdateAdmin(
             full_name=optional_field(form, "full_name"),
             phone=optional_field(form, "phone"),
             is_active=values["is_active"],
-            **kept,
+            **({"username": username} if username is not None else {}),
             **({} if new_email else {"email_verified": values["email_verified"]}),
         )
-        await admin.update(target, body, actor=actor_of(console), held=console.signed_in.permissions)
+        respelled = email is not None and email.strip() != current.email
+        change = UserEmailChange(email=email) if new_email or respelled else None
+        await admin.update(target, body, actor=actor_of(console), held=held)
+        if change is not None:
+            await admin.change_email(target, change, actor=actor_of(console), held=held)
     except ValidationError as exc:
         errors = errors_from_validation(exc)
     except AuthgateError as exc:

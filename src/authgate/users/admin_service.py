@@ -37,7 +37,7 @@ from authgate.sessions.models import LoginSession
 from authgate.users.errors import EmailTakenError, LastAdminError
 from authgate.users.models import User, fold_name
 from authgate.users.repository import UserRepository, normalize_email
-from authgate.users.schemas import UserCreateAdmin, UserUpdateAdmin
+from authgate.users.schemas import UserCreateAdmin, UserEmailChange, UserUpdateAdmin
 from authgate.users.service import UserService, confirm_password
 from authgate.verification.notifications import SecurityNotifier
 
@@ -174,11 +174,25 @@ class UserAdminService:
         self, user_id: uuid.UUID, data: UserUpdateAdmin, *, actor: Actor, held: frozenset[str]
     ) -> User:
         deactivating = data.is_active is False
-        user = await self.get(user_id, lock=deactivating)
+        user = await self.get(user_id, lock=deactivating)  # the last-admin count reads the others
         self._check_manageable(user, held)
         if deactivating:
             await self._keep_an_admin(user)
         changes = data.model_dump(exclude_unset=True)
+        return await self._accounts.apply_changes(user, changes, actor=actor, by_admin=True)
+
+    async def change_email(
+        self, user_id: uuid.UUID, data: UserEmailChange, *, actor: Actor, held: frozenset[str]
+    ) -> User:
+        """Give an account a new email address (409 `email_taken` while any account holds it). It
+        starts unverified unless `email_verified` vouches for it; links sent to the old address stop
+        working, and the old address, if verified, is alerted (`email_changed`).
+
+        Under the row lock: verification and reset links are checked against the address under it.
+        """
+        user = await self.get(user_id, lock=True)
+        self._check_manageable(user, held)
+        changes = data.model_dump(exclude_unset=True)  # a new address starts unverified unless vouched for
         return await self._accounts.apply_changes(user, changes, actor=actor, by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> None:

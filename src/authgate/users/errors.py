@@ -11,7 +11,7 @@ class UsernameTakenError(AuthgateError):
 
 class LastAdminError(AuthgateError):
     """Deactivating, deleting or demoting the only active administrator would leave nobody to
-    manage the service (short of `authgate create-admin` on the server)."""
+    manage the service."""
 
     status, code, title = 409, "last_admin", "The last active administrator cannot be removed"
 

@@ -29,7 +29,14 @@ from authgate.schemas import Page, Timestamp
 from authgate.users.admin_service import UserFilters
 from authgate.users.dependencies import UserAdminServiceDep, UserServiceDep
 from authgate.users.errors import EmailTakenError, LastAdminError, PhoneTakenError, UsernameTakenError
-from authgate.users.schemas import UserCreateAdmin, UserDeleteMe, UserRead, UserUpdateAdmin, UserUpdateMe
+from authgate.users.schemas import (
+    UserCreateAdmin,
+    UserDeleteMe,
+    UserEmailChange,
+    UserRead,
+    UserUpdateAdmin,
+    UserUpdateMe,
+)
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -132,7 +139,6 @@ async def read_user(user_id: uuid.UUID, principal: CurrentUser, admin: UserAdmin
         *AUTH_PROBLEMS,
         PermissionDeniedError,
         NotFoundError,
-        EmailTakenError,
         UsernameTakenError,
         PhoneTakenError,
         LastAdminError,
@@ -141,13 +147,27 @@ async def read_user(user_id: uuid.UUID, principal: CurrentUser, admin: UserAdmin
 async def update_user(
     user_id: uuid.UUID, body: UserUpdateAdmin, principal: UsersWriteDep, admin: UserAdminServiceDep
 ) -> UserRead:
-    """Change a user's `email, username, full_name, phone, is_active, email_verified`. Needs
-    `users:write`, and every permission the user holds. Deactivation (`is_active: false`) takes
-    effect on the next request. A new email address starts unverified unless `email_verified: true`
-    comes with it; the previous address is emailed (`email_changed`), and verification or reset
-    links sent to it stop working. Deactivating the only active holder of the `admin` role is 409
-    `last_admin`."""
+    """Change a user's `username, full_name, phone, is_active, email_verified`. Needs `users:write`,
+    and every permission the user holds. Deactivation (`is_active: false`) takes effect on the next
+    request; deactivating the only active holder of the `admin` role is 409 `last_admin`. The email
+    address changes through `PUT /api/v1/users/{user_id}/email`."""
     user = await admin.update(user_id, body, actor=principal.actor, held=principal.permissions)
+    return UserRead.model_validate(user)
+
+
+@router.put(
+    "/{user_id}/email",
+    responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
+)
+async def change_user_email(
+    user_id: uuid.UUID, body: UserEmailChange, principal: UsersWriteDep, admin: UserAdminServiceDep
+) -> UserRead:
+    """Give a user a new email address. Needs `users:write`, and every permission the user holds;
+    409 `email_taken` while any account holds it (a deleted one too, until the purge). The new
+    address starts unverified unless `email_verified: true` comes with it; verification and reset
+    links sent to the old one stop working, and the old one, if it was verified, is emailed
+    (`email_changed`). A new spelling of the same address (its case) keeps the verified state."""
+    user = await admin.change_email(user_id, body, actor=principal.actor, held=principal.permissions)
     return UserRead.model_validate(user)
 
 

@@ -54,17 +54,24 @@ class UserCreateAdmin(APIModel):
 
 
 class UserUpdateAdmin(APIModel):
-    """Fields an admin may change. A new email address starts unverified (unless `email_verified`
-    is given too), and the previous address is told of the change."""
+    """The fields SPEC §12 lets an admin change (the email address has its own operation)."""
 
-    email: Email | None = None
     username: Username | None = None
     full_name: Name | None = None
     phone: Phone | None = None
     is_active: Flag | None = None
     email_verified: Flag | None = None
 
-    _not_null = refuse_null("email", "username", "is_active", "email_verified")  # changed, not removed
+    _not_null = refuse_null("username", "is_active", "email_verified")  # changed, not removed
+
+
+class UserEmailChange(APIModel):
+    """A new email address for an account; it starts unverified unless the admin vouches for it."""
+
+    email: Email
+    email_verified: Flag | None = None  # absent: false for a new address, unchanged for a new spelling
+
+    _not_null = refuse_null("email_verified")
 
 
 class UserDeleteMe(APIModel):

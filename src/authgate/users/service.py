@@ -126,8 +126,10 @@ class UserService:
             other = await self._users.get_by_email(str(changes["email"]))
             if other is not None and other.id != user.id:
                 raise EmailTakenError()
-            previous_email = user.email
-            changes.setdefault("email_verified", False)  # links sent to the old address stop working
+            # Told of the change only if it was proven the owner's: an unverified one may be a typo,
+            # a stranger's address that must not learn the new one.
+            previous_email = user.email if user.email_verified else None
+            changes.setdefault("email_verified", False)  # the new address is not proven yet
         if "username" in changes and changes["username"] != user.username:
             other = await self._users.get_by_username(str(changes["username"]))
             if other is not None and other.id != user.id:

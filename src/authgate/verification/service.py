@@ -114,9 +114,10 @@ class EmailVerificationService:
         )
 
     async def confirm(self, raw: str) -> User:
-        """Verify the address the token was sent to; a token for a since-changed address is invalid."""
+        """Verify the address the token was sent to; a token for a since-changed address is invalid
+        (read under the row lock, so an address change beside it runs before or after, whole)."""
         row = await self._tokens.find(raw)
-        user = await self._users.get(row.user_id) if row.user_id else None
+        user = await self._users.get(row.user_id, lock=True) if row.user_id else None
         if user is None or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
         await self._tokens.consume(row)
@@ -208,6 +209,11 @@ class PasswordService:
             new_password, user_inputs=[user.email, user.username], field="new_password"
         )
         await self._tokens.consume(row)
+        # Checked again under the row lock: while the hash ran, an admin may have changed the
+        # address the link was sent to, or deactivated the account.
+        user = await self._users.get(user.id, lock=True)
+        if user is None or not user.is_active or user.email_normalized != row.email:
+            raise SingleUseTokenInvalidError()
         await self._tokens.revoke_all(user.id)  # older reset links die with this one
         user.password_hash = digest
         revoked = await self._sessions.revoke_all(user.id)
