@@ -56,7 +56,8 @@ def serve(
         migrations.upgrade(settings.database_url)
     if settings.env != "production":  # production creates its admin explicitly: `authgate create-admin`
         asyncio.run(_bootstrap_admin(settings, quiet=True))
-    bound = f"http://{settings.host}:{settings.port}"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    bound = f"http://{host}:{settings.port}"
     typer.echo(f"authgate serving on {bound} (API docs at {bound}/docs)")
     if settings.public_url.rstrip("/") != bound:
         typer.echo(f"public address (token issuer, links in messages): {settings.public_url}")

@@ -130,8 +130,9 @@ def assert_oauth_later(response: Response, status: int) -> None:
     """`/auth/token` speaks RFC 6749 also when it must refuse for now: `temporarily_unavailable`."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "error_description"} and body["error"] == "temporarily_unavailable"
+    body = response.json()  # with the problem `code` of every other endpoint, as an extra member
+    assert set(body) == {"error", "error_description", "code"} and body["error"] == "temporarily_unavailable"
+    assert body["code"] == ("rate_limited" if status == 429 else "service_busy")
     assert int(response.headers["retry-after"]) >= 1
     assert response.headers["cache-control"] == "no-store"
 

@@ -1,5 +1,5 @@
-from authgate.errors import AuthgateError
+from authgate.errors import NotFoundError
 
 
-class ApiKeyNotFoundError(AuthgateError):
-    status, code, title = 404, "not_found", "API key not found"
+class ApiKeyNotFoundError(NotFoundError):
+    title = "API key not found"

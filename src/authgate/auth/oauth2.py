@@ -30,13 +30,15 @@ def oauth_error_body(error: str, description: str) -> bytes:
 
 
 def oauth_error(
-    error: str, description: str, status_code: int = 400, headers: dict[str, str] | None = None
+    error: str,
+    description: str,
+    status_code: int = 400,
+    headers: dict[str, str] | None = None,
+    **members: str,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "error_description": description},
-        status_code,
-        headers={**NO_STORE, **(headers or {})},
-    )
+    """An RFC 6749 §5.2 error; `members` are extra ones (RFC 6749 lets a response carry more)."""
+    body = {"error": error, "error_description": description, **members}
+    return JSONResponse(body, status_code, headers={**NO_STORE, **(headers or {})})
 
 
 def _described(exc: RequestValidationError) -> str:
@@ -84,7 +86,9 @@ class OAuth2TokenRoute(APIRoute):
                 # Raised, not returned, so the request's transaction rolls back (a refresh rotated
                 # before the per-session limit ran out stays unrotated).
                 detail = exc.detail or exc.title
-                later = oauth_error("temporarily_unavailable", detail, exc.status, exc.response_headers())
+                later = oauth_error(
+                    "temporarily_unavailable", detail, exc.status, exc.response_headers(), code=exc.code
+                )
                 raise OAuth2Refusal(later) from exc
 
         return route

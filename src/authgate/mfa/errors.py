@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from authgate.errors import AuthgateError
+from authgate.errors import AuthgateError, ConflictError
 
 
 class MfaInvalidError(AuthgateError):
@@ -15,5 +15,5 @@ class MfaRequiredError(AuthgateError):
     status, code, title = 400, "mfa_required", "Multi-factor authentication required"
 
 
-class MfaStateError(AuthgateError):
-    status, code, title = 409, "conflict", "MFA is not in the state this needs"
+class MfaStateError(ConflictError):
+    title = "MFA is not in the state this needs"

@@ -1,5 +1,5 @@
-from authgate.errors import AuthgateError
+from authgate.errors import NotFoundError
 
 
-class RoleNotFoundError(AuthgateError):
-    status, code, title = 404, "not_found", "Role not found"
+class RoleNotFoundError(NotFoundError):
+    title = "Role not found"
