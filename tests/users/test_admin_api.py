@@ -314,6 +314,13 @@ async def test_admin_email_change_can_keep_verified_and_a_case_change_is_no_new_
     assert response.json()["email"] == new.upper().replace("EXAMPLE.COM", "example.com")
     assert response.json()["email_verified"] is True  # the same address, written otherwise
     assert await _outbox_to(db, new, "email_changed") == []
+    recorded = len(await _events(db, "user.updated", target["id"]))
+    stored = response.json()["email"]
+    same = await client.put(f"/api/v1/users/{target['id']}/email", json={"email": stored}, headers=headers)
+    assert same.status_code == 200
+    assert (
+        len(await _events(db, "user.updated", target["id"])) == recorded
+    )  # nothing changed, nothing recorded
 
 
 async def test_admin_email_change_to_a_taken_address_is_409_and_changes_nothing(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate.audit.models import AuditEvent
 from authgate.auth.dependencies import Principal, get_principal
@@ -226,3 +226,37 @@ async def test_api_keys_cannot_change_passwords(app: FastAPI, client: AsyncClien
     finally:
         app.dependency_overrides.pop(get_principal)
     assert_problem(response, 403, "permission_denied")
+
+
+async def test_a_reset_beside_a_password_change_or_another_reset_never_deadlocks(
+    live_client: AsyncClient, live_engine: AsyncEngine
+) -> None:
+    """Reset and change both lock the account's row before the reset tokens (PostgreSQL would
+    otherwise detect a deadlock and one request would end in a 500)."""
+    import asyncio
+
+    for round_ in range(4):
+        email = unique_email(f"reset-race{round_}")
+        _, headers = await signed_in(live_client, email=email)
+        live_client.cookies.clear()
+        tokens = []
+        for _ in range(2):
+            assert (await live_client.post(FORGOT, json={"email": email})).status_code == 202
+        async with live_engine.connect() as conn:
+            links = await conn.scalars(
+                select(OutboxMessage.context).where(
+                    OutboxMessage.recipient == email, OutboxMessage.template == "password_reset"
+                )
+            )
+            tokens = [str(context["link"]).rsplit("token=", 1)[1] for context in links]
+        answers = await asyncio.gather(
+            *(live_client.post(RESET, json={"token": t, "new_password": NEW_PASSWORD}) for t in tokens),
+            live_client.post(
+                CHANGE,
+                json={"current_password": PASSWORD, "new_password": "another passphrase 99"},
+                headers=headers,
+            ),
+        )
+        assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
+        resets = sorted(a.status_code for a in answers[:-1])
+        assert resets in ([204, 400], [400, 400]), [a.text for a in answers]  # one link at most wins

@@ -9,7 +9,6 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from authgate.api_keys.models import ApiKey
 from authgate.audit.models import AuditEvent
 from authgate.pagination import PageParams, fetch_page
 
@@ -48,14 +47,12 @@ class AuditRepository:
     async def security_page(
         self, user_id: uuid.UUID, params: PageParams
     ) -> tuple[list[AuditEvent], str | None]:
-        """The user's own security history: events they or their API keys caused, or that name
-        their account as the target."""
+        """The user's own security history: events they caused, or that name their account as the
+        target (what their API keys may do of this kind, signing out, names the account)."""
         uid = str(user_id)
-        keys = await self._db.scalars(select(ApiKey.id).where(ApiKey.user_id == user_id))
         stmt = select(AuditEvent).where(
             or_(
                 and_(AuditEvent.actor_type == "user", AuditEvent.actor_id == uid),
-                and_(AuditEvent.actor_type == "api_key", AuditEvent.actor_id.in_([str(k) for k in keys])),
                 and_(AuditEvent.target_type == "user", AuditEvent.target_id == uid),
             ),
             or_(*(AuditEvent.action.startswith(p, autoescape=True) for p in SECURITY_ACTION_PREFIXES)),

@@ -155,8 +155,12 @@ oauth2_router = APIRouter(route_class=OAuth2TokenRoute)
         400: {
             "description": "RFC 6749 error: `invalid_request`, `invalid_grant` or `unsupported_grant_type`"
         },
-        429: {"description": "RFC 6749 form, `temporarily_unavailable`: a rate limit or the sign-in wait"},
-        503: {"description": "RFC 6749 form, `temporarily_unavailable`: the password hashing queue is full"},
+        429: {
+            "description": "RFC 6749 form, `temporarily_unavailable` (`code`: `rate_limited`): a rate limit or the sign-in wait"
+        },
+        503: {
+            "description": "RFC 6749 form, `temporarily_unavailable` (`code`: `service_busy`): the hashing queue is full"
+        },
     },
 )
 async def oauth2_token(
@@ -174,7 +178,8 @@ async def oauth2_token(
     Errors use the RFC 6749 shape (`{"error": "invalid_grant"}`), not problem+json, whatever is
     wrong: a parameter sent twice or out of bounds, a wrong content type or a NUL character is
     `invalid_request`; a rate limit, the brute-force wait or a full hashing queue is 429 or 503
-    `temporarily_unavailable` with `Retry-After`. This is the endpoint the Swagger UI "Authorize"
+    `temporarily_unavailable` with `Retry-After` (and the problem `code` other endpoints give, as an
+    extra member). This is the endpoint the Swagger UI "Authorize"
     button signs in with.
     """
     try:

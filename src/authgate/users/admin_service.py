@@ -193,6 +193,8 @@ class UserAdminService:
         user = await self.get(user_id, lock=True)
         self._check_manageable(user, held)
         changes = data.model_dump(exclude_unset=True)  # a new address starts unverified unless vouched for
+        if changes["email"] == user.email:
+            del changes["email"]  # written as it is stored: nothing to change, nothing to record
         return await self._accounts.apply_changes(user, changes, actor=actor, by_admin=True)
 
     async def delete(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> None:

@@ -208,12 +208,13 @@ class PasswordService:
         digest = await self._passwords.hash_new(
             new_password, user_inputs=[user.email, user.username], field="new_password"
         )
-        await self._tokens.consume(row)
-        # Checked again under the row lock: while the hash ran, an admin may have changed the
-        # address the link was sent to, or deactivated the account.
+        # Checked again under the account's row lock: while the hash ran, an admin may have changed
+        # the address the link was sent to, or deactivated the account. The row first, then the
+        # tokens, in the order a password change takes them (the other order deadlocks).
         user = await self._users.get(user.id, lock=True)
         if user is None or not user.is_active or user.email_normalized != row.email:
             raise SingleUseTokenInvalidError()
+        await self._tokens.consume(row)
         await self._tokens.revoke_all(user.id)  # older reset links die with this one
         user.password_hash = digest
         revoked = await self._sessions.revoke_all(user.id)
