@@ -213,6 +213,15 @@ def test_serve_names_the_address_it_binds_and_the_public_one_apart(
     assert "public address (token issuer, links in messages): https://id.example.com" in result.output
 
 
+def test_serve_brackets_an_ipv6_address_in_its_banner(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: None)
+    for name in ("AUTHGATE_HOST", "AUTHGATE_PORT"):
+        monkeypatch.setenv(name, "")
+    result = runner.invoke(app, ["serve", "--host", "::1", "--port", "8124"])
+    assert result.exit_code == 0, result.output
+    assert "authgate serving on http://[::1]:8124 (API docs at http://[::1]:8124/docs)" in result.output
+
+
 def test_the_event_loop_follows_the_database_unless_chosen() -> None:
     from tests.conftest import make_settings
 

@@ -238,3 +238,21 @@ async def test_a_rejected_phone_change_sends_no_alert(
     bad = await client.patch("/api/v1/users/me", headers=headers, json={"phone": "not a number"})
     assert_problem(bad, 422, "validation_error")
     assert len(await _phone_alerts(db, user["email"])) == 1
+
+
+async def test_a_number_verified_through_an_api_key_is_on_record_as_the_key(
+    client: AsyncClient, courier: Dispatcher, db: AsyncSession
+) -> None:
+    from tests.rbac import issue_key
+
+    user, headers = await signed_in(client)
+    key = await issue_key(client, headers)
+    by_key = {"X-API-Key": key["key"]}
+    assert (await client.post(REQUEST, headers=by_key, json={"phone": PHONE})).status_code == 202
+    code = await _latest_code(client, courier, PHONE)
+    assert (
+        await client.post(CONFIRM, headers=by_key, json={"phone": PHONE, "code": code})
+    ).status_code == 200
+    event = await db.scalar(select(AuditEvent).where(AuditEvent.action == "phone.verified"))
+    assert event is not None
+    assert (event.actor_type, event.actor_id, event.target_id) == ("api_key", key["id"], user["id"])
