@@ -210,17 +210,19 @@ def _message(error: Any) -> str:
     return str(error["msg"])
 
 
+def _invalid(
+    request: Request, errors: list[dict[str, Any]], detail: str = "The request is not valid"
+) -> JSONResponse:
+    """The 422 `validation_error` problem, with its `errors` list."""
+    return problem_response(
+        request, status=422, code="validation_error", title="Validation error", detail=detail, errors=errors
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
     errors = [{"loc": _json_safe(e["loc"]), "msg": _message(e), "type": e["type"]} for e in exc.errors()]
-    return problem_response(
-        request,
-        status=422,
-        code="validation_error",
-        title="Validation error",
-        detail="The request is not valid",
-        errors=errors,
-    )
+    return _invalid(request, errors)
 
 
 _HTTP_CODES = {
@@ -263,14 +265,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             if isinstance(exc.__cause__, UnicodeDecodeError)
             else "nested too deeply"
         )
-        return problem_response(
-            request,
-            status=422,
-            code="validation_error",
-            title="Validation error",
-            detail="The request is not valid",
-            errors=[{"loc": ["body"], "msg": message, "type": "json_invalid"}],
-        )
+        return _invalid(request, [{"loc": ["body"], "msg": message, "type": "json_invalid"}])
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     headers = dict(exc.headers) if exc.headers else {}
@@ -299,16 +294,8 @@ _BAD_TEXT_SQLSTATES = frozenset({"22021", "22P05"})  # character_not_in_repertoi
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)  # noqa: S101 - registered for this class only
     if getattr(exc.orig, "sqlstate", None) in _BAD_TEXT_SQLSTATES:
-        return problem_response(
-            request,
-            status=422,
-            code="validation_error",
-            title="Validation error",
-            detail="Text contains characters that cannot be stored",
-            errors=[
-                {"loc": ["body"], "msg": "contains characters that cannot be stored", "type": "bad_text"}
-            ],
-        )
+        unstorable = {"loc": ["body"], "msg": "contains characters that cannot be stored", "type": "bad_text"}
+        return _invalid(request, [unstorable], "Text contains characters that cannot be stored")
     return await _unhandled_error(request, exc)
 
 
