@@ -86,12 +86,12 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 async def fetch_page(
     session: AsyncSession,
-    stmt: Select[Any],
+    stmt: Select[T],
     key: InstrumentedAttribute[uuid.UUID],
     params: PageParams,
     *,
     descending: bool = True,
-) -> tuple[list[Any], str | None]:
+) -> tuple[list[T], str | None]:
     """Run `stmt` for one page ordered by `key` (newest first by default); returns rows and the next cursor."""
     if params.after is not None:
         stmt = stmt.where(key < params.after if descending else key > params.after)
