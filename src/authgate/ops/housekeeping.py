@@ -34,7 +34,7 @@ from authgate.audit.service import Actor, AuditLog
 from authgate.config import RetentionSettings, Settings
 from authgate.db import utcnow, write_intent
 from authgate.mfa.models import MfaChallenge
-from authgate.outbox.models import OutboxMessage
+from authgate.outbox.models import MessageStatus, OutboxMessage
 from authgate.profiles.models import UserProfile
 from authgate.profiles.service import avatar_storage
 from authgate.ratelimit.models import LoginThrottle
@@ -47,7 +47,7 @@ from authgate.workspaces.models import Workspace, WorkspaceInvitation
 log = structlog.get_logger("authgate.housekeeping")
 BATCH = 500
 ACCOUNT_BATCH = 50  # each erased account appends an audit event, which waits for the chain's head
-FINISHED_MESSAGES = ("sent", "dead", "suppressed")
+FINISHED_MESSAGES: tuple[MessageStatus, ...] = ("sent", "dead", "suppressed")
 
 Where = Callable[[datetime, datetime], ColumnElement[bool]]  # (cutoff, now) -> the rows to delete
 # (session, keys, where) -> (rows removed, storage names to delete once the transaction committed)

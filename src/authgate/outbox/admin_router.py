@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, Principal, require_permission
 from authgate.db import SessionDep
 from authgate.errors import PermissionDeniedError, problem_schema
+from authgate.outbox.models import MessageStatus
 from authgate.outbox.schemas import OutboxMessageRead
 from authgate.outbox.service import admin_page
 from authgate.pagination import PageParamsDep
@@ -17,7 +18,6 @@ from authgate.schemas import Page
 router = APIRouter(prefix="/api/v1/outbox-messages", tags=["outbox"])
 
 OutboxReader = Annotated[Principal, Depends(require_permission("outbox:read"))]
-Status = Literal["pending", "sending", "sent", "dead", "suppressed"]
 
 
 @router.get("", responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError))
@@ -25,7 +25,9 @@ async def list_outbox_messages(
     _: OutboxReader,
     session: SessionDep,
     params: PageParamsDep,
-    status: Annotated[Status | None, Query(description="Only messages in this state, e.g. `dead`")] = None,
+    status: Annotated[
+        MessageStatus | None, Query(description="Only messages in this state, e.g. `dead`")
+    ] = None,
 ) -> Page[OutboxMessageRead]:
     """Queued, sent and dead messages, newest first (`outbox:read`). Bodies are never shown here.
 

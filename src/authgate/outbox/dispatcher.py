@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from authgate.config import OutboxSettings, Settings
 from authgate.db import SqliteReadOnly, utcnow, write_intent
-from authgate.outbox.models import OutboxMessage
+from authgate.outbox.models import MessageStatus, OutboxMessage
 from authgate.outbox.rendering import TemplateError, render
 from authgate.outbox.service import COURIER_WAKEUP, refresh_outbox_gauge
 from authgate.outbox.transports import (
@@ -152,7 +152,7 @@ class Dispatcher:
                 mine.append(row)
         return mine
 
-    async def deliver(self, item: Claimed) -> str:
+    async def deliver(self, item: Claimed) -> MessageStatus:
         """Send one claimed message and record the outcome; returns the new status."""
         transport = self._transports.for_channel(item.message.channel)
         try:
@@ -166,7 +166,7 @@ class Dispatcher:
             return await self._retry_or_bury(item, f"{type(exc).__name__}: {exc}")
         return await self._finish(item, "sent", provider_id=provider_id)
 
-    async def _retry_or_bury(self, item: Claimed, error: str) -> str:
+    async def _retry_or_bury(self, item: Claimed, error: str) -> MessageStatus:
         if item.attempts >= self._config.max_attempts:
             return await self._finish(item, "dead", error=error)
         return await self._finish(
@@ -179,12 +179,12 @@ class Dispatcher:
     async def _finish(
         self,
         item: Claimed,
-        status: str,
+        status: MessageStatus,
         *,
         error: str | None = None,
         provider_id: str | None = None,
         next_attempt_at: datetime | None = None,
-    ) -> str:
+    ) -> MessageStatus:
         values: dict[str, object] = {
             "status": status,
             "claimed_at": None,

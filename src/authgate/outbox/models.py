@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.db import Base, new_id, utcnow
+
+Channel = Literal["email", "sms"]
+MessageStatus = Literal["pending", "sending", "sent", "dead", "suppressed"]
 
 
 class OutboxMessage(Base):
@@ -20,13 +23,13 @@ class OutboxMessage(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    channel: Mapped[str] = mapped_column(String(8))  # email | sms
+    channel: Mapped[Channel] = mapped_column(String(8))
     template: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320))
     locale: Mapped[str | None] = mapped_column(String(35))
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|sent|dead|suppressed
+    status: Mapped[MessageStatus] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]

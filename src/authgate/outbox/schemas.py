@@ -2,19 +2,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
 
+from authgate.outbox.models import Channel, MessageStatus
 from authgate.schemas import APIModel
 
 
 class InboxItem(APIModel):
     id: uuid.UUID
-    channel: Literal["email", "sms"]
+    channel: Channel
     to: str
     subject: str | None
     text: str | None
     html: str | None
-    status: str
+    status: MessageStatus
     created_at: datetime
 
 
@@ -27,10 +27,10 @@ class OutboxMessageRead(APIModel):
     """A queued message as administrators see it: delivery state, never the rendered body."""
 
     id: uuid.UUID
-    channel: str
+    channel: Channel
     template: str
     recipient: str
-    status: str
+    status: MessageStatus
     attempts: int
     last_error: str | None
     provider_message_id: str | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from sqlalchemy import event, func, select
@@ -11,13 +11,11 @@ from sqlalchemy.orm import Session
 
 from authgate.db import new_id
 from authgate.ops.metrics import OUTBOX_PENDING
-from authgate.outbox.models import OutboxMessage
+from authgate.outbox.models import Channel, MessageStatus, OutboxMessage
 from authgate.outbox.rendering import Rendered, TemplateError, render
 from authgate.pagination import PageParams, fetch_page
 
 log = structlog.get_logger("authgate.outbox")
-
-Channel = Literal["email", "sms"]
 
 
 class Outbox:
@@ -115,7 +113,7 @@ async def refresh_outbox_gauge(factory: async_sessionmaker[AsyncSession]) -> Non
 
 
 async def admin_page(
-    session: AsyncSession, params: PageParams, *, status: str | None
+    session: AsyncSession, params: PageParams, *, status: MessageStatus | None
 ) -> tuple[list[OutboxMessage], str | None]:
     """Messages for administrators, newest first, optionally of one status (`dead` ones to investigate)."""
     stmt = select(OutboxMessage)

@@ -20,7 +20,6 @@ from authgate.ui.console import (
 )
 from authgate.ui.pages_common import next_link, page_params, parse_id, undo
 from authgate.ui.pages_workspaces import (
-    ASSIGNABLE,
     AdminPage,
     MemberPage,
     Reader,
@@ -28,6 +27,7 @@ from authgate.ui.pages_workspaces import (
     workspace_template,
 )
 from authgate.workspaces.dependencies import WorkspaceServiceDep
+from authgate.workspaces.models import ASSIGNABLE_ROLES
 from authgate.workspaces.schemas import InvitationCreate
 from authgate.workspaces.service import WorkspaceService
 
@@ -85,8 +85,9 @@ async def change_member_role(
 ) -> Response:
     """Change a member's role (`WorkspaceService.change_role`: below your own, never to owner)."""
     target = parse_id(console, user_id, "Member not found")
-    role = text_field(form, "role")
-    if role not in ASSIGNABLE:
+    chosen = text_field(form, "role")
+    role = next((r for r in ASSIGNABLE_ROLES if r == chosen), None)
+    if role is None:
         error = InvalidInputError("Choose admin, member or viewer", ("body", "role"))
         return await _members(page, workspaces, errors=errors_from_domain(error))
     try:

@@ -33,6 +33,7 @@ from authgate.ui.console import (
 )
 from authgate.ui.pages_common import PageError, next_link, page_params, undo, with_notices
 from authgate.workspaces.dependencies import WorkspaceServiceDep, caller_of
+from authgate.workspaces.models import ASSIGNABLE_ROLES, AssignableRole, WorkspaceRole
 from authgate.workspaces.schemas import WorkspaceCreate, WorkspaceUpdate
 from authgate.workspaces.service import ROLE_RANK, WorkspaceAccess, WorkspaceService
 
@@ -49,7 +50,6 @@ NOTICES = {
     "ownership_moved": "Ownership was transferred. The previous owner is now an admin.",
     "joined": "Welcome! You joined the workspace.",
 }
-ASSIGNABLE = ("admin", "member", "viewer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +62,21 @@ class WorkspaceSnapshot:
     description: str
     owner_id: uuid.UUID
     created_at: datetime
-    role: str | None
+    role: WorkspaceRole | None
 
     @property
     def href(self) -> str:
         return f"/ui/workspaces/{self.slug}"
 
-    def at_least(self, role: str) -> bool:
+    def at_least(self, role: WorkspaceRole) -> bool:
         return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[role]
 
-    def assignable(self) -> list[str]:
+    def assignable(self) -> list[AssignableRole]:
         """Roles this caller may give (strictly below their own); display only."""
         mine = ROLE_RANK[self.role] if self.role else -1
-        return [r for r in ASSIGNABLE if ROLE_RANK[r] < mine]
+        return [r for r in ASSIGNABLE_ROLES if ROLE_RANK[r] < mine]
 
-    def manages(self, member_role: str) -> bool:
+    def manages(self, member_role: WorkspaceRole) -> bool:
         return self.at_least("admin") and ROLE_RANK[member_role] < ROLE_RANK[self.role or "viewer"]
 
 
@@ -92,7 +92,7 @@ def _snapshot(access: WorkspaceAccess) -> WorkspaceSnapshot:
     return WorkspaceSnapshot(w.id, w.slug, w.name, w.description, w.owner_id, w.created_at, access.role)
 
 
-def workspace_page(minimum: str, *, admin: bool = False) -> Callable[..., Awaitable[WorkspacePage]]:
+def workspace_page(minimum: WorkspaceRole, *, admin: bool = False) -> Callable[..., Awaitable[WorkspacePage]]:
     """Resolve `{ws}` for a page like the API's `workspace_access(minimum)`: 404 page, 403 page, or go."""
 
     async def dependency(ws: str, console: SignedInConsole, workspaces: WorkspaceServiceDep) -> WorkspacePage:

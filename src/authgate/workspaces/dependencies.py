@@ -10,6 +10,7 @@ from fastapi import Depends, Path
 from authgate.auth.dependencies import CurrentUser, Principal
 from authgate.db import SessionDep
 from authgate.deps import SettingsDep
+from authgate.workspaces.models import WorkspaceRole
 from authgate.workspaces.service import Caller, WorkspaceAccess, WorkspaceService
 
 
@@ -36,7 +37,9 @@ async def get_caller(principal: CurrentUser) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def workspace_access(minimum: str, *, admin: bool = False) -> Callable[..., Awaitable[WorkspaceAccess]]:
+def workspace_access(
+    minimum: WorkspaceRole, *, admin: bool = False
+) -> Callable[..., Awaitable[WorkspaceAccess]]:
     """A dependency admitting members with at least `minimum` (404 for non-members, 403 when too low).
 
     With `admin`, holders of `workspaces:admin` pass too, whatever their role in the workspace.

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authgate.db import Base, new_id, utcnow
 from authgate.users.models import User
+
+WorkspaceRole = Literal["owner", "admin", "member", "viewer"]
+AssignableRole = Literal["admin", "member", "viewer"]  # owner only moves by transfer
+InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
+ASSIGNABLE_ROLES: tuple[AssignableRole, ...] = ("admin", "member", "viewer")
 
 ROLE_CHECK = "role IN ('owner', 'admin', 'member', 'viewer')"
 
@@ -45,7 +51,7 @@ class WorkspaceMember(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[WorkspaceRole] = mapped_column(String(16))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User] = relationship(lazy="raise")
@@ -61,7 +67,7 @@ class WorkspaceInvitation(Base):
     )
     email: Mapped[str] = mapped_column(String(320))
     email_normalized: Mapped[str] = mapped_column(String(320), index=True)
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[AssignableRole] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the token; never the token
     invited_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("user_account.id", ondelete="SET NULL"),
@@ -76,7 +82,7 @@ class WorkspaceInvitation(Base):
     revoked_at: Mapped[datetime | None]
 
     @property
-    def status(self) -> str:
+    def status(self) -> InvitationStatus:
         if self.accepted_at is not None:
             return "accepted"
         if self.revoked_at is not None:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import joinedload
 from authgate.errors import ConflictError
 from authgate.users.models import User
 from authgate.workspaces.errors import AlreadyMemberError
-from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
+from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember, WorkspaceRole
 from authgate.workspaces.schemas import SLUG_MAX, is_uuid_like
 
 
@@ -86,7 +86,9 @@ class WorkspaceRepository:
     def every(self) -> Select[Workspace]:
         return select(Workspace).where(Workspace.deleted_at.is_(None))
 
-    async def roles_of(self, user_id: uuid.UUID, workspace_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    async def roles_of(
+        self, user_id: uuid.UUID, workspace_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, WorkspaceRole]:
         if not workspace_ids:
             return {}
         stmt = select(WorkspaceMember.workspace_id, WorkspaceMember.role).where(

@@ -5,15 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
 from authgate.schemas import APIModel, Email, Secret, refuse_null
-
-WorkspaceRole = Literal["owner", "admin", "member", "viewer"]
-AssignableRole = Literal["admin", "member", "viewer"]  # owner only moves by transfer
-InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
+from authgate.workspaces.models import AssignableRole, InvitationStatus, WorkspaceRole
 
 SLUG_RE = re.compile(r"^[a-z0-9](-?[a-z0-9])*$")
 SLUG_MIN, SLUG_MAX = 3, 48

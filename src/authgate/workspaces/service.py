@@ -34,7 +34,13 @@ from authgate.workspaces.errors import (
     LastOwnerError,
     SlugTakenError,
 )
-from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
+from authgate.workspaces.models import (
+    AssignableRole,
+    Workspace,
+    WorkspaceInvitation,
+    WorkspaceMember,
+    WorkspaceRole,
+)
 from authgate.workspaces.repository import WorkspaceRepository
 from authgate.workspaces.schemas import (
     SLUG_MAX,
@@ -45,7 +51,7 @@ from authgate.workspaces.schemas import (
     is_uuid_like,
 )
 
-ROLE_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
+ROLE_RANK: dict[WorkspaceRole, int] = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
 ADMIN_PERMISSION = "workspaces:admin"
 INVITATION_TTL = timedelta(days=7)
 SLUG_ATTEMPTS = 8
@@ -80,7 +86,7 @@ class WorkspaceAccess:
     """
 
     workspace: Workspace
-    role: str | None
+    role: WorkspaceRole | None
     caller: Caller
     by_permission: bool = False
 
@@ -88,7 +94,7 @@ class WorkspaceAccess:
 @dataclass(frozen=True, slots=True)
 class WorkspaceView:
     workspace: Workspace
-    role: str | None
+    role: WorkspaceRole | None
 
 
 class WorkspaceService:
@@ -101,7 +107,7 @@ class WorkspaceService:
     # --- access -------------------------------------------------------------------------------
 
     async def resolve(
-        self, ref: str, caller: Caller, *, minimum: str, admin: bool = False
+        self, ref: str, caller: Caller, *, minimum: WorkspaceRole, admin: bool = False
     ) -> WorkspaceAccess:
         """The workspace named by id or slug and the caller's role; 404 unless a member, 403 if too low.
 
@@ -229,7 +235,7 @@ class WorkspaceService:
         )
         return rows, cursor
 
-    async def _lock_as_member(self, access: WorkspaceAccess) -> str:
+    async def _lock_as_member(self, access: WorkspaceAccess) -> WorkspaceRole:
         """Lock the workspace, then re-read the caller's role in it.
 
         The role the route resolved may be stale by the time the lock is granted (a concurrent
@@ -241,7 +247,9 @@ class WorkspaceService:
             raise NotFoundError("Workspace not found")
         return me.role
 
-    async def _locked(self, access: WorkspaceAccess, user_id: uuid.UUID) -> tuple[str, WorkspaceMember]:
+    async def _locked(
+        self, access: WorkspaceAccess, user_id: uuid.UUID
+    ) -> tuple[WorkspaceRole, WorkspaceMember]:
         """Lock the workspace, then re-read the caller's role and the target member."""
         my_role = await self._lock_as_member(access)
         target = await self._repo.get_member(access.workspace.id, user_id, fresh=True)
@@ -249,7 +257,9 @@ class WorkspaceService:
             raise NotFoundError("Member not found")
         return my_role, target
 
-    async def change_role(self, access: WorkspaceAccess, user_id: uuid.UUID, role: str) -> WorkspaceMember:
+    async def change_role(
+        self, access: WorkspaceAccess, user_id: uuid.UUID, role: AssignableRole
+    ) -> WorkspaceMember:
         """Admins manage members below themselves only; nobody becomes owner except by transfer."""
         my_role, target = await self._locked(access, user_id)
         my_rank = ROLE_RANK[my_role]
