@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import aiosqlite
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy import Connection, DateTime, Engine, Executable, MetaData, Row, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -23,6 +24,8 @@ from sqlalchemy.util import await_only
 from uuid_utils.compat import uuid7
 
 from authgate.config import Settings
+
+log = structlog.get_logger("authgate.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -100,6 +103,21 @@ def write_intent() -> Iterator[None]:
         yield
     finally:
         _write_intent.reset(token)
+
+
+async def write_aside(
+    factory: async_sessionmaker[AsyncSession], stmt: Executable, *, failure: str, **context: str
+) -> None:
+    """Run one statement in a transaction of its own, queued with the writers; a failure is logged.
+
+    For activity stamps written after the response (from a GET too): never worth failing anything for.
+    """
+    try:
+        with write_intent():
+            async with factory() as db, db.begin():
+                await db.execute(stmt)
+    except Exception:
+        log.warning(failure, exc_info=True, **context)
 
 
 class SqliteConnection(aiosqlite.Connection):

@@ -19,10 +19,11 @@ from httpx import AsyncClient
 from sqlalchemy import delete, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from structlog.testing import capture_logs
 
 from authgate.auth.service import PostgresAccessReader, SqliteAccessReader
-from authgate.db import SqliteReadOnly, utcnow
+from authgate.db import SqliteReadOnly, utcnow, write_aside
 from authgate.roles.models import Role, user_role
 from authgate.sessions.models import LoginSession
 from authgate.sessions.service import ActivityStamps
@@ -171,6 +172,21 @@ async def test_a_busy_session_is_stamped_once_not_per_request(
         )
     assert stamped is not None
     assert stamped > old
+
+
+async def test_a_failed_activity_stamp_is_logged_and_swallowed(live_engine: AsyncEngine) -> None:
+    factory = async_sessionmaker(live_engine, expire_on_commit=False)
+    session_id = str(uuid.uuid4())
+    with capture_logs() as logs:
+        await write_aside(
+            factory, text("UPDATE no_such_table SET x = 1"), failure="stamp_failed", session_id=session_id
+        )
+    assert [(e["event"], e["log_level"], e["session_id"]) for e in logs] == [
+        ("stamp_failed", "warning", session_id)
+    ]
+    with capture_logs() as quiet:
+        await write_aside(factory, update(LoginSession).values(last_used_at=utcnow()), failure="stamp_failed")
+    assert quiet == []
 
 
 def test_activity_stamps_claim_one_stamp_per_row_and_interval() -> None:

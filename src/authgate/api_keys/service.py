@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,7 +14,7 @@ from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.models import ApiKey
 from authgate.api_keys.schemas import ApiKeyCreate
 from authgate.audit.service import Actor, AuditLog
-from authgate.db import utcnow, write_intent
+from authgate.db import utcnow, write_aside
 from authgate.errors import InvalidInputError, PermissionDeniedError
 from authgate.pagination import PageParams, fetch_page
 from authgate.roles.permissions import PERMISSIONS
@@ -23,26 +22,21 @@ from authgate.security.opaque import hash_token, new_token
 from authgate.sessions.service import LAST_USED_RESOLUTION
 from authgate.workspaces.repository import WorkspaceRepository
 
-log = structlog.get_logger("authgate.api_keys")
 KEY_PREFIX = "ag_"
 SECRET_BYTES = 32  # 256 bits
 
 
 async def touch_api_key(factory: async_sessionmaker[AsyncSession], key_id: uuid.UUID, at: datetime) -> None:
     """Stamp a key's last use (at most once a minute); best effort, after the response."""
-    try:
-        with write_intent():  # after a GET too: queue with the other writers (SQLite)
-            async with factory() as db, db.begin():
-                await db.execute(
-                    update(ApiKey)
-                    .where(
-                        ApiKey.id == key_id,
-                        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at - LAST_USED_RESOLUTION),
-                    )
-                    .values(last_used_at=at)
-                )
-    except Exception:  # an activity stamp is never worth failing anything for
-        log.warning("api_key_touch_failed", api_key_id=str(key_id), exc_info=True)
+    stmt = (
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < at - LAST_USED_RESOLUTION),
+        )
+        .values(last_used_at=at)
+    )
+    await write_aside(factory, stmt, failure="api_key_touch_failed", api_key_id=str(key_id))
 
 
 def split_key(raw: str) -> tuple[str, str] | None:

@@ -6,11 +6,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import structlog
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from authgate.db import new_id, utcnow, write_intent
+from authgate.db import new_id, utcnow, write_aside
 from authgate.errors import NotFoundError, RefreshReusedError, SessionRevokedError, TokenInvalidError
 from authgate.logging import get_request_context
 from authgate.pagination import PageParams, fetch_page
@@ -18,7 +17,6 @@ from authgate.security.opaque import hash_token, new_token
 from authgate.sessions.models import LoginSession, RefreshToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-log = structlog.get_logger("authgate.sessions")
 
 
 class ActivityStamps:
@@ -54,19 +52,13 @@ class ActivityStamps:
 async def touch_session(
     factory: async_sessionmaker[AsyncSession], session_id: uuid.UUID, at: datetime
 ) -> None:
-    """Stamp a session's last activity; best effort, so a failure is logged and ignored."""
-    try:
-        with write_intent():  # after a GET too: queue with the other writers (SQLite)
-            async with factory() as db, db.begin():
-                await db.execute(
-                    update(LoginSession)
-                    .where(
-                        LoginSession.id == session_id, LoginSession.last_used_at < at - LAST_USED_RESOLUTION
-                    )
-                    .values(last_used_at=at)
-                )
-    except Exception:  # an activity stamp is never worth failing anything for
-        log.warning("session_touch_failed", session_id=str(session_id), exc_info=True)
+    """Stamp a session's last activity (at most once a minute); best effort, after the response."""
+    stmt = (
+        update(LoginSession)
+        .where(LoginSession.id == session_id, LoginSession.last_used_at < at - LAST_USED_RESOLUTION)
+        .values(last_used_at=at)
+    )
+    await write_aside(factory, stmt, failure="session_touch_failed", session_id=str(session_id))
 
 
 @dataclass(frozen=True, slots=True)
