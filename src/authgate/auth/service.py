@@ -23,7 +23,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -61,21 +61,16 @@ class Account:
     def of(cls, user: User) -> Account:
         """The snapshot of an ORM user loaded with its roles (API keys, a console refresh)."""
         return cls(
-            id=user.id,
-            email=user.email,
-            email_verified=user.email_verified,
-            username=user.username,
-            full_name=user.full_name,
-            phone=user.phone,
-            phone_verified=user.phone_verified,
-            is_active=user.is_active,
-            mfa_enabled=user.mfa_enabled,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-            last_login_at=user.last_login_at,
+            **{name: getattr(user, name) for name in _USER_FIELDS},
             role_names=tuple(user.role_names),
             permissions=user.permissions,
         )
+
+
+# The fields of `Account` that are columns of the user row, read under the same names.
+_USER_FIELDS = tuple(
+    field.name for field in fields(Account) if field.name not in {"role_names", "permissions"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +83,11 @@ class Access:
 
 
 _u, _s, _r = User.__table__.c, LoginSession.__table__.c, Role.__table__.c
-# The column order is the unpacking order in `_access_from_rows`.
+# One row per role: the user's columns, the session's state, then the role. `_access_from_rows`
+# reads them in this order.
 _ACCESS_QUERY = (
     select(
-        _u.id,
-        _u.email,
-        _u.email_verified,
-        _u.username,
-        _u.full_name,
-        _u.phone,
-        _u.phone_verified,
-        _u.is_active,
-        _u.mfa_enabled,
-        _u.created_at,
-        _u.updated_at,
-        _u.last_login_at,
+        *(_u[name] for name in _USER_FIELDS),
         _s.expires_at,
         _s.revoked_at,
         _s.last_used_at,
@@ -122,28 +107,12 @@ def _access_from_rows(session_id: uuid.UUID, rows: Sequence[Iterable[Any]]) -> A
     """Check the session and the user's state, then fold the one-row-per-role result into an Access."""
     if not rows:
         raise TokenInvalidError("The token's user or session does not exist")
-    (
-        user_id,
-        email,
-        email_verified,
-        username,
-        full_name,
-        phone,
-        phone_verified,
-        is_active,
-        mfa_enabled,
-        created_at,
-        updated_at,
-        last_login_at,
-        expires_at,
-        revoked_at,
-        last_used_at,
-        _,
-        _,
-    ) = rows[0]
+    first = tuple(rows[0])
+    user = dict(zip(_USER_FIELDS, first, strict=False))
+    expires_at, revoked_at, last_used_at = first[len(_USER_FIELDS) : len(_USER_FIELDS) + 3]
     if revoked_at is not None or expires_at <= utcnow():
         raise SessionRevokedError()
-    if not is_active:
+    if not user["is_active"]:
         raise AccountDisabledError()
     roles: list[str] = []
     permissions: set[str] = set()
@@ -152,22 +121,7 @@ def _access_from_rows(session_id: uuid.UUID, rows: Sequence[Iterable[Any]]) -> A
         if role_name is not None:
             roles.append(role_name)
             permissions.update(role_permissions or ())
-    account = Account(
-        id=user_id,
-        email=email,
-        email_verified=bool(email_verified),
-        username=username,
-        full_name=full_name,
-        phone=phone,
-        phone_verified=bool(phone_verified),
-        is_active=True,
-        mfa_enabled=bool(mfa_enabled),
-        created_at=created_at,
-        updated_at=updated_at,
-        last_login_at=last_login_at,
-        role_names=tuple(roles),
-        permissions=frozenset(permissions),
-    )
+    account = Account(**user, role_names=tuple(roles), permissions=frozenset(permissions))
     return Access(account=account, session_id=session_id, session_last_used_at=last_used_at)
 
 
