@@ -99,6 +99,7 @@ class WorkspaceView:
 
 class WorkspaceService:
     def __init__(self, session: AsyncSession, *, public_url: str) -> None:
+        self._db = session  # the unit of work: flushes, pages; queries live in the repository
         self._repo = WorkspaceRepository(session)
         self._audit = AuditLog(session)
         self._outbox = Outbox(session)
@@ -186,7 +187,7 @@ class WorkspaceService:
     ) -> tuple[list[WorkspaceView], str | None]:
         """The caller's workspaces, or with `everything` (admins) all live ones; newest first."""
         stmt = self.list_query(caller, everything=everything)
-        rows, cursor = await fetch_page(self._repo.session, stmt, Workspace.id, params)
+        rows, cursor = await fetch_page(self._db, stmt, Workspace.id, params)
         roles = await self._repo.roles_of(caller.user.id, [w.id for w in rows])
         return [WorkspaceView(w, roles.get(w.id)) for w in rows], cursor
 
@@ -215,7 +216,7 @@ class WorkspaceService:
     async def delete(self, access: WorkspaceAccess) -> None:
         """Soft delete: the workspace disappears for everyone; its slug stays reserved."""
         access.workspace.deleted_at = utcnow()
-        await self._repo.session.flush()
+        await self._db.flush()
         await self._audit.record(
             "workspace.deleted",
             actor=access.caller.actor,
@@ -230,9 +231,7 @@ class WorkspaceService:
         self, access: WorkspaceAccess, params: PageParams
     ) -> tuple[list[WorkspaceMember], str | None]:
         stmt = self._repo.members(access.workspace.id)
-        rows, cursor = await fetch_page(
-            self._repo.session, stmt, WorkspaceMember.id, params, descending=False
-        )
+        rows, cursor = await fetch_page(self._db, stmt, WorkspaceMember.id, params, descending=False)
         return rows, cursor
 
     async def _lock_as_member(self, access: WorkspaceAccess) -> WorkspaceRole:
@@ -274,7 +273,7 @@ class WorkspaceService:
         if target.role != role:
             old = target.role
             target.role = role
-            await self._repo.session.flush()
+            await self._db.flush()
             await self._audit.record(
                 "member.role_changed",
                 actor=access.caller.actor,
@@ -286,7 +285,7 @@ class WorkspaceService:
         return target
 
     async def _load_user(self, member: WorkspaceMember) -> None:
-        await self._repo.session.refresh(member, ["user"])
+        await self._db.refresh(member, ["user"])
 
     async def remove_member(self, access: WorkspaceAccess, user_id: uuid.UUID) -> None:
         """Remove someone below you, or leave yourself (the owner cannot leave: transfer first)."""
@@ -336,10 +335,10 @@ class WorkspaceService:
             raise InvalidInputError("The new owner's account is deactivated or deleted", ("body", "user_id"))
         # Demote first and flush: the one-owner index is checked row by row.
         owner.role = "admin"
-        await self._repo.session.flush()
+        await self._db.flush()
         target.role = "owner"
         workspace.owner_id = user_id
-        await self._repo.session.flush()
+        await self._db.flush()
         await self._audit.record(
             "workspace.transferred",
             actor=caller.actor,
@@ -389,8 +388,8 @@ class WorkspaceService:
             created_at=now,
             expires_at=now + INVITATION_TTL,
         )
-        self._repo.session.add(invitation)
-        await self._repo.session.flush()
+        self._db.add(invitation)
+        await self._db.flush()
         inviter = access.caller.user.full_name or access.caller.user.email
         await self._outbox.enqueue(
             channel="email",
@@ -435,7 +434,7 @@ class WorkspaceService:
         self, access: WorkspaceAccess, params: PageParams
     ) -> tuple[list[WorkspaceInvitation], str | None]:
         stmt = self._repo.invitations(access.workspace.id)
-        rows, cursor = await fetch_page(self._repo.session, stmt, WorkspaceInvitation.id, params)
+        rows, cursor = await fetch_page(self._db, stmt, WorkspaceInvitation.id, params)
         return rows, cursor
 
     async def revoke_invitation(self, access: WorkspaceAccess, invitation_id: uuid.UUID) -> None:
@@ -452,7 +451,7 @@ class WorkspaceService:
         if invitation.revoked_at is not None:
             return
         invitation.revoked_at = utcnow()
-        await self._repo.session.flush()
+        await self._db.flush()
         await self._audit.record(
             "invitation.revoked",
             actor=access.caller.actor,
