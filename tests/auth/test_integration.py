@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import unquote
 
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -42,6 +43,36 @@ async def test_introspect_active_token(client: AsyncClient, db: AsyncSession) ->
     assert body["iss"] == "http://test" and body["aud"] == "authgate" and body["exp"] > body["iat"]
 
 
+async def test_introspect_scope_is_the_permissions_held_now(client: AsyncClient, db: AsyncSession) -> None:
+    """A revoked role takes effect on the next request (SPEC §12), introspection's `scope` included."""
+    caller = await _introspector(client, db)
+    subject = await register(client)
+    reader = Role(name=f"reader-{uuid.uuid4().hex[:8]}", permissions=["users:read"])
+    account = await db.scalar(select(User).where(User.email == subject["email"]))
+    assert account is not None
+    await db.refresh(account, ["roles"])
+    account.roles.append(reader)
+    await db.commit()
+    tokens = await login(client, subject["email"])
+    client.cookies.clear()
+
+    async def introspected() -> dict[str, object]:
+        response = await client.post(
+            "/api/v1/auth/introspect", data={"token": tokens["access_token"]}, headers=caller
+        )
+        assert response.status_code == 200
+        return dict(response.json())
+
+    before = await introspected()
+    assert "users:read" in str(before["scope"]).split() and reader.name in before["roles"]  # type: ignore[operator]
+    await db.refresh(account, ["roles"])
+    account.roles.remove(reader)
+    await db.commit()
+    after = await introspected()
+    assert after["active"] is True and after["roles"] == ["user"]
+    assert "users:read" not in str(after["scope"]).split()
+
+
 async def test_introspect_inactive_tokens(client: AsyncClient, db: AsyncSession) -> None:
     caller = await _introspector(client, db)
     subject = await register(client)
@@ -78,6 +109,21 @@ async def test_forward_auth_headers(client: AsyncClient, app: FastAPI) -> None:
     assert response.headers["x-auth-roles"] == "user"
     assert_problem(await client.get("/api/v1/auth/verify"), 401, "not_authenticated")
     assert_problem(await client.get("/api/v1/auth/verify", headers=bearer("nope")), 401, "token_invalid")
+
+
+async def test_forward_auth_carries_an_internationalised_address(client: AsyncClient) -> None:
+    """Header values are bytes: non-ASCII characters (and `%`) are percent-encoded UTF-8."""
+    for email in (
+        f"пользователь-{uuid.uuid4().hex[:6]}@example.com",
+        f"j%C3rgen+{uuid.uuid4().hex[:6]}@example.com",
+    ):
+        user, headers = await signed_in(client, email=email)
+        response = await client.get("/api/v1/auth/verify", headers=headers)
+        assert response.status_code == 200
+        sent = response.headers.raw  # as on the wire
+        value = next(v for k, v in sent if k.lower() == b"x-auth-email").decode("ascii")
+        assert unquote(value) == user["email"] and value != user["email"]
+        assert response.json()["email"] == user["email"]
 
 
 async def test_forward_auth_answers_401_for_a_deactivated_account(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request, Response
 
@@ -30,6 +31,10 @@ from authgate.schemas import APIModel
 router = APIRouter(prefix="/api/v1/auth", tags=["integration"])
 
 IntrospectorDep = Annotated[Principal, Depends(require_permission("tokens:introspect"))]
+
+# Printable ASCII but `%`: what a header value carries as it is (header values are bytes, and an
+# address may be internationalised, RFC 6531).
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 class IntrospectionRead(APIModel):
@@ -92,7 +97,7 @@ async def introspect(
         aud=str(raw["aud"]),
         jti=claims.jti,
         sid=str(access.session_id),
-        scope=claims.scope,
+        scope=" ".join(sorted(user.permissions)),  # as of now, like `roles`: the claim may be stale
         username=user.username,
         email=user.email,
         roles=list(user.role_names),
@@ -126,10 +131,12 @@ async def forward_auth(
     """Forward-auth for nginx `auth_request` or Traefik ForwardAuth: 200 with identity headers, else 401
     (a deactivated account too, `account_disabled`).
 
-    Headers: `X-Auth-User-Id`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated).
+    Headers: `X-Auth-User-Id`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated). An address with
+    characters outside printable ASCII has them percent-encoded as UTF-8 in `X-Auth-Email` (and a
+    `%` as `%25`), so URL-decoding the header always gives the address; an ASCII one is unchanged.
     """
     user = principal.account
     response.headers["X-Auth-User-Id"] = str(user.id)
-    response.headers["X-Auth-Email"] = user.email
+    response.headers["X-Auth-Email"] = quote(user.email, safe=_HEADER_SAFE)
     response.headers["X-Auth-Roles"] = ",".join(user.role_names)
     return ForwardAuthRead(user_id=str(user.id), email=user.email, roles=list(user.role_names))
