@@ -21,8 +21,11 @@ from authgate.auth.service import Account
 from authgate.config import RateLimits
 from authgate.db import utcnow
 from authgate.mfa.models import MfaChallenge, RecoveryCode, TotpCredential
+from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
+from authgate.sessions.models import LoginSession
 from authgate.users.models import User
+from tests.courier import Mailbox, link_token, mail_to
 from tests.factories import PASSWORD, assert_problem, signed_in
 
 SETUP = "/api/v1/auth/mfa/totp/setup"
@@ -227,6 +230,41 @@ async def test_recovery_code_signs_in_once(client: AsyncClient, db: AsyncSession
         .where(RecoveryCode.user_id == uuid.UUID(user["id"]), RecoveryCode.used_at.is_not(None))
     )
     assert used == 1
+
+
+@pytest.mark.parametrize("ending", ["password reset", "password change", "logout-all"])
+async def test_a_pending_challenge_dies_with_the_sessions(
+    client: AsyncClient, db: AsyncSession, courier: Dispatcher, mailbox: Mailbox, ending: str
+) -> None:
+    """A second step won with the old password must not open a session after a reset, a change or a
+    sign-out everywhere (SPEC §4, §5: they revoke the user's sessions)."""
+    user, headers, secret, codes = await mfa_user(client)
+    pending = await password_step(client, user["email"])
+    if ending == "password reset":
+        assert (
+            await client.post("/api/v1/auth/password/forgot", json={"email": user["email"]})
+        ).status_code == 202
+        mail = await mail_to(courier, mailbox, user["email"], "reset your password")
+        token = link_token(mail, "/ui/password/reset")
+        body = {"token": token, "new_password": "a brand new passphrase 42"}
+        assert (await client.post("/api/v1/auth/password/reset", json=body)).status_code == 204
+    elif ending == "password change":
+        body = {"current_password": PASSWORD, "new_password": "a brand new passphrase 42"}
+        assert (
+            await client.post("/api/v1/auth/password/change", json=body, headers=headers)
+        ).status_code == 204
+    else:
+        assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status_code == 204
+    for code in (codes[0], code_at(secret, now_step())):
+        assert_problem(
+            await client.post(LOGIN_MFA, json={"mfa_token": pending, "code": code}), 400, "mfa_invalid"
+        )
+    sessions = await db.scalar(
+        select(func.count())
+        .select_from(LoginSession)
+        .where(LoginSession.user_id == uuid.UUID(user["id"]), LoginSession.revoked_at.is_(None))
+    )
+    assert sessions == (1 if ending == "password change" else 0)  # a change keeps the caller's own
 
 
 async def test_wrong_code_is_400_recorded_and_the_token_stays_usable(
