@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jwt
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
@@ -500,7 +501,10 @@ class TestOAuth2TokenEndpoint:
             assert response.status_code == 200
             body = response.json()
             assert body["token_type"] == "bearer" and body["access_token"] and body["refresh_token"]
-            assert response.headers["cache-control"] == "no-store"
+            assert response.headers["cache-control"] == "no-store"  # RFC 6749 §5.1: both headers
+            assert response.headers["pragma"] == "no-cache"
+            claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+            assert body["scope"] == claims["scope"] == ""  # permissions, and a plain user holds none
 
     async def test_refresh_grant(self, client: AsyncClient) -> None:
         user = await register(client)

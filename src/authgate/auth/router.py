@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from authgate.auth.cookies import REFRESH_COOKIE, clear_auth_cookies, token_response
 from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, CurrentUser, UserSession, check_csrf
-from authgate.auth.oauth2 import OAuth2TokenRoute, oauth_error
+from authgate.auth.oauth2 import NO_STORE, OAuth2TokenRoute, oauth_error
 from authgate.auth.schemas import (
     LoginRequest,
     OAuth2TokenResponse,
@@ -166,6 +166,7 @@ oauth2_router = APIRouter(route_class=OAuth2TokenRoute)
 async def oauth2_token(
     auth: AuthWorkflowDep,
     request: Request,
+    response: Response,
     limiter: RateLimiterDep,
     grant_type: Annotated[str | None, Form(max_length=64)] = None,
     username: Annotated[str | None, Form(max_length=320, description="Email or username")] = None,
@@ -218,11 +219,12 @@ async def oauth2_token(
         RefreshReusedError,
     ) as exc:
         return oauth_error("invalid_grant", exc.detail or exc.title)
+    response.headers.update(NO_STORE)
     return OAuth2TokenResponse(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
         refresh_token=issued.refresh_token,
-        scope=" ".join(issued.user.role_names),
+        scope=" ".join(sorted(issued.user.permissions)),  # the access token's own `scope` claim
     )
 
 
