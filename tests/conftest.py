@@ -18,6 +18,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate import migrate
@@ -28,9 +29,13 @@ from authgate.db import create_engine, create_sessionmaker
 from authgate.main import create_app
 from authgate.model_registry import Base
 
-POSTGRES_URL = os.environ.get(
+# The configured database is only where a run connects to create its own, `<name>_run_<pid>`, so two
+# runs on one server (two checkouts, CI beside a developer) never drop each other's tables.
+POSTGRES_SERVER_URL = os.environ.get(
     "AUTHGATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+_RUN_DATABASE = f"{make_url(POSTGRES_SERVER_URL).database}_run_{os.getpid()}"
+POSTGRES_URL = make_url(POSTGRES_SERVER_URL).set(database=_RUN_DATABASE).render_as_string(hide_password=False)
 REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
@@ -63,26 +68,38 @@ def unavailable(what: str, exc: BaseException) -> None:
     pytest.skip(message)
 
 
-async def _reset_postgres(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
+async def postgres_server() -> Any:
+    """A plain asyncpg connection to the configured database, for creating and dropping others."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    return await asyncpg.connect(POSTGRES_SERVER_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+
+
+async def _run_database(*, create: bool) -> None:
+    server = await postgres_server()
+    try:
+        await server.execute(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)')
+        if create:
+            await server.execute(f'CREATE DATABASE "{_RUN_DATABASE}"')
+    finally:
+        await server.close()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     """One migrated database per engine for the whole run."""
     url = f"sqlite+aiosqlite:///{_tmp / 'test.db'}" if request.param == "sqlite" else POSTGRES_URL
-    eng = create_engine(make_settings(url))
     if request.param == "postgresql":
         try:
-            await _reset_postgres(eng)
+            await _run_database(create=True)
         except Exception as exc:
-            await eng.dispose()
             unavailable("PostgreSQL", exc)
+    eng = create_engine(make_settings(url))
     await asyncio.to_thread(migrate.upgrade, url)
     yield eng
     await eng.dispose()
+    if request.param == "postgresql":
+        await _run_database(create=False)
 
 
 @pytest.fixture(autouse=True)

@@ -17,15 +17,15 @@ from authgate import migrate
 from authgate.db import create_engine
 from authgate.main import create_app
 from authgate.migrate import SchemaBehindError
-from tests.conftest import POSTGRES_URL, make_settings, unavailable
+from tests.conftest import POSTGRES_SERVER_URL, POSTGRES_URL, make_settings, postgres_server, unavailable
 
 
 async def _postgres_admin() -> Any:
     """A plain asyncpg connection to the test server, as its superuser (a failure if there is none in CI)."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     try:
-        return await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+        return await postgres_server()
     except (OSError, asyncpg.PostgresError) as exc:
         unavailable("PostgreSQL", exc)
 
@@ -102,7 +102,11 @@ async def test_a_table_the_service_may_not_read_is_reported_as_such() -> None:
         await admin.execute(f'CREATE ROLE "{role}" LOGIN')
         await admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
         await admin.execute(f'ALTER ROLE "{role}" SET search_path = "{schema}"')
-        url = make_url(POSTGRES_URL).set(username=role, password=None).render_as_string(hide_password=False)
+        url = (
+            make_url(POSTGRES_SERVER_URL)
+            .set(username=role, password=None)
+            .render_as_string(hide_password=False)
+        )
         engine = create_engine(make_settings(url))
         try:
             async with AsyncSession(engine) as session:
