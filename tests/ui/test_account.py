@@ -181,6 +181,7 @@ async def test_sign_out_revokes_the_session_and_clears_cookies(
     response = await post_form(client, "/ui/logout", {})
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/login?notice=signed_out"
+    assert response.headers["clear-site-data"] == '"cache", "storage"'
     cleared = response.headers.get_list("set-cookie")
     for name in ("authgate_access", "authgate_refresh", "authgate_ui_refresh", "authgate_csrf"):
         assert any(c.startswith(f"{name}=") and "Max-Age=0" in c for c in cleared), name

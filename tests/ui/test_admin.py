@@ -252,6 +252,8 @@ async def test_delete_and_restore(client: AsyncClient, db: AsyncSession) -> None
     assert "Restore user" in page.text and "Save changes" not in page.text
     listed = await client.get("/ui/admin/users", params={"deleted": "true"})
     assert str(target["email"]) in listed.text
+    row = listed.text.split(str(target["email"]), 1)[1].split("</tr>", 1)[0]
+    assert ">deleted<" in row and ">active<" not in row  # the list says what the detail page says
     restored = await post_form(client, f"/ui/admin/users/{target['id']}/restore", {})
     assert restored.status_code == 303
     assert (await user_row(db, target["id"])).deleted_at is None

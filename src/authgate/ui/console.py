@@ -331,8 +331,11 @@ def redirect(console: Console, url: str) -> RedirectResponse:
 
 
 def signed_out_redirect(console: Console, url: str) -> RedirectResponse:
+    """After a sign-out: the cookies expired by name and, as the API's logout does, the browser's
+    cache and storage for this origin cleared (not `"cookies"`: sibling apps keep theirs)."""
     response = RedirectResponse(url, status_code=303)
     clear_auth_cookies(response, console.settings)
+    response.headers["Clear-Site-Data"] = '"cache", "storage"'
     return response
 
 

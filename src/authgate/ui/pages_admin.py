@@ -109,6 +109,7 @@ async def users_page(console: UsersRead, admin: UserAdminServiceDep, request: Re
     query = {**search.model_dump(), "limit": request.query_params.get("limit")}
     context = {
         "users": [UserRead.model_validate(u) for u in rows],
+        "deleted": filters.deleted,  # the list holds deleted accounts only, or none
         "values": {k: request.query_params.get(k, "") for k in ("q", "is_active", "role", "deleted")},
         "next_href": next_link("/ui/admin/users", query, cursor),
     }
