@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -239,11 +240,26 @@ _HTTP_CODES = {
 _METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 
-def _allowed_methods(request: Request) -> str:
+_SERVES_NOTHING = "serves_nothing"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def serves_nothing(endpoint: F) -> F:
+    """Mark a catch-all endpoint (the "no such page" answer of a whole prefix): a method it matches
+    is not a method the path is served with."""
+    setattr(endpoint, _SERVES_NOTHING, True)
+    return endpoint
+
+
+def allowed_methods(request: Request) -> str:
     """Every method the path is served with (RFC 9110 §15.5.6). Starlette names only those of the
     first route whose path matched, while several routes may share a path (GET and POST /users).
     Asked of the router itself, method by method, so included routers answer too (405s only)."""
-    routes = request.app.router.routes
+    routes = [
+        route
+        for route in request.app.router.routes
+        if not getattr(getattr(route, "endpoint", None), _SERVES_NOTHING, False)
+    ]
 
     def served(method: str) -> bool:
         scope = {**request.scope, "method": method}
@@ -269,7 +285,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     headers = dict(exc.headers) if exc.headers else {}
-    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+    if exc.status_code == 405 and (allowed := allowed_methods(request)):
         headers["Allow"] = allowed  # else the raiser's own (a mounted app such as the static files)
     return problem_response(
         request, status=exc.status_code, code=code, title=title, detail=detail, headers=headers or None

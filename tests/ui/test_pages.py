@@ -354,3 +354,15 @@ async def test_sign_in_with_mfa_asks_for_a_code(client: AsyncClient) -> None:
     assert done.status_code == 303 and done.headers["location"] == "/ui/"
     assert "authgate_access" in client.cookies
     assert (await client.get("/ui/")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/ui/logout", "/ui/login/mfa", "/ui/security/sessions/revoke-all"])
+async def test_a_form_address_opened_with_get_is_an_html_405(client: AsyncClient, path: str) -> None:
+    """A route without GET is 405 with `Allow` (docs/spec-notes.md), not the catch-all's 404 page."""
+    response = await client.get(path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"].startswith("text/html")
+    assert "takes a form" in response.text
+    other = await client.put(path)  # refused by the router: the catch-all's GET is no method served here
+    assert other.status_code == 405 and other.headers["allow"] == "POST"

@@ -16,7 +16,13 @@ from authgate.auth.schemas import LoginRequest
 from authgate.auth.workflows import AuthWorkflow, IssuedTokens
 from authgate.db import SessionDep
 from authgate.deps import SessionmakerDep, SettingsDep
-from authgate.errors import AuthgateError, NotFoundError, PermissionDeniedError
+from authgate.errors import (
+    AuthgateError,
+    NotFoundError,
+    PermissionDeniedError,
+    allowed_methods,
+    serves_nothing,
+)
 from authgate.mfa.service import MfaPending, MfaService
 from authgate.mfa.workflows import MfaLoginWorkflow
 from authgate.ratelimit.bruteforce import login_identifier
@@ -332,8 +338,13 @@ async def _csrf_failed(request: Request, exc: Exception) -> Response:
     return render_csrf_failure(request)
 
 
-async def _page_not_found(console: ConsoleDep) -> HTMLResponse:
-    """An unknown console address answers a page, not a JSON problem."""
+@serves_nothing
+async def _page_not_found(request: Request, console: ConsoleDep) -> HTMLResponse:
+    """An unknown console address answers a page, not a JSON problem; a form's address opened
+    with GET (`/ui/logout`) is 405 with `Allow`, as a page too."""
+    if allowed := allowed_methods(request):
+        errors = FormErrors(405, "This address takes a form's submission: use the button on its page.")
+        return render(console, "error.html", {"errors": errors}, status=405, headers={"Allow": allowed})
     errors = errors_from_domain(NotFoundError("There is no page at this address."))
     return render(console, "error.html", {"errors": errors}, status=404)
 
