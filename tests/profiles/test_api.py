@@ -201,6 +201,38 @@ async def test_unacceptable_uploads_are_415_and_change_nothing(
     assert (await _profile(db, user["id"])).avatar_key == before
 
 
+@pytest.mark.parametrize(
+    ("parts", "loc"),
+    [
+        (
+            {"data": {"extra": "1"}, "files": {"file": ("me.png", images.png(), "image/png")}},
+            ["body", "extra"],
+        ),
+        (
+            {
+                "files": [
+                    ("file", ("a.png", images.png(), "image/png")),
+                    ("file", ("b.png", images.png(), "image/png")),
+                ]
+            },
+            ["body", "file"],
+        ),
+        (
+            {"data": {"file": "text"}, "files": {"file": ("me.png", images.png(), "image/png")}},
+            ["body", "file"],
+        ),
+    ],
+    ids=["extra-field", "two-files", "file-and-text"],
+)
+async def test_an_upload_with_more_than_its_one_file_is_422_and_changes_nothing(
+    client: AsyncClient, db: AsyncSession, parts: dict[str, object], loc: list[str]
+) -> None:
+    user, headers = await signed_in(client)
+    response = await client.put(AVATAR, headers=headers, **parts)  # type: ignore[arg-type]
+    assert assert_problem(response, 422, "validation_error")["errors"][0]["loc"] == loc
+    assert (await _profile(db, user["id"])).avatar_key is None
+
+
 async def test_png_polyglot_is_accepted_but_only_pixels_survive(client: AsyncClient) -> None:
     user, headers = await signed_in(client)
     payload = b"PK\x03\x04<html><script>alert('polyglot')</script></html>"

@@ -10,6 +10,7 @@ from authgate.api_keys.dependencies import ApiKeyServiceDep
 from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession
+from authgate.bodies import NO_BODY
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import PageParamsDep
 from authgate.schemas import Page
@@ -45,6 +46,7 @@ async def list_api_keys(
 @router.delete(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, ApiKeyNotFoundError),
 )
 async def revoke_api_key(key_id: uuid.UUID, principal: UserSession, keys: ApiKeyServiceDep) -> None:

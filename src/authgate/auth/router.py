@@ -18,6 +18,7 @@ from authgate.auth.schemas import (
     SessionRead,
     TokenResponse,
 )
+from authgate.bodies import NO_BODY
 from authgate.db import SessionDep
 from authgate.deps import SettingsDep
 from authgate.errors import (
@@ -269,7 +270,7 @@ async def refresh(
     return token_response(issued, response, settings)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS)
 async def logout(
     principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
 ) -> None:
@@ -278,7 +279,9 @@ async def logout(
     clear_auth_cookies(response, settings)
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+@router.post(
+    "/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS
+)
 async def logout_all(
     principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
 ) -> None:
@@ -313,6 +316,7 @@ async def list_sessions(
 @router.delete(
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, NotFoundError),
 )
 async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: AuthWorkflowDep) -> None:

@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, OptionalPrincipal, Principal
-from authgate.errors import NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, problem_schema
+from authgate.bodies import NO_BODY
+from authgate.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    problem_schema,
+)
 from authgate.profiles.dependencies import ProfileServiceDep
 from authgate.profiles.images import OUTPUT_MEDIA_TYPE
 from authgate.profiles.schemas import ProfileRead, ProfileUpdate, SettingsRead, SettingsUpdate
@@ -61,17 +68,25 @@ async def require_multipart(request: Request, principal: CurrentUser) -> Princip
 async def upload_avatar(
     principal: Annotated[Principal, Depends(require_multipart)],
     profiles: ProfileServiceDep,
+    request: Request,
     file: Annotated[UploadFile, File(description="A PNG, JPEG or WebP image")],
 ) -> ProfileRead:
     """Upload a new avatar (multipart field `file`). The content must decode as PNG, JPEG or WebP —
     the file name and content type are ignored (415 otherwise); bodies over `MAX_UPLOAD_BYTES` are
     refused with 413 before they are read in full. The image is re-encoded as WebP, at most 512×512,
-    without metadata."""
+    without metadata. Any other field, or a second `file`, is 422."""
+    form = await request.form()  # as parsed for `file` already
+    if extra := sorted(set(form.keys()) - {"file"}):
+        raise InvalidInputError("Extra inputs are not permitted", ("body", extra[0]), "extra_forbidden")
+    if len(form.getlist("file")) != 1:
+        raise InvalidInputError("Send one file in the field `file`", ("body", "file"))
     data = await file.read()
     return profiles.read(await profiles.set_avatar(principal.user_id, data))
 
 
-@router.delete("/me/avatar", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+@router.delete(
+    "/me/avatar", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS
+)
 async def delete_avatar(principal: CurrentUser, profiles: ProfileServiceDep) -> None:
     """Remove your avatar."""
     await profiles.delete_avatar(principal.user_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
+from authgate.bodies import NO_BODY
 from authgate.errors import ConflictError, InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import NamePageParamsDep, PageParamsDep, page_by_name
 from authgate.roles.dependencies import RoleServiceDep
@@ -76,6 +77,7 @@ async def update_role(
 @router.delete(
     "/roles/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, ConflictError),
 )
 async def delete_role(

@@ -15,6 +15,7 @@ from authgate.auth.dependencies import (
     UserSession,
     require_permission,
 )
+from authgate.bodies import NO_BODY
 from authgate.errors import (
     InvalidInputError,
     NotFoundError,
@@ -174,6 +175,7 @@ async def change_user_email(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, LastAdminError),
 )
 async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
@@ -186,6 +188,7 @@ async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: User
 
 @router.post(
     "/{user_id}/restore",
+    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
 )
 async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep) -> UserRead:

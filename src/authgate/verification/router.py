@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, CurrentUser, UserSession
+from authgate.bodies import NO_BODY
 from authgate.errors import (
     InvalidInputError,
     PermissionDeniedError,
@@ -42,7 +43,7 @@ LIMITED = (RateLimitExceededError,)
 @router.post(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=PER_IP,
+    dependencies=[*PER_IP, NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, *LIMITED),
 )
 async def request_email_verification(

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS
+from authgate.bodies import NO_BODY
 from authgate.errors import (
     ConflictError,
     InvalidInputError,
@@ -141,7 +142,12 @@ async def update_workspace(
     return _read(await workspaces.update(access, body))
 
 
-@router.delete("/{ws}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_schema(*WS_PROBLEMS))
+@router.delete(
+    "/{ws}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
+    responses=problem_schema(*WS_PROBLEMS),
+)
 async def delete_workspace(access: WorkspaceOwner, workspaces: WorkspaceServiceDep) -> Response:
     """Delete a workspace (owner only). It disappears for every member; its slug stays reserved."""
     await workspaces.delete(access)
@@ -171,6 +177,7 @@ async def update_member(
 @router.delete(
     "/{ws}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*WS_PROBLEMS, LastOwnerError),
 )
 async def remove_member(
@@ -228,6 +235,7 @@ async def list_invitations(
 @router.delete(
     "/{ws}/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[NO_BODY],
     responses=problem_schema(*WS_PROBLEMS, ConflictError),
 )
 async def revoke_invitation(
