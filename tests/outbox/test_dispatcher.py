@@ -296,3 +296,33 @@ async def test_run_loop_delivers_and_stops(
     await asyncio.wait_for(task, timeout=5)
     assert recorder.sent == [str(message.id)]
     assert (await _row(db, message.id)).status == "sent"
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+async def test_outside_development_a_finished_message_keeps_no_body(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession, env: str
+) -> None:
+    """A sent or dead message's links and codes do not stay in the database (the dev inbox needs them)."""
+    secret_link = "http://test/ui/password/reset?token=live-reset-token"
+    sent = await _enqueue(
+        sessionmaker, template="password_reset", context={"link": secret_link, "expires_minutes": 60}
+    )
+    dead = await _enqueue(
+        sessionmaker,
+        channel="sms",
+        template="phone_verification",
+        to="+14155550123",
+        context={"code": "654321", "expires_minutes": 10},
+    )
+    shaped = _twilio_settings(settings).model_copy(update={"env": env})
+    with respx.mock:
+        respx.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").respond(400, json={"code": 21211})
+        await _twilio_dispatcher(sessionmaker, shaped).drain()
+    sent_row, dead_row = await _row(db, sent.id), await _row(db, dead.id)
+    assert (sent_row.status, dead_row.status) == ("sent", "dead")
+    assert sent_row.subject  # what an administrator may see stays
+    kept = [sent_row.context, sent_row.text, sent_row.html, dead_row.context, dead_row.text]
+    if env == "development":
+        assert secret_link in str(kept) and "654321" in str(kept)
+    else:
+        assert kept == [{}, None, None, {}, None]

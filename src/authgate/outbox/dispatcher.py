@@ -72,6 +72,9 @@ class Dispatcher:
         self._transports = transports or transports_from_settings(settings)
         self.delivered = 0  # messages this dispatcher marked sent (for tests and status pages)
         self._quick_reads = quick_reads
+        # The dev inbox shows what was sent; elsewhere a finished message keeps no body, because
+        # its links and codes (a password reset, a phone code) must not outlive it in the database.
+        self._keep_bodies = settings.exposes_dev_tools
         self.wakeup = asyncio.Event()  # set after a commit that queued mail (`attach`)
 
     def attach(self, factory: async_sessionmaker[AsyncSession]) -> None:
@@ -192,6 +195,8 @@ class Dispatcher:
         }
         if status == "sent":
             values.update(sent_at=utcnow(), provider_message_id=provider_id)
+        if status in ("sent", "dead") and not self._keep_bodies:
+            values.update(context={}, text=None, html=None)
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
         async with self._transaction() as session:
