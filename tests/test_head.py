@@ -10,6 +10,7 @@ from httpx import AsyncClient
 
 from tests.factories import signed_in
 from tests.live_server import live_server
+from tests.metrics import requests, scrape
 
 
 async def test_head_answers_as_get_without_a_body(client: AsyncClient) -> None:
@@ -37,9 +38,11 @@ async def test_head_of_a_route_without_get_is_405_and_of_nothing_404(client: Asy
 
 
 async def test_head_is_counted_as_head(client: AsyncClient) -> None:
+    before = await scrape(client)
     await client.head("/live")
-    metrics = (await client.get("/metrics")).text
-    assert 'http_requests_total{method="HEAD",route="/live",status="200"}' in metrics
+    after = await scrape(client)
+    assert requests(after, "HEAD", "/live", 200) == requests(before, "HEAD", "/live", 200) + 1
+    assert requests(after, "GET", "/live", 200) == requests(before, "GET", "/live", 200)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.db import SessionDep
 from tests.factories import login, register
+from tests.metrics import requests, scrape, value
 
 
 async def test_health_and_live(client: AsyncClient) -> None:
@@ -73,14 +74,26 @@ async def test_ready_names_a_failed_redis(client: AsyncClient, app: FastAPI) -> 
 
 
 async def test_metrics_by_route_template(client: AsyncClient) -> None:
+    before = await scrape(client)
     user = await register(client)
     await login(client, user["email"])
     await client.get("/api/v1/auth/sessions/0190a0b0-0000-7000-8000-000000000000")
     text = (await client.get("/metrics")).text
-    assert 'http_requests_total{method="POST",route="/api/v1/auth/register",status="201"}' in text
-    assert "http_request_duration_seconds_bucket" in text
-    assert 'authgate_logins_total{outcome="succeeded"}' in text
-    assert "authgate_outbox_pending" in text
+    after = await scrape(client)
+    register_route = ("POST", "/api/v1/auth/register", 201)
+    assert requests(after, *register_route) == requests(before, *register_route) + 1
+    duration = {"method": "POST", "route": "/api/v1/auth/register"}
+    assert value(after, "http_request_duration_seconds_count", **duration) == (
+        value(before, "http_request_duration_seconds_count", **duration) + 1
+    )
+    assert value(after, "http_request_duration_seconds_bucket", le="+Inf", **duration) == (
+        value(before, "http_request_duration_seconds_bucket", le="+Inf", **duration) + 1
+    )
+    succeeded = value(after, "authgate_logins_total", outcome="succeeded")
+    assert succeeded == value(before, "authgate_logins_total", outcome="succeeded") + 1
+    sessions_route = ("GET", "/api/v1/auth/sessions/{session_id}", 405)  # only DELETE is served
+    assert requests(after, *sessions_route) == requests(before, *sessions_route) + 1
+    assert ("authgate_outbox_pending", frozenset()) in after
     assert "0190a0b0" not in text  # templates, not raw paths
 
 
@@ -88,13 +101,22 @@ async def test_metrics_name_the_route_of_a_request_refused_before_routing(client
     """415 comes from the middleware, before the router: the template is looked up, in router order
     (`/users/me` before `/users/{user_id}`); a path no route serves stays `<unmatched>`."""
     user_id = "0190a0b0-0000-7000-8000-000000000000"
+    counted = [
+        ("PATCH", "/api/v1/users/me", 415),
+        ("PUT", "/api/v1/users/{user_id}/roles", 415),
+        ("POST", "<unmatched>", 415),
+    ]
+    before = await scrape(client)
     await client.patch("/api/v1/users/me", content=b"x", headers={"content-type": "text/plain"})
     await client.put(f"/api/v1/users/{user_id}/roles", content=b"{}", headers={"content-type": "text/xml"})
     await client.post("/api/v1/no/such/route", content=b"x", headers={"content-type": "text/plain"})
     text = (await client.get("/metrics")).text
-    assert 'http_requests_total{method="PATCH",route="/api/v1/users/me",status="415"}' in text
-    assert 'http_requests_total{method="PUT",route="/api/v1/users/{user_id}/roles",status="415"}' in text
-    assert 'http_requests_total{method="POST",route="<unmatched>",status="415"}' in text
+    after = await scrape(client)
+    for series in counted:
+        assert requests(after, *series) == requests(before, *series) + 1, series
+    # `/users/me` is not counted under the template that would also match it
+    me_as_id = ("PATCH", "/api/v1/users/{user_id}", 415)
+    assert requests(after, *me_as_id) == requests(before, *me_as_id)
     assert user_id not in text
 
 
@@ -112,8 +134,15 @@ async def test_metrics_count_refused_and_crashed_requests(app: FastAPI) -> None:
     async def boom() -> None:
         raise RuntimeError("boom")
 
+    counted = [
+        ("GET", "/api/v1/boom-metrics", 500),
+        ("POST", "/api/v1/users", 415),  # refused before routing
+        ("POST", "/api/v1/auth/register", 413),
+        ("GET", "/api/v1/workspaces/{ws}", 422),
+    ]
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with AsyncClient(transport=transport, base_url="https://test") as c:
+        before = await scrape(c)
         assert (await c.get("/api/v1/boom-metrics")).status_code == 500
         assert (
             await c.post("/api/v1/users", content="x", headers={"content-type": "text/plain"})
@@ -124,14 +153,9 @@ async def test_metrics_count_refused_and_crashed_requests(app: FastAPI) -> None:
         )
         assert too_large.status_code == 413
         assert (await c.get("/api/v1/workspaces/a%00b")).status_code == 422
-        text = (await c.get("/metrics")).text
-    for line in (
-        'http_requests_total{method="GET",route="/api/v1/boom-metrics",status="500"}',
-        'http_requests_total{method="POST",route="/api/v1/users",status="415"}',  # refused before routing
-        'http_requests_total{method="POST",route="/api/v1/auth/register",status="413"}',
-        'http_requests_total{method="GET",route="/api/v1/workspaces/{ws}",status="422"}',
-    ):
-        assert line in text, line
+        after = await scrape(c)
+    for series in counted:
+        assert requests(after, *series) == requests(before, *series) + 1, series
 
 
 @pytest.mark.parametrize("console", [True, False])
@@ -288,11 +312,14 @@ async def test_an_abandoned_request_is_counted_as_499_not_500(app: FastAPI) -> N
         await asyncio.sleep(30)
 
     async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as c:
+        before = await scrape(c)
         request = asyncio.create_task(c.get("/api/v1/slow-metrics"))
         await started.wait()
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await request
-        text = (await c.get("/metrics")).text
-    assert 'http_requests_total{method="GET",route="/api/v1/slow-metrics",status="499"}' in text
-    assert 'route="/api/v1/slow-metrics",status="500"' not in text
+        after = await scrape(c)
+    abandoned = ("GET", "/api/v1/slow-metrics", 499)
+    crashed = ("GET", "/api/v1/slow-metrics", 500)
+    assert requests(after, *abandoned) == requests(before, *abandoned) + 1
+    assert requests(after, *crashed) == requests(before, *crashed)
