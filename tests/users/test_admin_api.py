@@ -21,7 +21,12 @@ from tests.rbac import account, admin, grant, issue_key, signed_in_with
 
 
 async def _events(db: AsyncSession, action: str, target: str) -> list[AuditEvent]:
-    stmt = select(AuditEvent).where(AuditEvent.action == action, AuditEvent.target_id == target)
+    """The events in the order they were written (the chain's sequence), oldest first."""
+    stmt = (
+        select(AuditEvent)
+        .where(AuditEvent.action == action, AuditEvent.target_id == target)
+        .order_by(AuditEvent.seq)
+    )
     return list((await db.scalars(stmt)).all())
 
 
@@ -164,8 +169,15 @@ async def test_create_bad_input(
     await register(client, email="dup-admin@example.com")
     _, headers = await signed_in_with(client, db, "users:write")
     before = await db.scalar(select(func.count()).select_from(User))
+    mail_before = await _outbox_count(db, str(body["email"]))
     assert_problem(await client.post("/api/v1/users", json=body, headers=headers), status, code)
     assert await db.scalar(select(func.count()).select_from(User)) == before
+    assert await _outbox_count(db, str(body["email"])) == mail_before
+
+
+async def _outbox_count(db: AsyncSession, address: str) -> int:
+    stmt = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == address)
+    return int(await db.scalar(stmt) or 0)
 
 
 async def test_create_needs_users_write(client: AsyncClient, db: AsyncSession) -> None:
@@ -246,10 +258,12 @@ async def test_admin_update_username_taken_and_unknown_user(client: AsyncClient,
     _, headers = await signed_in_with(client, db, "users:write")
     await register(client, username="taken_name")
     target = await register(client)
-    response = await client.patch(
-        f"/api/v1/users/{target['id']}", json={"username": "TAKEN_NAME"}, headers=headers
-    )
+    body = {"username": "TAKEN_NAME", "full_name": "Renamed", "is_active": False, "email_verified": True}
+    response = await client.patch(f"/api/v1/users/{target['id']}", json=body, headers=headers)
     assert_problem(response, 409, "username_taken")
+    row = await account(db, target["id"])
+    assert (row.username, row.full_name, row.is_active, row.email_verified) == (None, None, True, False)
+    assert await _events(db, "user.updated", target["id"]) == []
     assert_problem(
         await client.patch(f"/api/v1/users/{uuid.uuid4()}", json={}, headers=headers), 404, "not_found"
     )
@@ -557,12 +571,16 @@ async def test_set_roles_replaces_the_set(client: AsyncClient, db: AsyncSession)
     await client.put(f"/api/v1/users/{target['id']}/roles", json={"roles": ["user"]}, headers=headers)
     assert_problem(await client.get("/api/v1/users", headers=target_headers), 403, "permission_denied")
     events = await _events(db, "user.roles.changed", target["id"])
-    assert events[0].actor_id == actor["id"]
-    assert events[0].data == {"before": ["user"], "after": ["support"]}
+    assert [e.actor_id for e in events] == [actor["id"], actor["id"]]
+    assert [e.data for e in events] == [
+        {"before": ["user"], "after": ["support"]},
+        {"before": ["support"], "after": ["user"]},
+    ]
 
 
 async def test_assigning_a_role_you_do_not_fully_hold_is_403(client: AsyncClient, db: AsyncSession) -> None:
     me, headers = await signed_in_with(client, db, "roles:assign", "users:read")
+    my_roles = (await client.get(f"/api/v1/users/{me['id']}", headers=headers)).json()["roles"]
     target = await register(client)
     for roles in (["admin"], ["user", "admin"]):
         response = await client.put(
@@ -574,18 +592,27 @@ async def test_assigning_a_role_you_do_not_fully_hold_is_403(client: AsyncClient
     )
     assert_problem(self_grant, 403, "permission_denied")
     assert (await client.get(f"/api/v1/users/{target['id']}", headers=headers)).json()["roles"] == ["user"]
+    assert (await client.get(f"/api/v1/users/{me['id']}", headers=headers)).json()["roles"] == my_roles
+    assert "admin" not in my_roles
     # Removing a role that grants more than the caller holds is refused too.
     boss = await register(client)
     await grant(db, boss["id"], "admin")
+    boss_roles = (await client.get(f"/api/v1/users/{boss['id']}", headers=headers)).json()["roles"]
+    assert "admin" in boss_roles
     demote = await client.put(f"/api/v1/users/{boss['id']}/roles", json={"roles": ["user"]}, headers=headers)
     assert_problem(demote, 403, "permission_denied")
+    assert (await client.get(f"/api/v1/users/{boss['id']}", headers=headers)).json()["roles"] == boss_roles
+    assert (await client.get(f"/api/v1/users/{me['id']}", headers=headers)).json()["roles"] == my_roles
+    for user_id in (target["id"], me["id"], boss["id"]):
+        assert await _events(db, "user.roles.changed", user_id) == []
 
 
 async def test_set_roles_bad_input(client: AsyncClient, db: AsyncSession) -> None:
     _, headers = await admin(client, db)
     target = await register(client)
     url = f"/api/v1/users/{target['id']}/roles"
-    assert_problem(await client.put(url, json={"roles": ["ghost"]}, headers=headers), 422, "validation_error")
+    unknown = await client.put(url, json={"roles": ["admin", "ghost"]}, headers=headers)
+    assert_problem(unknown, 422, "validation_error")
     assert_problem(await client.put(url, json={"roles": "admin"}, headers=headers), 422, "validation_error")
     assert_problem(await client.put(url, json={}, headers=headers), 422, "validation_error")
     response = await client.put(f"/api/v1/users/{uuid.uuid4()}/roles", json={"roles": []}, headers=headers)
@@ -593,6 +620,7 @@ async def test_set_roles_bad_input(client: AsyncClient, db: AsyncSession) -> Non
     _, no_assign = await signed_in_with(client, db, "users:write")
     assert_problem(await client.put(url, json={"roles": []}, headers=no_assign), 403, "permission_denied")
     assert (await client.get(f"/api/v1/users/{target['id']}", headers=headers)).json()["roles"] == ["user"]
+    assert await _events(db, "user.roles.changed", target["id"]) == []
 
 
 # --- self-service delete ----------------------------------------------------------------------------
