@@ -29,14 +29,19 @@ async def test_patch_me_changes_allowed_fields_and_audits(client: AsyncClient, d
     assert event.request_id == response.headers["x-request-id"]
 
 
-async def test_patch_me_username_taken_in_other_case(client: AsyncClient) -> None:
+async def _updated_events(db: AsyncSession, user_id: str) -> list[AuditEvent]:
+    stmt = select(AuditEvent).where(AuditEvent.action == "user.updated", AuditEvent.target_id == user_id)
+    return list((await db.scalars(stmt)).all())
+
+
+async def test_patch_me_username_taken_in_other_case(client: AsyncClient, db: AsyncSession) -> None:
     await signed_in(client, username="taken_name")
-    _, headers = await signed_in(client)
-    assert_problem(
-        await client.patch("/api/v1/users/me", headers=headers, json={"username": "TAKEN_NAME"}),
-        409,
-        "username_taken",
-    )
+    user, headers = await signed_in(client, full_name="Original", phone="+442071838750")
+    body = {"username": "TAKEN_NAME", "full_name": "Renamed", "phone": "+14155550123"}
+    assert_problem(await client.patch("/api/v1/users/me", headers=headers, json=body), 409, "username_taken")
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert (me["username"], me["full_name"], me["phone"]) == (None, "Original", "+442071838750")
+    assert await _updated_events(db, user["id"]) == []
 
 
 async def test_patch_me_cannot_touch_protected_fields(client: AsyncClient) -> None:
@@ -54,12 +59,24 @@ async def test_patch_me_cannot_touch_protected_fields(client: AsyncClient) -> No
     assert me["roles"] == ["user"] and me["email"] == user["email"] and me["email_verified"] is False
 
 
-async def test_patch_me_bad_values(client: AsyncClient) -> None:
-    _, headers = await signed_in(client)
+async def test_patch_me_bad_values(client: AsyncClient, db: AsyncSession) -> None:
+    user, headers = await signed_in(client)
     for body in ({"full_name": "x" * 201}, {"phone": "not a phone"}, {"username": "a"}, {"full_name": 3}):
         assert_problem(
             await client.patch("/api/v1/users/me", headers=headers, json=body), 422, "validation_error"
         )
+    # One valid field beside an invalid one: the whole body is refused, the valid field included.
+    for body in (
+        {"full_name": "Applied?", "phone": "not a phone"},
+        {"username": "fine_name", "full_name": "x" * 201},
+        {"phone": "+442071838750", "username": "a"},
+    ):
+        assert_problem(
+            await client.patch("/api/v1/users/me", headers=headers, json=body), 422, "validation_error"
+        )
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    assert (me["username"], me["full_name"], me["phone"]) == (None, None, None)
+    assert await _updated_events(db, user["id"]) == []
 
 
 async def test_patch_me_requires_authentication(client: AsyncClient) -> None:
