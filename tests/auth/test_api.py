@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.models import AuditEvent
+from authgate.outbox.models import OutboxMessage
+from authgate.security.opaque import hash_token
+from authgate.sessions.models import RefreshToken
 from authgate.users.models import User
 from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
 
@@ -63,12 +67,22 @@ async def test_register_duplicate_email_any_case_is_409(client: AsyncClient, db:
     )
 
 
-async def test_register_duplicate_username_other_case_is_409(client: AsyncClient) -> None:
+async def test_register_duplicate_username_other_case_is_409(client: AsyncClient, db: AsyncSession) -> None:
     await register(client, username="bob_1")
+    email = unique_email()
+    events_before = await db.scalar(select(func.count()).select_from(AuditEvent))
     response = await client.post(
-        "/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD, "username": "BOB_1"}
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "username": "BOB_1"}
     )
     assert_problem(response, 409, "username_taken")
+    assert await db.scalar(select(func.count()).select_from(User).where(User.email_normalized == email)) == 0
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.recipient == email)
+        )
+        == 0
+    )
+    assert await db.scalar(select(func.count()).select_from(AuditEvent)) == events_before
 
 
 @pytest.mark.parametrize(
@@ -342,9 +356,9 @@ async def test_refresh_parent_within_grace_keeps_session(client: AsyncClient) ->
     assert again.status_code == 200
 
 
-async def test_refresh_reuse_after_grace_window_revokes(client: AsyncClient, app: object) -> None:
-    from datetime import timedelta
-
+async def test_refresh_reuse_after_grace_window_revokes(
+    client: AsyncClient, app: object, db: AsyncSession
+) -> None:
     app.state.settings.refresh_reuse_grace = timedelta(0)  # type: ignore[attr-defined]
     user = await register(client)
     first = await login(client, user["email"])
@@ -354,13 +368,67 @@ async def test_refresh_reuse_after_grace_window_revokes(client: AsyncClient, app
     ).status_code == 200
     reused = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert_problem(reused, 401, "refresh_reused")
+    session_id = jwt.decode(first["access_token"], options={"verify_signature": False})["sid"]
+    events = list(
+        (
+            await db.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "auth.refresh.reused", AuditEvent.actor_id == user["id"]
+                )
+            )
+        ).all()
+    )
+    assert len(events) == 1
+    assert (events[0].target_type, events[0].target_id) == ("session", session_id)
+    assert events[0].request_id == reused.headers["x-request-id"]
+    assert_problem(
+        await client.get("/api/v1/users/me", headers=bearer(first["access_token"])), 401, "session_revoked"
+    )
 
 
-@pytest.mark.parametrize("token", ["", "garbage", "x" * 257])
-async def test_refresh_with_bad_token(client: AsyncClient, token: str) -> None:
+@pytest.mark.parametrize(
+    ("token", "status", "code"),
+    [
+        ("", 401, "token_invalid"),
+        ("garbage", 401, "token_invalid"),
+        ("x" * 257, 422, "validation_error"),  # over the field's 256 characters
+    ],
+)
+async def test_refresh_with_bad_token(client: AsyncClient, token: str, status: int, code: str) -> None:
     response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
-    assert response.status_code in (401, 422)
-    assert response.json()["code"] in ("token_invalid", "validation_error")
+    assert_problem(response, status, code)
+
+
+async def test_refresh_with_an_expired_token_is_token_invalid(client: AsyncClient, db: AsyncSession) -> None:
+    """An unknown or expired refresh token is 401 `token_invalid` (docs/spec-notes.md), not a reuse."""
+    user = await register(client)
+    tokens = await login(client, user["email"])
+    client.cookies.clear()
+    row = await db.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_token(tokens["refresh_token"]))
+    )
+    assert row is not None and row.used_at is None
+    await db.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id)
+        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    )
+    await db.commit()
+    refused = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert_problem(refused, 401, "token_invalid")
+    grant = await client.post(
+        "/api/v1/auth/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    )
+    assert grant.status_code == 400 and grant.json()["error"] == "invalid_grant"
+    # Not taken for theft: the session and its access token live on.
+    assert (await client.get("/api/v1/users/me", headers=bearer(tokens["access_token"]))).status_code == 200
+    reused = await db.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "auth.refresh.reused")
+        .where(AuditEvent.actor_id == user["id"])
+    )
+    assert reused == 0
 
 
 async def test_refresh_without_any_token_is_401(client: AsyncClient) -> None:
