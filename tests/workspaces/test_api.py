@@ -334,6 +334,8 @@ async def test_transfer_moves_ownership(client: AsyncClient, db: AsyncSession) -
     team = await _team(client, db)
     ws, owner = team["ws"][0], team["owner"][1]
     target = team["member"][0]["id"]
+    roles_before = await _roles(db, ws["id"])
+    assert roles_before[team["owner"][0]["id"]] == "owner"
     assert_problem(
         await client.post(f"{WS}/{ws['id']}/transfer", json={"user_id": target}, headers=team["admin"][1]),
         403,
@@ -343,6 +345,12 @@ async def test_transfer_moves_ownership(client: AsyncClient, db: AsyncSession) -
     for user_id in (stranger["id"], team["owner"][0]["id"]):
         response = await client.post(f"{WS}/{ws['id']}/transfer", json={"user_id": user_id}, headers=owner)
         assert_problem(response, 422, "validation_error")
+    # Nothing of the refused transfers stuck: same roles, same owner, no event.
+    assert await _roles(db, ws["id"]) == roles_before
+    db.expire_all()
+    row = await db.get(Workspace, uuid.UUID(ws["id"]))
+    assert row is not None and str(row.owner_id) == team["owner"][0]["id"]
+    assert "workspace.transferred" not in await actions(db, ws["id"])
     response = await client.post(f"{WS}/{ws['id']}/transfer", json={"user_id": target}, headers=owner)
     assert response.status_code == 200, response.text
     assert response.json()["owner_id"] == target
@@ -512,6 +520,9 @@ async def test_invite_role_rules_and_bad_input(client: AsyncClient, db: AsyncSes
     ws, admin = team["ws"][0], team["admin"][1]
     url = f"{WS}/{ws['id']}/invitations"
     before = await count(db, WorkspaceInvitation)
+    member_email = team["member"][0]["email"].upper()
+    recipients = ["a@example.com", "nope", member_email.lower()]
+    mail_before = await count(db, OutboxMessage, func.lower(OutboxMessage.recipient).in_(recipients))
     assert_problem(
         await client.post(url, json={"email": "a@example.com", "role": "admin"}, headers=admin),
         403,
@@ -523,9 +534,9 @@ async def test_invite_role_rules_and_bad_input(client: AsyncClient, db: AsyncSes
         {"email": "a@example.com", "x": 1},
     ):
         assert_problem(await client.post(url, json=body, headers=admin), 422, "validation_error")
-    member_email = team["member"][0]["email"].upper()
     assert_problem(await client.post(url, json={"email": member_email}, headers=admin), 409, "already_member")
     assert await count(db, WorkspaceInvitation) == before
+    assert await count(db, OutboxMessage, func.lower(OutboxMessage.recipient).in_(recipients)) == mail_before
 
 
 async def test_an_admin_neither_revokes_nor_replaces_an_invitation_at_their_own_rank(
@@ -536,9 +547,12 @@ async def test_an_admin_neither_revokes_nor_replaces_an_invitation_at_their_own_
     ws, owner, admin = team["ws"][0], team["owner"][1], team["admin"][1]
     invitation = await _invite(client, ws, owner, "peer@example.com", "admin")
     url = f"{WS}/{ws['id']}/invitations"
+    to_peer = func.lower(OutboxMessage.recipient) == "peer@example.com"
+    assert await count(db, OutboxMessage, to_peer) == 1
     assert_problem(await client.delete(f"{url}/{invitation['id']}", headers=admin), 403, "permission_denied")
     replacing = await client.post(url, json={"email": "PEER@example.com", "role": "viewer"}, headers=admin)
     assert_problem(replacing, 403, "permission_denied")
+    assert await count(db, OutboxMessage, to_peer) == 1  # the refused replacement mailed nothing
     listed = (await client.get(url, headers=owner)).json()["items"]
     assert [(i["id"], i["status"]) for i in listed] == [(invitation["id"], "pending")]
     below = await _invite(client, ws, owner, "below@example.com", "member")
