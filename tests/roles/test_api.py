@@ -186,11 +186,23 @@ async def test_builtin_roles_keep_permissions_and_cannot_be_deleted(
     described = await client.patch("/api/v1/roles/user", json={"description": "Everyone"}, headers=headers)
     assert described.status_code == 200
     assert described.json()["permissions"] == []
+    holder, holder_headers = await signed_in(client)
+    before = {
+        name: (await client.get(f"/api/v1/roles/{name}", headers=headers)).json()
+        for name in ("admin", "user")
+    }
     for name in ("admin", "user"):
         assert_problem(await client.delete(f"/api/v1/roles/{name}", headers=headers), 409, "conflict")
         assert_problem(
             await client.delete(f"/api/v1/roles/{name}?force=true", headers=headers), 409, "conflict"
         )
+    # Both roles survive as they were, and so do their assignments (with what they grant).
+    for name, role in before.items():
+        assert (await client.get(f"/api/v1/roles/{name}", headers=headers)).json() == role
+    assert (await client.get("/api/v1/users/me", headers=headers)).json()["roles"] == ["admin", "user"]
+    assert (await client.get("/api/v1/users/me", headers=holder_headers)).json()["roles"] == ["user"]
+    assert (await client.get(f"/api/v1/users/{holder['id']}", headers=headers)).status_code == 200
+    assert await db.scalar(select(AuditEvent).where(AuditEvent.action == "role.deleted")) is None
 
 
 async def test_delete_role_in_use_needs_force(client: AsyncClient, db: AsyncSession) -> None:
