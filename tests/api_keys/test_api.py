@@ -174,18 +174,28 @@ async def test_binding_to_a_workspace_you_are_not_in_is_refused(
     [
         ("POST", "/api/v1/api-keys", {"name": "child"}),
         ("DELETE", "/api/v1/users/me", {"password": PASSWORD}),
-        ("DELETE", "/api/v1/auth/sessions/0192f0c4-0000-7000-8000-000000000000", None),
+        ("DELETE", "/api/v1/auth/sessions/{session}", None),  # the owner's own, live session
         ("GET", "/api/v1/auth/sessions", None),
     ],
 )
 async def test_a_key_cannot_manage_keys_account_or_sessions(
     client: AsyncClient, db: AsyncSession, method: str, path: str, body: dict[str, str] | None
 ) -> None:
-    _, headers = await admin(client, db)
+    user, headers = await admin(client, db)
     raw = (await issue_key(client, headers, scopes=["users:read"]))["key"]
+    sessions = (await client.get("/api/v1/auth/sessions", headers=headers)).json()["items"]
+    assert len(sessions) == 1
+    path = path.format(session=sessions[0]["id"])
     response = await client.request(method, path, json=body, headers=key_headers(raw))
     assert_problem(response, 403, "permission_denied")
     assert await db.scalar(select(func.count()).select_from(ApiKey)) == 1
+    # Nothing was done on the owner's behalf: the account stands and its session still works.
+    row = await account(db, user["id"])
+    assert row.is_active is True and row.deleted_at is None
+    after = (await client.get("/api/v1/auth/sessions", headers=headers)).json()["items"]
+    assert [s["id"] for s in after] == [sessions[0]["id"]]
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+    assert (await client.get("/api/v1/users/me", headers=key_headers(raw))).status_code == 200
 
 
 async def test_revoked_key_stops_at_once_and_others_keys_are_404(
