@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from authgate.roles.models import Role
 from authgate.users.models import User
 from tests.factories import assert_problem, bearer, login, register, signed_in
+from tests.rbac import admin, issue_key, signed_in_with
 
 
 async def _introspector(client: AsyncClient, db: AsyncSession) -> dict[str, str]:
@@ -139,3 +140,64 @@ async def test_forward_auth_answers_401_for_a_deactivated_account(
     assert "x-auth-user-id" not in response.headers
     # Everywhere else a deactivated account stays 403 `account_disabled`.
     assert_problem(await client.get("/api/v1/users/me", headers=headers), 403, "account_disabled")
+
+
+async def _subject_token(client: AsyncClient) -> tuple[dict[str, str], str]:
+    subject = await register(client)
+    tokens = await login(client, subject["email"])
+    client.cookies.clear()
+    return subject, tokens["access_token"]
+
+
+async def test_introspect_with_an_api_key_in_either_header(client: AsyncClient, db: AsyncSession) -> None:
+    """SPEC §12: the caller's key in `X-API-Key` or as a bearer, when it carries `tokens:introspect`."""
+    owner, owner_headers = await admin(client, db)
+    key = (await issue_key(client, owner_headers, scopes=["tokens:introspect"]))["key"]
+    assert key.startswith("ag_")
+    subject, token = await _subject_token(client)
+    for key_header in ({"X-API-Key": key}, bearer(key)):
+        response = await client.post("/api/v1/auth/introspect", data={"token": token}, headers=key_header)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["active"] is True and body["sub"] == subject["id"] and body["roles"] == ["user"]
+        assert body["sub"] != owner["id"]
+    # A token the key cannot vouch for is still just inactive.
+    garbage = await client.post(
+        "/api/v1/auth/introspect", data={"token": "garbage"}, headers={"X-API-Key": key}
+    )
+    assert garbage.status_code == 200 and garbage.json() == {"active": False}
+
+
+async def test_introspect_with_a_key_lacking_the_permission_is_403(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    """The owner may introspect, but a key scoped without `tokens:introspect` may not."""
+    _, owner_headers = await admin(client, db)
+    assert (
+        await client.post("/api/v1/auth/introspect", data={"token": "x"}, headers=owner_headers)
+    ).status_code == 200
+    scoped = (await issue_key(client, owner_headers, scopes=["users:read"]))["key"]
+    unscoped = (await issue_key(client, owner_headers))["key"]
+    _, token = await _subject_token(client)
+    for key in (scoped, unscoped):
+        for key_header in ({"X-API-Key": key}, bearer(key)):
+            response = await client.post("/api/v1/auth/introspect", data={"token": token}, headers=key_header)
+            assert_problem(response, 403, "permission_denied")
+
+
+async def test_introspect_key_loses_the_permission_with_its_owner(
+    client: AsyncClient, db: AsyncSession
+) -> None:
+    """A key acts with the intersection of its scopes and the owner's current permissions (SPEC §7)."""
+    owner, owner_headers = await signed_in_with(client, db, "tokens:introspect")
+    key = (await issue_key(client, owner_headers, scopes=["tokens:introspect"]))["key"]
+    _, token = await _subject_token(client)
+    allowed = await client.post("/api/v1/auth/introspect", data={"token": token}, headers={"X-API-Key": key})
+    assert allowed.status_code == 200 and allowed.json()["active"] is True
+    account = await db.scalar(select(User).where(User.id == uuid.UUID(owner["id"])))
+    assert account is not None
+    await db.refresh(account, ["roles"])
+    account.roles[:] = [r for r in account.roles if "tokens:introspect" not in r.permissions]
+    await db.commit()
+    refused = await client.post("/api/v1/auth/introspect", data={"token": token}, headers={"X-API-Key": key})
+    assert_problem(refused, 403, "permission_denied")
