@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import FastAPI
@@ -142,7 +143,7 @@ async def test_forward_auth_answers_401_for_a_deactivated_account(
     assert_problem(await client.get("/api/v1/users/me", headers=headers), 403, "account_disabled")
 
 
-async def _subject_token(client: AsyncClient) -> tuple[dict[str, str], str]:
+async def _subject_token(client: AsyncClient) -> tuple[dict[str, Any], str]:
     subject = await register(client)
     tokens = await login(client, subject["email"])
     client.cookies.clear()
