@@ -58,10 +58,17 @@ async def test_queue_is_bounded_with_503() -> None:
         PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1, max_queue_seconds=0), threads=1
     )
     gate = threading.Event()
+    running = threading.Event()
     original = hasher._hash.hash
-    hasher._hash.hash = lambda p: (gate.wait(5), original(p))[1]  # type: ignore[method-assign,assignment]
+
+    def held(p: str) -> str:
+        running.set()
+        gate.wait(5)
+        return original(p)
+
+    hasher._hash.hash = held  # type: ignore[method-assign]
     first = asyncio.create_task(hasher.hash("one two three four"))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(running.wait, 5)  # the first hash holds the only thread
     with pytest.raises(ServiceBusyError) as refused:
         await hasher.hash("five six seven eight")
     assert refused.value.retry_after >= 1
@@ -90,20 +97,29 @@ async def test_no_hash_for_a_client_that_has_gone() -> None:
 
 
 async def test_event_loop_stays_responsive_while_hashing() -> None:
-    """A burst of real-cost hashes runs in threads: a timer on the loop keeps ticking meanwhile."""
+    """A burst of real-cost hashes runs in threads: the loop keeps serving meanwhile.
+
+    Each hash, once computed, waits in its thread for a signal only the event loop sends after it
+    has seen hashing start: were a hash run on the loop, that signal could never come."""
     hasher = PasswordHasher(PasswordPolicy(), threads=2)
-    ticks = 0
+    loop = asyncio.get_running_loop()
+    hashing = asyncio.Event()
+    loop_ran = threading.Event()
+    original = hasher._hash.hash
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
+    def needs_the_loop(p: str) -> str:
+        loop.call_soon_threadsafe(hashing.set)
+        digest = original(p)  # the real cost (OWASP parameters)
+        if not loop_ran.wait(10):
+            raise TimeoutError("the event loop did not run while a hash was in progress")
+        return digest
 
-    task = asyncio.create_task(ticker())
-    await asyncio.gather(*(hasher.hash(f"pass phrase number {i}") for i in range(8)))
-    task.cancel()
-    assert ticks >= 5
+    hasher._hash.hash = needs_the_loop  # type: ignore[method-assign]
+    burst = asyncio.gather(*(hasher.hash(f"pass phrase number {i}") for i in range(8)))
+    await asyncio.wait_for(hashing.wait(), timeout=10)
+    loop_ran.set()
+    digests = await asyncio.wait_for(burst, timeout=60)
+    assert len(set(digests)) == 8 and all(d.startswith("$argon2id$") for d in digests)
 
 
 @pytest.mark.parametrize(
