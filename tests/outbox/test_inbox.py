@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from authgate.config import OutboxSettings, Settings
 from authgate.db import create_sessionmaker
 from authgate.main import create_app
+from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
 from authgate.outbox.service import Outbox
 from tests.conftest import make_settings
@@ -86,8 +88,26 @@ async def test_in_process_dispatcher_delivers_when_enabled(
     assert row.status == "sent"
 
 
-async def test_in_process_courier_wakes_on_the_commit_that_queues_mail(live_engine: AsyncEngine) -> None:
+async def test_in_process_courier_wakes_on_the_commit_that_queues_mail(
+    live_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Polling rarely (every 60 s here), it still sends a sign-up link within moments of the commit."""
+    idle_turns = 0
+    idling = asyncio.Condition()
+    idle = Dispatcher._idle
+
+    async def counted_idle(self: Dispatcher, stop: asyncio.Event, seconds: float) -> None:
+        nonlocal idle_turns
+        async with idling:
+            idle_turns += 1
+            idling.notify_all()
+        await idle(self, stop, seconds)
+
+    async def idled(times: int) -> None:
+        async with idling:
+            await asyncio.wait_for(idling.wait_for(lambda: idle_turns >= times), timeout=10)
+
+    monkeypatch.setattr(Dispatcher, "_idle", counted_idle)
     url = live_engine.url.render_as_string(hide_password=False)
     settings = make_settings(url, outbox=OutboxSettings(in_process=True, in_process_poll_interval=60))
     app: FastAPI = create_app(settings, sessionmaker=create_sessionmaker(live_engine), engine=live_engine)
@@ -95,13 +115,11 @@ async def test_in_process_courier_wakes_on_the_commit_that_queues_mail(live_engi
         app.router.lifespan_context(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as client,
     ):
-        await asyncio.sleep(0.2)  # the first poll, at start, finds nothing; then the courier idles
+        await idled(1)  # the first poll, at start, found nothing: the courier waits out its 60 s
         assert app.state.dispatcher.delivered == 0
         email = unique_email("wake")
         response = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
         assert response.status_code == 201
-        for _ in range(300):
-            if app.state.dispatcher.delivered:
-                break
-            await asyncio.sleep(0.01)
+        # Woken by the commit, it delivers and idles again: long before the next poll would be due.
+        await idled(2)
         assert app.state.dispatcher.delivered == 1
