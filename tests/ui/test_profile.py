@@ -250,9 +250,11 @@ async def test_a_slow_form_post_does_not_hold_up_other_writers(
     assert signed_in.status_code == 303
     form = f"csrf_token={live_client.cookies['authgate_csrf']}&profile_visibility=members&theme=dark".encode()
     login_done = asyncio.Event()
+    awaiting_rest = asyncio.Event()
 
     async def body() -> AsyncIterator[bytes]:
         yield form[:10]
+        awaiting_rest.set()  # the app has taken the first part and asked for more
         await login_done.wait()  # the rest only once another request has written
         yield form[10:]
 
@@ -265,7 +267,7 @@ async def test_a_slow_form_post_does_not_hold_up_other_writers(
         return response.status_code
 
     async def login_meanwhile() -> int:
-        await asyncio.sleep(0.2)  # the post has started and is waiting for its body
+        await awaiting_rest.wait()  # the post has started and is waiting for the rest of its body
         async with AsyncClient(transport=ASGITransport(app=live_app), base_url="https://test") as api:
             response = await api.post("/api/v1/auth/login", json=other)
         login_done.set()
