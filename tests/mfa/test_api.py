@@ -325,13 +325,14 @@ async def test_a_right_code_answered_after_parallel_wrong_ones_is_held_and_stays
         return await verify(self, *args, **kwargs)
 
     monkeypatch.setattr(MfaService, "verify_code", verify_while_others_fail)
-    code = code_at(secret, now_step() + 1)
+    step = now_step() + 1  # once: a 30 s boundary may pass during the request
+    code = code_at(secret, step)
     assert_problem(await client.post(LOGIN_MFA, json={"mfa_token": token, "code": code}), 429, "rate_limited")
     db.expire_all()
     credential = await db.scalar(
         select(TotpCredential).where(TotpCredential.user_id == uuid.UUID(user["id"]))
     )
-    assert credential is not None and credential.last_used_step != now_step() + 1  # the code stays unused
+    assert credential is not None and credential.last_used_step != step  # the code stays unused
     challenge = await db.scalar(select(MfaChallenge).where(MfaChallenge.user_id == uuid.UUID(user["id"])))
     assert challenge is not None and challenge.used_at is None
 
@@ -377,6 +378,11 @@ async def test_expired_or_unknown_mfa_token_is_400(client: AsyncClient, db: Asyn
     assert_problem(
         await client.post(LOGIN_MFA, json={"mfa_token": "made-up", "code": code}), 400, "mfa_invalid"
     )
+    # The refused attempts did not use up the code's time step: it finishes a fresh sign-in.
+    fresh = await password_step(client, user["email"])
+    finished = await client.post(LOGIN_MFA, json={"mfa_token": fresh, "code": code})
+    assert finished.status_code == 200, finished.text
+    assert finished.json()["access_token"]
 
 
 async def test_mfa_token_is_stored_hashed_and_short_lived(client: AsyncClient, db: AsyncSession) -> None:
@@ -431,10 +437,23 @@ async def test_disable_checks_password_then_code(client: AsyncClient, db: AsyncS
     assert "access_token" in direct.json()
 
 
-async def test_disable_with_a_recovery_code(client: AsyncClient) -> None:
-    _, headers, _, codes = await mfa_user(client)
+async def test_disable_with_a_recovery_code(client: AsyncClient, db: AsyncSession) -> None:
+    user, headers, _, codes = await mfa_user(client)
     response = await client.post(DISABLE, json={"password": PASSWORD, "code": codes[3]}, headers=headers)
     assert response.status_code == 204
+    assert (await client.get("/api/v1/users/me", headers=headers)).json()["mfa_enabled"] is False
+    uid = uuid.UUID(user["id"])
+    for model in (RecoveryCode, TotpCredential):
+        assert await db.scalar(select(func.count()).select_from(model).where(model.user_id == uid)) == 0
+    disabled = (
+        await db.scalars(
+            select(AuditEvent).where(AuditEvent.action == "mfa.disabled", AuditEvent.target_id == user["id"])
+        )
+    ).all()
+    assert len(disabled) == 1 and disabled[0].request_id == response.headers["x-request-id"]
+    direct = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    assert direct.status_code == 200
+    assert direct.json()["access_token"] and "mfa_required" not in direct.json()
 
 
 async def test_mfa_management_refuses_api_keys(app: FastAPI, client: AsyncClient, db: AsyncSession) -> None:
