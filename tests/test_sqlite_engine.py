@@ -136,16 +136,19 @@ async def test_a_writer_in_another_process_is_waited_for_off_the_loop(
     sqlite_engine: tuple[AsyncEngine, Trace, Path],
 ) -> None:
     """Another process holds the write lock: our writer queues on aiosqlite's thread, the loop runs on."""
-    engine, _, path = sqlite_engine
+    engine, trace, path = sqlite_engine
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     other.execute("INSERT INTO item (name) VALUES ('other')")
     writer = asyncio.create_task(_insert(engine, "ours"))
-    ticks = 0
-    for _ in range(20):  # the loop keeps turning while the writer waits for the lock
+    for _ in range(500):  # until the writer's BEGIN has started
+        if trace:
+            break
         await asyncio.sleep(0.01)
-        ticks += 1
-    assert ticks == 20 and not writer.done()
+    # It waits for the lock on aiosqlite's thread, while this coroutine, on the loop, runs on.
+    assert trace == [("BEGIN IMMEDIATE", False)]
+    await asyncio.sleep(0.1)
+    assert not writer.done() and trace == [("BEGIN IMMEDIATE", False)]
     other.execute("COMMIT")
     other.close()
     await asyncio.wait_for(writer, timeout=10)
