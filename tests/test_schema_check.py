@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,10 +47,13 @@ async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         await admin.close()
 
 
-async def _start(url: str) -> None:
+async def _start(url: str) -> int:
+    """Start the app on `url` and answer its readiness check: the status /ready gives."""
     app = create_app(make_settings(url))
     async with app.router.lifespan_context(app):
         assert app.state.keyring is not None
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as client:
+            return (await client.get("/ready")).status_code
 
 
 async def test_an_empty_database_is_refused_with_the_command_that_fixes_it(empty_database: str) -> None:
@@ -62,7 +66,7 @@ async def test_a_database_behind_the_code_is_refused(empty_database: str) -> Non
     with pytest.raises(SchemaBehindError, match=r"at 0007, this version needs 0008"):
         await _start(empty_database)
     await asyncio.to_thread(migrate.upgrade, empty_database)
-    await _start(empty_database)
+    assert await _start(empty_database) == 200
 
 
 async def test_a_newer_release_schema_is_allowed(empty_database: str) -> None:
@@ -71,8 +75,12 @@ async def test_a_newer_release_schema_is_allowed(empty_database: str) -> None:
     engine = create_engine(make_settings(empty_database))
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    await engine.dispose()
-    await _start(empty_database)
+    try:
+        assert await _start(empty_database) == 200
+        async with engine.connect() as conn:  # the older process left the newer schema's mark alone
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar() == "9999"
+    finally:
+        await engine.dispose()
 
 
 async def test_an_unreachable_database_is_not_mistaken_for_an_empty_one(tmp_path: Path) -> None:

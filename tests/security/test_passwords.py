@@ -139,14 +139,26 @@ def test_policy_rejections(password: str, kind: str) -> None:
 
 
 def test_policy_accepts_a_passphrase() -> None:
-    check_password_policy("correct horse battery staple", PasswordPolicy(), user_inputs=["bob@example.com"])
+    policy = PasswordPolicy()
+    assert (
+        check_password_policy("correct horse battery staple", policy, user_inputs=["bob@example.com"]) is None
+    )
+    # The same policy is not a no-op: it refuses the passphrase once it holds the user's name.
+    with pytest.raises(InvalidInputError) as rejected:
+        check_password_policy("correct horse battery staple", policy, user_inputs=["horse@example.com"])
+    assert rejected.value.extensions["errors"][0]["type"] == "password_personal"
 
 
 @pytest.mark.parametrize("length", [72, 73, 100, 128])
 def test_policy_takes_every_length_up_to_the_maximum(length: int) -> None:
     """The strength estimate reads at most 72 characters; a longer password is not an error."""
+    policy = PasswordPolicy()
     password = ("Vx9-lantern-harbor-quiet-" * 6)[:length]
-    check_password_policy(password, PasswordPolicy(), user_inputs=["bob@example.com"])
+    assert check_password_policy(password, policy, user_inputs=["bob@example.com"]) is None
+    # One character past the maximum is where it stops.
+    with pytest.raises(InvalidInputError) as rejected:
+        check_password_policy(password + "x" * (policy.max_length + 1 - length), policy, user_inputs=[])
+    assert rejected.value.extensions["errors"][0]["type"] == "password_length"
 
 
 def test_policy_errors_name_the_field_they_are_about() -> None:
