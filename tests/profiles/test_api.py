@@ -107,6 +107,28 @@ async def test_bad_profile_input_is_422_and_changes_nothing(
     assert (row.bio, row.timezone, row.locale, row.website) == ("kept", None, None, None)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"bio": "applied?", "timezone": "Mars/Olympus"},
+        {"locale": "fr-FR", "website": "javascript:alert(1)"},
+        {"timezone": "Europe/Paris", "bio": "b" * 2001},
+        {"website": "https://example.com", "locale": "english please"},
+        {"bio": "applied?", "avatar_url": "https://evil.example/x.png"},
+    ],
+)
+async def test_a_bad_field_beside_valid_ones_refuses_the_whole_profile_patch(
+    client: AsyncClient, db: AsyncSession, body: dict[str, object]
+) -> None:
+    user, headers = await signed_in(client)
+    await client.patch("/api/v1/users/me/profile", json={"bio": "kept"}, headers=headers)
+    assert_problem(
+        await client.patch("/api/v1/users/me/profile", json=body, headers=headers), 422, "validation_error"
+    )
+    row = await _profile(db, user["id"])
+    assert (row.bio, row.timezone, row.locale, row.website) == ("kept", None, None, None)
+
+
 async def test_update_settings(client: AsyncClient) -> None:
     _, headers = await signed_in(client)
     body = {"profile_visibility": "public", "marketing_emails": True, "theme": "dark"}
@@ -132,6 +154,17 @@ async def test_update_settings(client: AsyncClient) -> None:
         )
     wrong = await client.patch("/api/v1/users/me/settings", json={"theme": None}, headers=headers)
     assert assert_problem(wrong, 422, "validation_error")["errors"][0]["loc"] == ["body", "theme"]
+    # One valid field beside a bad one: nothing of the body is applied.
+    for mixed in (
+        {"theme": "light", "profile_visibility": "everyone"},
+        {"marketing_emails": False, "security_alerts": "yes"},
+        {"profile_visibility": "private", "x": 1},
+    ):
+        assert_problem(
+            await client.patch("/api/v1/users/me/settings", json=mixed, headers=headers),
+            422,
+            "validation_error",
+        )
     assert (await client.get("/api/v1/users/me/settings", headers=headers)).json() == {
         **body,
         "security_alerts": True,
@@ -352,10 +385,17 @@ async def test_avatar_of_unknown_or_deleted_user_is_404(client: AsyncClient, db:
 
 
 async def test_avatar_upload_with_an_api_key(client: AsyncClient) -> None:
-    _, headers = await signed_in(client)
+    user, headers = await signed_in(client)
     raw = (await issue_key(client, headers))["key"]
     response = await client.put(AVATAR, headers={"X-API-Key": raw}, **upload(images.png()))  # type: ignore[arg-type]
     assert response.status_code == 200
+    url = response.json()["avatar_url"]
+    assert url.startswith(f"http://test/api/v1/users/{user['id']}/avatar")
+    # Set on the key owner's profile, as the owner sees it, and served.
+    assert (await client.get("/api/v1/users/me/profile", headers=headers)).json()["avatar_url"] == url
+    image = await client.get(f"/api/v1/users/{user['id']}/avatar", headers=headers)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(image.content)).format == "WEBP"
 
 
 # --- size limits -----------------------------------------------------------------------------------
