@@ -13,6 +13,7 @@ from authgate.audit.models import AuditEvent
 from authgate.db import utcnow
 from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
+from authgate.security.opaque import hash_token
 from authgate.users.models import User
 from authgate.verification.models import VerificationToken
 from tests.courier import Mailbox, body_html, link_token, mail_to
@@ -48,6 +49,10 @@ async def test_token_is_stored_only_as_a_hash(
     hashes = (await db.scalars(select(VerificationToken.token_hash))).all()
     assert token not in hashes
     assert all(len(h) == 64 for h in hashes)
+    row = await db.scalar(select(VerificationToken).where(VerificationToken.token_hash == hash_token(token)))
+    assert row is not None and row.purpose == "email_verification"
+    # SPEC §5; the two stamps are taken a moment apart
+    assert abs(row.expires_at - row.created_at - timedelta(hours=24)) < timedelta(seconds=1)
 
 
 async def test_request_sends_a_new_link_and_nothing_once_verified(

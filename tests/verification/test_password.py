@@ -16,6 +16,7 @@ from authgate.auth.service import Account
 from authgate.db import utcnow
 from authgate.outbox.dispatcher import Dispatcher
 from authgate.outbox.models import OutboxMessage
+from authgate.security.opaque import hash_token
 from authgate.users.models import User
 from authgate.verification.models import VerificationToken
 from tests.courier import Mailbox, body_text, link_token, mail_to
@@ -162,6 +163,22 @@ async def test_an_email_verification_token_is_not_a_reset_token(
     assert_problem(
         await client.post(RESET, json={"token": token, "new_password": NEW_PASSWORD}), 400, "token_invalid"
     )
+    await login(client, user["email"], PASSWORD)  # the password stayed
+    # Refused as a reset token, it is still good for what it was sent for.
+    confirmed = await client.post("/api/v1/auth/verify-email/confirm", json={"token": token})
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["email_verified"] is True
+
+
+async def test_a_reset_token_lives_one_hour(
+    client: AsyncClient, courier: Dispatcher, mailbox: Mailbox, db: AsyncSession
+) -> None:
+    user = await register(client)
+    token = await _reset_token(client, courier, mailbox, user["email"])
+    row = await db.scalar(select(VerificationToken).where(VerificationToken.token_hash == hash_token(token)))
+    assert row is not None and row.purpose == "password_reset" and str(row.user_id) == user["id"]
+    # SPEC §5; the two stamps are taken a moment apart
+    assert abs(row.expires_at - row.created_at - timedelta(hours=1)) < timedelta(seconds=1)
 
 
 async def test_change_keeps_this_session_revokes_the_others_and_notifies(
