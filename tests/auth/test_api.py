@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from authgate.audit.models import AuditEvent
+from authgate.config import Settings
+from authgate.main import create_app
 from authgate.outbox.models import OutboxMessage
 from authgate.security.opaque import hash_token
 from authgate.sessions.models import RefreshToken
@@ -654,3 +656,39 @@ async def test_self_registration_can_be_turned_off(client: AsyncClient, app: obj
         "/api/v1/auth/register", json={"email": unique_email(), "password": PASSWORD}
     )
     assert_problem(response, 403, "permission_denied")
+
+
+@pytest.mark.parametrize(("env", "secure"), [("test", True), ("production", True), ("development", False)])
+async def test_cookies_are_secure_unless_development(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    env: str,
+    secure: bool,
+) -> None:
+    """SPEC §4: SameSite=Lax, Secure unless development (when COOKIE_SECURE is not set)."""
+    # No in-process courier: it would share the test's connection with the requests.
+    outbox = settings.outbox.model_copy(update={"in_process": False})
+    configured = settings.model_copy(update={"env": env, "cookie_secure": None, "outbox": outbox})
+    assert configured.secure_cookies is secure
+    app = create_app(configured, sessionmaker=sessionmaker, engine=engine)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="https://test") as client,
+    ):
+        user = await register(client)
+        response = await client.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        set_cookie = response.headers.get_list("set-cookie")
+        for name in ("authgate_access", "authgate_refresh", "authgate_csrf"):
+            header = next(h for h in set_cookie if h.startswith(f"{name}="))
+            attributes = {part.strip().split("=", 1)[0].lower() for part in header.split(";")[1:]}
+            assert ("secure" in attributes) is secure, header
+            assert "SameSite=Lax" in header
+        # Signing out expires them with the same attribute.
+        logout = await client.post("/api/v1/auth/logout", headers=bearer(response.json()["access_token"]))
+        assert logout.status_code == 204
+        expired = [h for h in logout.headers.get_list("set-cookie") if h.startswith("authgate_access=")]
+        assert expired and all(("secure" in h.lower()) is secure for h in expired)
