@@ -279,3 +279,34 @@ async def test_a_remembered_token_expires_on_time(client: AsyncClient, app: Fast
     # The stale entry is not trusted: the token is verified again (it is still valid in truth).
     assert (await tokens.decode_access(token)).expires_at == claims.expires_at
     assert tokens._verified[token][1].expires_at == claims.expires_at
+
+
+async def test_the_private_half_of_a_signing_key_is_stored_encrypted_with_the_secret(
+    client: AsyncClient, db: Any, settings: Any
+) -> None:
+    """SPEC §4: keys live in the database, private halves encrypted with SECRET_KEY."""
+    from cryptography.fernet import InvalidToken
+    from sqlalchemy import select
+    from sqlalchemy.orm import undefer
+
+    from authgate.security.keys import SigningKey, _fernet
+
+    token, header, claims = await _signed_in_claims(client)
+    row = await db.scalar(
+        select(SigningKey)
+        .where(SigningKey.id == header["kid"])
+        .options(undefer(SigningKey.private_key_encrypted))
+    )
+    assert row is not None and row.algorithm == "ES256"
+    stored = row.private_key_encrypted
+    # Not a PEM, and no PEM inside its base64 either.
+    assert "BEGIN" not in stored and "PRIVATE" not in stored
+    assert b"PRIVATE KEY" not in base64.urlsafe_b64decode(stored + "=" * (-len(stored) % 4))
+    # The right secret opens it, and what it holds is the key that signed the token ...
+    pem = _fernet(settings.secret_key.get_secret_value()).decrypt(stored.encode())
+    private = serialization.load_pem_private_key(pem, password=None)
+    verified = jwt.decode(token, private.public_key(), algorithms=["ES256"], audience=claims["aud"])  # type: ignore[arg-type]
+    assert verified["sub"] == claims["sub"]
+    # ... another secret does not.
+    with pytest.raises(InvalidToken):
+        _fernet("another-secret-key-that-is-long-enough-987654").decrypt(stored.encode())
