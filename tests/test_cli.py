@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from authgate.cli import app
 from authgate.config import get_settings
@@ -230,3 +230,73 @@ def test_the_event_loop_follows_the_database_unless_chosen() -> None:
     assert make_settings(postgres).server_loop == "uvloop"  # uvloop is a dependency (not on Windows)
     assert make_settings(postgres, event_loop="asyncio").server_loop == "asyncio"
     assert make_settings("sqlite+aiosqlite:///x.db", event_loop="uvloop").server_loop == "uvloop"
+
+
+def _one_error_line(result: Result) -> str:
+    """An operator error: exit 1, nothing on stdout, one line on stderr, no traceback, no secret."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "cli-secret-key" not in result.output and "hunter2" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["migrate", "upgrade", "nosuch"], {}, "Can't locate revision identified by 'nosuch'"),
+        (["serve"], {"AUTHGATE_PORT": "notaport"}, "AUTHGATE_PORT: Input should be a valid integer"),
+        (
+            ["serve"],
+            {"AUTHGATE_ENV": "production", "AUTHGATE_SECRET_KEY": "", "AUTHGATE_ADMIN_PASSWORD": "hunter2"},
+            "AUTHGATE_SECRET_KEY is not set; AUTHGATE_ADMIN_PASSWORD is shorter than 12 characters",
+        ),
+        (
+            ["users", "export", "-o", "/nonexistent/dir/x.json"],
+            {},
+            "/nonexistent/dir/x.json: No such file or directory",
+        ),
+        (
+            ["audit", "verify"],
+            {"AUTHGATE_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/x.db"},
+            "database: unable to open database file",
+        ),
+        (
+            ["audit", "verify"],
+            {"AUTHGATE_DATABASE_URL": "postgresql+asyncpg://authgate:hunter2@127.0.0.1:1/authgate"},
+            "cannot reach the database (AUTHGATE_DATABASE_URL)",
+        ),
+    ],
+)
+def test_operator_errors_are_one_line_on_stderr_and_exit_1(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], expected: str
+) -> None:
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: pytest.fail("served"))
+    assert runner.invoke(app, ["migrate", "upgrade"]).exit_code == 0
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    assert expected in _one_error_line(runner.invoke(app, args))
+
+
+def test_usage_errors_keep_exit_2(cli_env: Path) -> None:
+    assert runner.invoke(app, ["migrate", "nosuch"]).exit_code == 2
+    assert runner.invoke(app, ["users", "export", "--bogus"]).exit_code == 2
+
+
+def test_python_m_authgate_reports_an_operator_error_in_one_line(cli_env: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "migrate", "upgrade", "nosuch"],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == "Error: migration: Can't locate revision identified by 'nosuch'"

@@ -3,21 +3,70 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from alembic.util.exc import CommandError
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import DBAPIError
+from typer.core import TyperGroup
 
 from authgate import migrate as migrations
 from authgate.config import Settings, get_settings
 
-app = typer.Typer(help="authgate: self-hosted identity and user management.", no_args_is_help=True)
+# What an operator's setup or input can cause: one line on stderr and exit 1, not a traceback.
+OPERATOR_ERRORS = (ValidationError, CommandError, DBAPIError, OSError)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an operator, without input values: a setting's value may be a secret."""
+    if isinstance(exc, ValidationError):
+        prefix = "AUTHGATE_" if exc.title == "Settings" else ""
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            message = error["msg"].removeprefix("Value error, ")
+            name = "__".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{prefix}{name}: {message}" if name else message)
+        return "; ".join(problems)
+    if isinstance(exc, CommandError):
+        return f"migration: {exc}"
+    if isinstance(exc, DBAPIError):  # the message alone: the statement and its parameters stay out
+        first_line = str(exc.orig).strip().partition("\n")[0]
+        return f"database: {first_line or type(exc.orig).__name__}"
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return f"cannot reach the database (AUTHGATE_DATABASE_URL): {exc.strerror or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class Commands(TyperGroup):
+    """The command group: an operator error from any command is one line on stderr and exit 1
+    (click keeps exit 2 for usage errors). `authgate`, `python -m authgate` and tests share it."""
+
+    def invoke(self, ctx: Any) -> Any:  # the Context of the click typer vendors
+        try:
+            return super().invoke(ctx)
+        except OPERATOR_ERRORS as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # a closed pipe (`| head`): typer exits quietly
+            console.print(f"[bold red]Error:[/] {escape(describe_error(exc))}", highlight=False)
+            raise typer.Exit(code=1) from None
+
+
+app = typer.Typer(
+    cls=Commands, help="authgate: self-hosted identity and user management.", no_args_is_help=True
+)
 migrate_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
 keys_app = typer.Typer(help="Signing keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)

@@ -158,7 +158,15 @@ def _sqlite_connector(url: URL) -> Callable[[], Awaitable[SqliteConnection]]:
     async def connect() -> SqliteConnection:
         connection = SqliteConnection(open_sqlite, iter_chunk_size=64)
         connection._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
-        await connection
+        try:
+            await connection
+        except Exception:
+            # aiosqlite stops its thread without waiting when the file cannot be opened; the
+            # thread then answers the loop, which a command line's `asyncio.run` may have closed
+            # by then ("Event loop is closed", a traceback after the error). It has only that
+            # answer left to give: wait for it here.
+            connection._thread.join(timeout=1)
+            raise
         return connection
 
     return connect

@@ -38,10 +38,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:  # also when a migration fails: no pooled connection is left for the collector to close
+        await engine.dispose()
 
 
 def run_migrations_online() -> None:
