@@ -34,6 +34,27 @@ def test_migrate_upgrade_current_downgrade(cli_env: Path) -> None:
     assert "(empty database)" in runner.invoke(app, ["migrate", "current"]).output
 
 
+def test_migrate_downgrade_minus_one_goes_down_one_revision(cli_env: Path) -> None:
+    """`-1`, the example in the command's help, is a revision, not an unknown option."""
+    from alembic.script import ScriptDirectory
+
+    from authgate.migrate import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    head = scripts.get_revision(scripts.get_current_head())
+    previous = head.down_revision if head is not None else None
+    assert isinstance(previous, str)  # a linear history: one revision before the head
+    runner.invoke(app, ["migrate", "upgrade"])
+    result = runner.invoke(app, ["migrate", "downgrade", "-1"])
+    assert result.exit_code == 0, result.output
+    assert f"Database at {previous}." in result.output
+    current = runner.invoke(app, ["migrate", "current"])
+    assert current.stdout.strip() == previous and "(head)" not in current.stdout
+    assert (
+        runner.invoke(app, ["migrate", "downgrade", "-1", "--bogus"]).exit_code == 2
+    )  # options still checked
+
+
 def test_create_admin_prints_a_generated_password_once(cli_env: Path) -> None:
     runner.invoke(app, ["migrate", "upgrade"])
     first = runner.invoke(app, ["create-admin"])

@@ -252,11 +252,12 @@ def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None
     console.print(f"Database at {revision}.")
 
 
-@migrate_app.command("downgrade")
+@migrate_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # `-1` is a revision
 def migrate_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base")]) -> None:
-    """Downgrade the database to REVISION."""
-    migrations.downgrade(get_settings().database_url, revision)
-    console.print(f"Database at {revision}.")
+    """Downgrade the database to REVISION (relative ones such as -1 count back from the current one)."""
+    url = get_settings().database_url
+    migrations.downgrade(url, revision)
+    console.print(f"Database at {migrations.current(url) or 'no revision (empty database)'}.")
 
 
 @migrate_app.command("current")
