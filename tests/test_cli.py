@@ -74,6 +74,74 @@ def test_create_admin_from_settings(cli_env: Path, monkeypatch: pytest.MonkeyPat
     assert "a long admin pass phrase" not in result.output
 
 
+def _count(table: str) -> int:
+    """Rows in the `cli_env` database (read without the settings, which may be the fault)."""
+    import os
+    import sqlite3
+
+    with sqlite3.connect(os.environ["AUTHGATE_DATABASE_URL"].split("///", 1)[1]) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("a", "Password must be 8 to 128 characters"),
+        ("password", "Password is too weak"),
+        ("root@example.org 2024 Zq!", "Password must not contain your email or username"),
+    ],
+)
+@pytest.mark.parametrize("command", ["create-admin", "serve"])
+def test_the_first_admin_password_is_held_to_the_password_policy(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, command: str, password: str, reason: str
+) -> None:
+    """SPEC §4's policy applies to AUTHGATE_ADMIN_PASSWORD: refused, nothing is created, and `serve`
+    does not start without its admin."""
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: pytest.fail("served"))
+    monkeypatch.setenv("AUTHGATE_ADMIN_EMAIL", "root@example.org")
+    monkeypatch.setenv("AUTHGATE_ADMIN_PASSWORD", password)
+    get_settings.cache_clear()
+    runner.invoke(app, ["migrate", "upgrade"])
+    result = runner.invoke(app, [command])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: AUTHGATE_ADMIN_PASSWORD is refused: ")
+    assert reason in lines[0] and "Created" not in result.output and "Traceback" not in result.output
+    assert "2024 Zq!" not in result.output  # the password itself is never printed
+    assert _count("user_account") == 0 and _count("audit_event") == 0
+
+
+@pytest.mark.parametrize("command", ["create-admin", "serve"])
+def test_the_first_admin_email_is_checked_like_a_registration(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: pytest.fail("served"))
+    runner.invoke(app, ["migrate", "upgrade"])
+    monkeypatch.setenv("AUTHGATE_ADMIN_EMAIL", "notanemail")
+    get_settings.cache_clear()
+    result = runner.invoke(app, [command])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: AUTHGATE_ADMIN_EMAIL: not a valid email address")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _count("user_account") == 0
+
+
+def test_a_generated_admin_password_passes_the_policy(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from authgate.security.passwords import check_password_policy
+
+    monkeypatch.setenv("AUTHGATE_PASSWORD__MIN_LENGTH", "40")  # longer than the usual 24 characters
+    get_settings.cache_clear()
+    runner.invoke(app, ["migrate", "upgrade"])
+    result = runner.invoke(app, ["create-admin"])
+    assert result.exit_code == 0, result.output
+    found = re.search(r"password \(shown once, change it\): (\S+)", result.output)
+    assert found is not None and len(found[1]) == 40
+    check_password_policy(found[1], get_settings().password, user_inputs=["admin@example.com"])
+    assert _count("user_account") == 1
+
+
 @pytest.mark.parametrize("deleted", [False, True])
 def test_create_admin_never_claims_an_account_it_did_not_create(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch, deleted: bool

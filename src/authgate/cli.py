@@ -126,15 +126,24 @@ def serve(
 
 
 async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
-    """Create the first admin unless one exists; a generated password is printed once."""
+    """Create the first admin unless one exists; a generated password is printed once.
+
+    A password the policy refuses ends the command (exit 1, `serve` does not start) with nothing made.
+    """
     from authgate.audit.service import AuditLog
     from authgate.db import create_engine, create_sessionmaker
+    from authgate.errors import InvalidInputError
     from authgate.roles.permissions import ADMIN_ROLE
     from authgate.roles.service import ensure_builtin_roles
     from authgate.security.passwords import PasswordHasher
     from authgate.users.repository import UserRepository
     from authgate.users.service import UserService
 
+    email = settings.admin_email or DEFAULT_ADMIN_EMAIL
+    if settings.admin_password is None:
+        password, source = _generate_password(settings), "the generated admin password"
+    else:
+        password, source = settings.admin_password.get_secret_value(), "AUTHGATE_ADMIN_PASSWORD"
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
@@ -144,12 +153,12 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
                 if not quiet:
                     console.print("An admin exists already; nothing to do.")
                 return
-            email = settings.admin_email or DEFAULT_ADMIN_EMAIL
-            generated = settings.admin_password is None
-            password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
             service = UserService(users, PasswordHasher(settings.password), AuditLog(session), notifier=None)
             holder, created = await service.ensure_admin(email, password)
             holder_deleted = holder.deleted_at is not None
+    except InvalidInputError as exc:  # the password policy: the transaction is rolled back, nothing made
+        console.print(f"[bold red]Error:[/] {source} is refused: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     finally:
         await engine.dispose()
     if not created:  # the address belongs to an account that is not an admin
@@ -162,13 +171,23 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
             raise typer.Exit(1)
         return
     console.print(f"[bold green]Created the first admin[/] {email}")
-    if generated:
+    if settings.admin_password is None:
         console.print(f"  password (shown once, change it): [bold]{password}[/]")
+
+
+def _generate_password(settings: Settings) -> str:
+    """A random password the policy accepts: 24 characters, or its minimum length if longer."""
+    policy = settings.password
+    length = min(max(24, policy.min_length), policy.max_length)
+    return secrets.token_urlsafe(length)[:length]
 
 
 @app.command("create-admin")
 def create_admin() -> None:
-    """Create the first admin from AUTHGATE_ADMIN_EMAIL / AUTHGATE_ADMIN_PASSWORD (or generate a password)."""
+    """Create the first admin from AUTHGATE_ADMIN_EMAIL / AUTHGATE_ADMIN_PASSWORD (or generate a password).
+
+    The password must pass the password policy registration applies; a refused one creates nothing.
+    """
     asyncio.run(_bootstrap_admin(get_settings(), quiet=False))
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from authgate.schemas import Email
+
 Environment = Literal["development", "test", "production"]
 JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
 
@@ -184,7 +186,9 @@ class Settings(BaseSettings):
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
     sentry_dsn: str | None = None
-    admin_email: str | None = None
+    admin_email: Email | None = None  # checked as registration checks an address
+    # The first admin's password; `create-admin` (and `serve` outside production) holds it to the
+    # password policy, as registration does. Production also refuses one under 12 characters.
     admin_password: SecretStr | None = None
     upload_dir: Path = Path("var/uploads")
     max_upload_bytes: int = 5 * 1_048_576

@@ -159,11 +159,14 @@ class UserService:
         return user
 
     async def ensure_admin(self, email: str, password: str) -> tuple[User, bool]:
-        """The first admin: created with the `admin` role unless that email exists already."""
+        """The first admin: created with the `admin` role unless that email exists already.
+
+        The password meets the policy registration applies (`InvalidInputError` saying why if not).
+        """
         existing = await self._users.get_by_email(email)
         if existing is not None:
             return existing, False
-        digest = await self._passwords.hash(password)
+        digest = await self._passwords.hash_new(password, user_inputs=[email])
         user = await self.create(
             email=email, password_hash=digest, roles=[ADMIN_ROLE, USER_ROLE], email_verified=True
         )
