@@ -227,6 +227,37 @@ def test_users_import_and_export_keep_hashes(cli_env: Path) -> None:
     )
 
 
+def test_users_import_keeps_roles_and_refuses_unknown_ones(cli_env: Path) -> None:
+    """Into a database only migrated (no serve, no create-admin: no built-in roles yet), every row
+    keeps its roles; a row naming a role that does not exist is skipped with a reason, not created
+    without it."""
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "users.json"
+    source.write_text(
+        json.dumps(
+            [
+                {"email": "plain@example.com"},
+                {"email": "boss@example.com", "roles": "admin user"},
+                {"email": "typo@example.com", "roles": ["user", "superuser", "boss"]},
+                {"email": "taken@example.com"},
+                {"email": "TAKEN@example.com"},
+            ]
+        )
+    )
+    result = runner.invoke(app, ["users", "import", str(source)])
+    assert result.exit_code == 1, result.output
+    assert "Created 3 accounts; skipped 2." in result.output
+    assert "row 3: validation_error: Unknown role: boss, superuser" in result.output
+    assert "row 5: email_taken: Email already registered" in result.output
+    exported = runner.invoke(app, ["users", "export"])
+    roles = {row["email"]: row["roles"] for row in json.loads(exported.stdout)}
+    assert roles == {
+        "plain@example.com": "user",
+        "boss@example.com": "admin user",
+        "taken@example.com": "user",
+    }
+
+
 async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, db: object) -> None:
     from httpx import AsyncClient
     from pwdlib.hashers.bcrypt import BcryptHasher

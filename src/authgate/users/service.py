@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.audit.service import Actor, AuditLog
 from authgate.db import end_read
-from authgate.errors import WrongPasswordError
+from authgate.errors import InvalidInputError, WrongPasswordError
 from authgate.profiles.models import new_profile_rows
 from authgate.roles.permissions import ADMIN_ROLE, USER_ROLE
 from authgate.security.passwords import ClientGone, PasswordHasher
@@ -86,12 +86,17 @@ class UserService:
         phone: str | None = None,
         email_verified: bool = False,
     ) -> User:
-        """Insert a user; duplicates answer `email_taken` / `username_taken`, also under races."""
+        """Insert a user; duplicates answer `email_taken` / `username_taken`, also under races.
+        A role name no role has is refused (`InvalidInputError` naming it), not dropped."""
         if await self._users.get_by_email(email) is not None:
             raise EmailTakenError()
         if username is not None and await self._users.get_by_username(username) is not None:
             raise UsernameTakenError()
-        role_rows = [r for r in [await self._users.get_role(name) for name in roles] if r is not None]
+        found = {name: await self._users.get_role(name) for name in dict.fromkeys(roles)}
+        unknown = sorted(name for name, role in found.items() if role is None)
+        if unknown:
+            raise InvalidInputError(f"Unknown role: {', '.join(unknown)}", ("body", "roles"))
+        role_rows = [role for role in found.values() if role is not None]
         user = User(
             email=email.strip(),
             email_normalized=normalize_email(email),

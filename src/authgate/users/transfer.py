@@ -12,10 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, undefer
 
+from authgate.errors import AuthgateError
 from authgate.roles.permissions import USER_ROLE
+from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import Email, Name, Phone, Username
 from authgate.users.models import User
 from authgate.users.service import UserService
@@ -94,7 +97,11 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 async def import_users(
     session: AsyncSession, service: UserService, rows: Iterable[dict[str, Any]]
 ) -> ImportReport:
-    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest."""
+    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest.
+
+    The built-in roles are made first: a database just migrated has none until `serve` starts.
+    """
+    await ensure_builtin_roles(session)
     report = ImportReport()
     for number, raw in enumerate(rows, start=1):
         try:
@@ -115,10 +122,20 @@ async def import_users(
                     email_verified=row.email_verified,
                 )
         except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
-            report.skipped.append((number, getattr(exc, "code", type(exc).__name__)))
+            report.skipped.append((number, _reason(exc)))
             continue
         report.created += 1
     return report
+
+
+def _reason(exc: Exception) -> str:
+    """Why a row was skipped, readable: `email_taken: Email already registered`."""
+    if isinstance(exc, AuthgateError):
+        return f"{exc.code}: {exc}"
+    if isinstance(exc, DBAPIError):  # a race with another writer; the statement and values stay out
+        first_line = str(exc.orig).strip().partition("\n")[0]
+        return f"{type(exc).__name__}: {first_line}"
+    return type(exc).__name__
 
 
 async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
