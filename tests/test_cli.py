@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,36 @@ def test_users_import_keeps_roles_and_refuses_unknown_ones(cli_env: Path) -> Non
         "boss@example.com": "admin user",
         "taken@example.com": "user",
     }
+
+
+def test_users_import_records_each_account_in_the_audit_log(cli_env: Path) -> None:
+    import sqlite3
+
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "users.csv"
+    source.write_text(
+        "email,roles\n"
+        "plain@example.com,\n"
+        "boss@example.com,admin user\n"
+        "PLAIN@example.com,\n"  # taken: skipped, recorded nowhere
+        "typo@example.com,boss\n"  # unknown role: skipped, recorded nowhere
+    )
+    assert runner.invoke(app, ["users", "import", str(source)]).exit_code == 1
+    with sqlite3.connect(get_settings().database_url.split("///", 1)[1]) as conn:
+        users = dict(conn.execute("SELECT email, id FROM user_account").fetchall())
+        events = conn.execute(
+            "SELECT action, actor_type, actor_id, target_type, target_id, data FROM audit_event ORDER BY seq"
+        ).fetchall()
+    assert set(users) == {"plain@example.com", "boss@example.com"}
+    assert len(events) == 2
+    by_target = {event[4]: (event[:4], json.loads(event[5])) for event in events}
+    for email, data in (
+        ("plain@example.com", {"imported": True}),
+        ("boss@example.com", {"imported": True, "roles": ["admin", "user"]}),
+    ):
+        user_id = str(uuid.UUID(users[email]))  # the account's id as the event names it
+        assert by_target[user_id] == (("user.registered", "system", None, "user"), data)
+    assert "intact: 2 events" in runner.invoke(app, ["audit", "verify"]).output
 
 
 async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, db: object) -> None:

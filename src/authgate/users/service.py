@@ -112,6 +112,36 @@ class UserService:
         await self._users.flush()
         return user
 
+    async def create_imported(
+        self,
+        *,
+        email: str,
+        password_hash: str | None,
+        roles: list[str],
+        username: str | None = None,
+        full_name: str | None = None,
+        phone: str | None = None,
+        email_verified: bool = False,
+    ) -> User:
+        """An account from an import file (its hash kept as is), recorded as `user.registered` by the
+        system in the same transaction; roles beyond the default `user` are part of the event."""
+        user = await self.create(
+            email=email,
+            password_hash=password_hash,
+            roles=roles,
+            username=username,
+            full_name=full_name,
+            phone=phone,
+            email_verified=email_verified,
+        )
+        data: dict[str, object] = {"imported": True}
+        if set(roles) != {USER_ROLE}:
+            data["roles"] = sorted(set(roles))
+        await self._audit.record(
+            "user.registered", actor=Actor.system(), target_type="user", target_id=user.id, data=data
+        )
+        return user
+
     async def update_me(self, user: User, data: UserUpdateMe, *, actor: Actor | None = None) -> User:
         """Change the caller's own username, name or phone; a changed phone needs verifying again.
         `actor`: an API key of the user's when one made the change (the user by default)."""

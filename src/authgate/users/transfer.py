@@ -97,7 +97,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 async def import_users(
     session: AsyncSession, service: UserService, rows: Iterable[dict[str, Any]]
 ) -> ImportReport:
-    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest.
+    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest;
+    each account is recorded as `user.registered` (`{"imported": true}`) by the system.
 
     The built-in roles are made first: a database just migrated has none until `serve` starts.
     """
@@ -111,8 +112,8 @@ async def import_users(
             report.skipped.append((number, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
             continue
         try:
-            async with session.begin_nested():
-                await service.create(
+            async with session.begin_nested():  # the account and its audit event, or neither
+                await service.create_imported(
                     email=row.email,
                     password_hash=row.password_hash,
                     roles=row.roles,
