@@ -289,6 +289,46 @@ def test_users_import_records_each_account_in_the_audit_log(cli_env: Path) -> No
     assert "intact: 2 events" in runner.invoke(app, ["audit", "verify"]).output
 
 
+def test_users_export_shows_progress_on_stderr_and_keeps_stdout_clean(cli_env: Path) -> None:
+    """SPEC §10: export has a progress bar, on stderr: stdout is the JSON or CSV alone."""
+    runner.invoke(app, ["migrate", "upgrade"])
+    empty = runner.invoke(app, ["users", "export"])
+    assert empty.exit_code == 0 and empty.stdout == "[]\n"
+    source = cli_env / "users.csv"
+    source.write_text("email,full_name\n" + "".join(f"u{i}@example.com,User {i}\n" for i in range(5)))
+    assert runner.invoke(app, ["users", "import", str(source)]).exit_code == 0
+
+    as_json = runner.invoke(app, ["users", "export"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.stdout)
+    assert len(rows) == 5 and as_json.stdout == json.dumps(rows, indent=2) + "\n"  # as json.dump wrote it
+    assert "Exporting" in as_json.stderr and "100%" in as_json.stderr
+    assert "Exported 5 accounts." in as_json.stderr
+
+    as_csv = runner.invoke(app, ["users", "export", "--format", "csv"])
+    assert as_csv.exit_code == 0 and as_csv.stdout.startswith("id,email,")
+    assert len(as_csv.stdout.splitlines()) == 6 and "Exporting" in as_csv.stderr
+
+    to_file = runner.invoke(app, ["users", "export", "-o", str(cli_env / "out.json")])
+    assert to_file.exit_code == 0 and to_file.stdout == "" and "Exporting" in to_file.stderr
+    assert json.loads((cli_env / "out.json").read_text()) == rows
+
+
+def test_a_failed_export_leaves_the_output_file_as_it_was(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = cli_env / "out.json"
+    target.write_text("the previous export")
+    monkeypatch.setenv("AUTHGATE_DATABASE_URL", f"sqlite+aiosqlite:///{cli_env}/never-migrated.db")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["users", "export", "-o", str(target)])
+    assert result.exit_code == 1 and "no such table" in result.stderr
+    assert target.read_text() == "the previous export"
+    assert sorted(p.name for p in cli_env.iterdir() if "out.json" in p.name) == ["out.json"]  # no leftovers
+    directory = runner.invoke(app, ["users", "export", "-o", str(cli_env)])
+    assert directory.exit_code == 1 and f"{cli_env}: Is a directory" in directory.stderr
+
+
 async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, db: object) -> None:
     from httpx import AsyncClient
     from pwdlib.hashers.bcrypt import BcryptHasher

@@ -10,7 +10,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 import uvicorn
@@ -393,39 +393,47 @@ def users_export(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
 ) -> None:
-    """Write every account (with its password hash) as JSON or CSV. Treat the output as a secret."""
-    import csv
+    """Write every account (with its password hash) as JSON or CSV. Treat the output as a secret.
+
+    A progress bar goes to stderr; stdout carries only the accounts. A file is created readable by
+    its owner only, and replaces FILE only once complete.
+    """
+    from contextlib import nullcontext
+
+    from rich.progress import Progress
 
     from authgate.db import create_engine, create_sessionmaker
-    from authgate.users.transfer import EXPORT_FIELDS, export_users
+    from authgate.users.transfer import ExportWriter, count_exported, export_users, private_file
 
     if fmt not in ("json", "csv"):
         raise typer.BadParameter("json or csv", param_hint="--format")
     settings = get_settings()
+    stdout = sys.stdout  # written directly, whatever the progress display does to sys.stdout
 
-    async def run() -> list[dict[str, object]]:
+    async def run(stream: TextIO) -> int:
         engine = create_engine(settings)
         try:
             async with create_sessionmaker(engine)() as session:
-                return [row async for row in export_users(session)]
+                total = await count_exported(session)
+                writer = ExportWriter(stream, as_csv=fmt == "csv")
+                with Progress(
+                    console=console,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                    disable=output is None and stdout.isatty(),  # not drawn over the rows themselves
+                ) as progress:
+                    task = progress.add_task("Exporting", total=total)
+                    async for row in export_users(session):
+                        writer.write(row)
+                        progress.advance(task)
+                writer.close()
+                return writer.count
         finally:
             await engine.dispose()
 
-    rows = asyncio.run(run())
-    stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
-    try:
-        if fmt == "json":
-            json.dump(rows, stream, indent=2)
-            stream.write("\n")
-        else:
-            writer = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-    finally:
-        if output:
-            stream.close()
-            output.chmod(0o600)
-    console.print(f"Exported {len(rows)} accounts.")
+    with private_file(output) if output else nullcontext(stdout) as stream:
+        exported = asyncio.run(run(stream))
+    console.print(f"Exported {exported} accounts.")
 
 
 @app.command()

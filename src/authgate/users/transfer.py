@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
-from collections.abc import AsyncIterator, Iterable
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload, undefer
@@ -139,6 +143,11 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+async def count_exported(session: AsyncSession) -> int:
+    """How many accounts `export_users` yields (for a progress bar)."""
+    return await session.scalar(select(func.count()).select_from(User).where(User.deleted_at.is_(None))) or 0
+
+
 async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
     """Every active (not deleted) account in creation order, with its password hash."""
     last = None
@@ -170,3 +179,51 @@ async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIter
         if len(users) < batch:
             return
         last = users[-1].id
+
+
+class ExportWriter:
+    """Writes exported rows one at a time: CSV with a header line, or the JSON list
+    `json.dump(rows, indent=2)` would write, without holding every row."""
+
+    def __init__(self, stream: TextIO, *, as_csv: bool) -> None:
+        self.count = 0
+        self._stream = stream
+        self._csv = csv.DictWriter(stream, fieldnames=EXPORT_FIELDS) if as_csv else None
+        if self._csv is not None:
+            self._csv.writeheader()
+        else:
+            stream.write("[")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow(row)
+        else:  # JSON escapes newlines inside strings: every "\n" here is indentation
+            self._stream.write(
+                ("," if self.count else "") + "\n  " + json.dumps(row, indent=2).replace("\n", "\n  ")
+            )
+        self.count += 1
+
+    def close(self) -> None:
+        if self._csv is None:
+            self._stream.write("\n]\n" if self.count else "]\n")
+
+
+@contextmanager
+def private_file(path: Path) -> Iterator[TextIO]:
+    """A file only its owner can read (mode 600 from its creation) that becomes `path` when the block
+    completes; if the block fails, `path` is left as it was. Errors name `path`."""
+    if path.is_dir():  # found before the work, not when it is done
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)  # gone already once it has become `path`
