@@ -458,6 +458,11 @@ def _one_error_line(result: Result) -> str:
             {"AUTHGATE_DATABASE_URL": "postgresql+asyncpg://authgate:hunter2@127.0.0.1:1/authgate"},
             "cannot reach the database (AUTHGATE_DATABASE_URL)",
         ),
+        (
+            ["migrate", "current"],
+            {"AUTHGATE_DATABASE_URL": "mysql://authgate:hunter2@127.0.0.1/authgate"},
+            "AUTHGATE_DATABASE_URL: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://",
+        ),
     ],
 )
 def test_operator_errors_are_one_line_on_stderr_and_exit_1(

@@ -175,3 +175,26 @@ def test_malformed_json_cors_origins_name_the_setting(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AUTHGATE_CORS_ORIGINS", '["https://a.example.com"')
     with pytest.raises(ValidationError, match="cors_origins"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("sqlite:///./var/x.db", "sqlite+aiosqlite:///./var/x.db"),
+        ("postgresql://u:pw@h:5432/db", "postgresql+asyncpg://u:pw@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+    ],
+)
+def test_database_urls_are_read_on_their_async_driver(given: str, used: str) -> None:
+    assert Settings(database_url=given, _env_file=None).database_url == used  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "given", ["mysql://u:s3cret-pw@h/db", "nonsense", "postgresql+psycopg2://u:s3cret-pw@h/db"]
+)
+def test_an_unsupported_database_url_is_refused_without_repeating_it(given: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url=given, _env_file=None)  # type: ignore[call-arg]
+    text = refused.value.errors(include_input=False)[0]["msg"]
+    assert "sqlite+aiosqlite" in text and "s3cret-pw" not in text

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from authgate.schemas import Email
@@ -29,6 +29,32 @@ def _seconds(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+
+# The async driver each supported database is reached through, by the names an URL may give it.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def _database_url(value: str) -> str:
+    """An SQLite or PostgreSQL URL, on its async driver (`postgresql://` reads as asyncpg).
+
+    The error never repeats the URL: it may carry a password.
+    """
+    scheme, sep, rest = value.partition("://")
+    driver = _DRIVERS.get(scheme.lower())
+    if not sep or driver is None:
+        raise ValueError(
+            "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    return f"{driver}://{rest}"
+
+
+DatabaseURL = Annotated[str, AfterValidator(_database_url)]
 
 
 def _list_from_env(value: object) -> object:
@@ -163,7 +189,7 @@ class Settings(BaseSettings):
     port: int = 8000
     # auto: asyncio on SQLite, uvloop on PostgreSQL (see docs/benchmarks.md, "Which event loop").
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
-    database_url: str = "sqlite+aiosqlite:///./var/authgate.db"
+    database_url: DatabaseURL = "sqlite+aiosqlite:///./var/authgate.db"
     database_pool_size: int = 10
     database_max_overflow: int = 20
     database_pool_timeout: float = 10.0
