@@ -289,6 +289,52 @@ def test_users_import_records_each_account_in_the_audit_log(cli_env: Path) -> No
     assert "intact: 2 events" in runner.invoke(app, ["audit", "verify"]).output
 
 
+def test_users_import_commits_batch_by_batch(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each audit event holds the chain's head until its transaction commits: an import commits
+    every `IMPORT_BATCH` rows, so the running service's sign-ins wait for one batch, not the file."""
+    from sqlalchemy import Engine, event
+
+    runner.invoke(app, ["migrate", "upgrade"])
+    monkeypatch.setattr("authgate.users.transfer.IMPORT_BATCH", 2)
+    source = cli_env / "users.csv"
+    source.write_text("email\n" + "".join(f"batch{i}@example.com\n" for i in range(5)))
+    inserted: list[int] = [0]
+    committed: list[int] = []  # accounts per committed transaction
+
+    def statement(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        inserted[0] += sql.startswith("INSERT INTO user_account")
+
+    def commit(_conn: object) -> None:
+        if inserted[0]:
+            committed.append(inserted[0])
+            inserted[0] = 0
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", commit)
+    try:
+        result = runner.invoke(app, ["users", "import", str(source)])
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "commit", commit)
+    assert result.exit_code == 0 and "Created 5 accounts; skipped 0." in result.output
+    assert committed == [2, 2, 1]
+
+
+def test_users_import_reports_what_the_file_says_as_text(cli_env: Path) -> None:
+    """A reason quoting the file (a role name) is printed as it is, never read as console markup."""
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "users.json"
+    source.write_text(json.dumps([{"email": "a@example.com", "roles": "[/x] [bold]"}]))
+    result = runner.invoke(app, ["users", "import", str(source)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "row 1: validation_error: Unknown role: [/x], [bold]" in result.output
+    broken = cli_env / "broken.json"
+    broken.write_text("{not json")
+    unreadable = runner.invoke(app, ["users", "import", str(broken)])
+    assert unreadable.exit_code == 1
+    assert unreadable.stderr.strip().startswith(f"Error: cannot read {broken}")
+
+
 def test_users_export_shows_progress_on_stderr_and_keeps_stdout_clean(cli_env: Path) -> None:
     """SPEC §10: export has a progress bar, on stderr: stdout is the JSON or CSV alone."""
     runner.invoke(app, ["migrate", "upgrade"])
@@ -329,25 +375,24 @@ def test_a_failed_export_leaves_the_output_file_as_it_was(
     assert directory.exit_code == 1 and f"{cli_env}: Is a directory" in directory.stderr
 
 
-async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(client: object, db: object) -> None:
+async def test_imported_bcrypt_user_can_sign_in_and_is_upgraded(
+    client: object, db: object, sessionmaker: object
+) -> None:
     from httpx import AsyncClient
     from pwdlib.hashers.bcrypt import BcryptHasher
     from sqlalchemy import select
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from authgate.audit.service import AuditLog
     from authgate.config import PasswordPolicy
     from authgate.security.passwords import PasswordHasher
     from authgate.users.models import User
-    from authgate.users.repository import UserRepository
-    from authgate.users.service import UserService
     from authgate.users.transfer import import_users
 
     assert isinstance(client, AsyncClient) and isinstance(db, AsyncSession)
     policy = PasswordPolicy(argon2_memory_cost=1024, argon2_time_cost=1)
-    service = UserService(UserRepository(db), PasswordHasher(policy), AuditLog(db), notifier=None)
     digest = BcryptHasher().hash("legacy pass phrase 9")
-    report = await import_users(db, service, [{"email": "legacy@example.com", "password_hash": digest}])
+    rows = [{"email": "legacy@example.com", "password_hash": digest}]
+    report = await import_users(sessionmaker, PasswordHasher(policy), rows)  # type: ignore[arg-type]
     await db.commit()
     assert report.created == 1
     response = await client.post(

@@ -348,40 +348,31 @@ def users_import(
     """
     from rich.progress import track
 
-    from authgate.audit.service import AuditLog
     from authgate.db import create_engine, create_sessionmaker
     from authgate.security.passwords import PasswordHasher
-    from authgate.users.repository import UserRepository
-    from authgate.users.service import UserService
     from authgate.users.transfer import ImportReport, import_users, read_rows
 
     settings = get_settings()
     try:
         rows = read_rows(file)
     except (ValueError, UnicodeDecodeError) as exc:
-        console.print(f"[bold red]Cannot read {file}[/]: {exc}")
-        raise typer.Exit(code=2) from exc
+        console.print(f"[bold red]Error:[/] {escape(f'cannot read {file}: {exc}')}", highlight=False)
+        raise typer.Exit(code=1) from exc
 
     async def run() -> ImportReport:
         engine = create_engine(settings)
         try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                service = UserService(
-                    UserRepository(session),
-                    PasswordHasher(settings.password),
-                    AuditLog(session),
-                    notifier=None,  # an import sends no alerts
-                )
-                return await import_users(
-                    session, service, track(rows, description="Importing", console=console)
-                )
+            progress = track(rows, description="Importing", console=console)
+            return await import_users(
+                create_sessionmaker(engine), PasswordHasher(settings.password), progress
+            )
         finally:
             await engine.dispose()
 
     report = asyncio.run(run())
     console.print(f"Created {report.created} accounts; skipped {len(report.skipped)}.")
     for number, reason in report.skipped:
-        console.print(f"  row {number}: {reason}")
+        console.print(f"  row {number}: {escape(reason)}")  # the reason may quote the file
     if report.skipped:
         raise typer.Exit(code=1)
 

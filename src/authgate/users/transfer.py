@@ -17,14 +17,17 @@ from typing import Any, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload, undefer
 
+from authgate.audit.service import AuditLog
 from authgate.errors import AuthgateError
 from authgate.roles.permissions import USER_ROLE
 from authgate.roles.service import ensure_builtin_roles
 from authgate.schemas import Email, Name, Phone, Username
+from authgate.security.passwords import PasswordHasher
 from authgate.users.models import User
+from authgate.users.repository import UserRepository
 from authgate.users.service import UserService
 
 EXPORT_FIELDS = [
@@ -98,39 +101,72 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-async def import_users(
-    session: AsyncSession, service: UserService, rows: Iterable[dict[str, Any]]
-) -> ImportReport:
-    """Create each valid row in its own SAVEPOINT, so one bad or duplicate row does not stop the rest;
-    each account is recorded as `user.registered` (`{"imported": true}`) by the system.
+IMPORT_BATCH = 100  # rows per transaction: the audit chain's head is held no longer than that
 
-    The built-in roles are made first: a database just migrated has none until `serve` starts.
+
+async def import_users(
+    factory: async_sessionmaker[AsyncSession], passwords: PasswordHasher, rows: Iterable[dict[str, Any]]
+) -> ImportReport:
+    """Create the accounts `IMPORT_BATCH` rows to a transaction, each row in its own SAVEPOINT, so
+    one bad or duplicate row does not stop the rest; each account is recorded as `user.registered`
+    (`{"imported": true}`) by the system.
+
+    Each event holds the audit chain's head until its transaction commits, and a running service
+    records its sign-ins on that chain: one transaction for a whole file would hold every sign-in
+    until the import ended. The built-in roles are made first: a database just migrated has none
+    until `serve` starts.
     """
-    await ensure_builtin_roles(session)
+    async with factory() as session, session.begin():
+        await ensure_builtin_roles(session)
     report = ImportReport()
-    for number, raw in enumerate(rows, start=1):
-        try:
-            row = ImportedUser.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            report.skipped.append((number, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
-            continue
-        try:
-            async with session.begin_nested():  # the account and its audit event, or neither
-                await service.create_imported(
-                    email=row.email,
-                    password_hash=row.password_hash,
-                    roles=row.roles,
-                    username=row.username,
-                    full_name=row.full_name,
-                    phone=row.phone,
-                    email_verified=row.email_verified,
-                )
-        except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
-            report.skipped.append((number, _reason(exc)))
-            continue
-        report.created += 1
+    batch: list[tuple[int, dict[str, Any]]] = []
+    for numbered in enumerate(rows, start=1):
+        batch.append(numbered)
+        if len(batch) == IMPORT_BATCH:
+            await _import_batch(factory, passwords, batch, report)
+            batch = []
+    if batch:
+        await _import_batch(factory, passwords, batch, report)
     return report
+
+
+async def _import_batch(
+    factory: async_sessionmaker[AsyncSession],
+    passwords: PasswordHasher,
+    batch: list[tuple[int, dict[str, Any]]],
+    report: ImportReport,
+) -> None:
+    async with factory() as session, session.begin():
+        service = UserService(UserRepository(session), passwords, AuditLog(session), notifier=None)
+        for number, raw in batch:
+            await _import_row(session, service, number, raw, report)
+
+
+async def _import_row(
+    session: AsyncSession, service: UserService, number: int, raw: dict[str, Any], report: ImportReport
+) -> None:
+    """One row in a SAVEPOINT: the account and its audit event, or neither (and the reason why)."""
+    try:
+        row = ImportedUser.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        report.skipped.append((number, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
+        return
+    try:
+        async with session.begin_nested():  # the account and its audit event, or neither
+            await service.create_imported(
+                email=row.email,
+                password_hash=row.password_hash,
+                roles=row.roles,
+                username=row.username,
+                full_name=row.full_name,
+                phone=row.phone,
+                email_verified=row.email_verified,
+            )
+    except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
+        report.skipped.append((number, _reason(exc)))
+        return
+    report.created += 1
 
 
 def _reason(exc: Exception) -> str:
