@@ -314,6 +314,7 @@ async def test_outside_development_a_finished_message_keeps_no_body(
         to="+14155550123",
         context={"code": "654321", "expires_minutes": 10},
     )
+    broken = await _enqueue(sessionmaker, template="no_such_template", context={"link": secret_link})
     shaped = _twilio_settings(settings).model_copy(update={"env": env})
     with respx.mock:
         respx.post(f"{TWILIO}/2010-04-01/Accounts/AC123/Messages.json").respond(400, json={"code": 21211})
@@ -321,8 +322,17 @@ async def test_outside_development_a_finished_message_keeps_no_body(
     sent_row, dead_row = await _row(db, sent.id), await _row(db, dead.id)
     assert (sent_row.status, dead_row.status) == ("sent", "dead")
     assert sent_row.subject  # what an administrator may see stays
-    kept = [sent_row.context, sent_row.text, sent_row.html, dead_row.context, dead_row.text]
+    broken_row = await _row(db, broken.id)
+    assert broken_row.status == "dead"  # it never rendered: dead at claim time
+    kept = [
+        sent_row.context,
+        sent_row.text,
+        sent_row.html,
+        dead_row.context,
+        dead_row.text,
+        broken_row.context,
+    ]
     if env == "development":
-        assert secret_link in str(kept) and "654321" in str(kept)
+        assert secret_link in str(kept) and "654321" in str(kept) and broken_row.context
     else:
-        assert kept == [{}, None, None, {}, None]
+        assert kept == [{}, None, None, {}, None, {}]

@@ -110,6 +110,8 @@ class Dispatcher:
                         rendered = render(row.channel, row.template, row.context, row.locale)
                     except TemplateError as exc:
                         row.status, row.claimed_at, row.last_error = "dead", None, str(exc)[:MAX_ERROR_LENGTH]
+                        if not self._keep_bodies:
+                            row.context = {}  # a dead message keeps no body (see `_finish`)
                         log.error(
                             "message_dead", message_id=str(row.id), template=row.template, error=str(exc)
                         )
