@@ -122,9 +122,24 @@ def test_the_first_admin_email_is_checked_like_a_registration(
     get_settings.cache_clear()
     result = runner.invoke(app, [command])
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("Error: AUTHGATE_ADMIN_EMAIL: not a valid email address")
+    assert result.stderr.startswith("Error: AUTHGATE_ADMIN_EMAIL is refused: not a valid email address")
     assert len(result.stderr.strip().splitlines()) == 1
     assert _count("user_account") == 0
+
+
+def test_an_unused_admin_email_stops_nothing(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once an admin exists the setting is unused: an address registration would refuse
+    (`admin@localhost`) must not stop `migrate`, `worker` or `serve` of an existing install."""
+    served: list[str] = []
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: served.append(target))
+    runner.invoke(app, ["migrate", "upgrade"])
+    assert runner.invoke(app, ["create-admin"]).exit_code == 0
+    monkeypatch.setenv("AUTHGATE_ADMIN_EMAIL", "admin@localhost")
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["migrate", "current"]).exit_code == 0
+    again = runner.invoke(app, ["create-admin"])
+    assert again.exit_code == 0 and "exists already" in again.output
+    assert runner.invoke(app, ["serve"]).exit_code == 0 and served == ["authgate.main:create_app"]
 
 
 def test_a_generated_admin_password_passes_the_policy(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,6 +125,22 @@ def serve(
     )
 
 
+def _admin_address(settings: Settings) -> str:
+    """AUTHGATE_ADMIN_EMAIL as registration would take it, or the one-line error and exit 1."""
+    from pydantic import TypeAdapter
+
+    from authgate.schemas import Email
+
+    try:
+        return TypeAdapter(Email).validate_python(settings.admin_email or DEFAULT_ADMIN_EMAIL)
+    except ValidationError as exc:
+        reason = exc.errors(include_input=False)[0]["msg"].removeprefix("Value error, ")
+        console.print(
+            f"[bold red]Error:[/] AUTHGATE_ADMIN_EMAIL is refused: {escape(reason)}", highlight=False
+        )
+        raise typer.Exit(1) from None
+
+
 async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
     """Create the first admin unless one exists; a generated password is printed once.
 
@@ -139,7 +155,6 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
     from authgate.users.repository import UserRepository
     from authgate.users.service import UserService
 
-    email = settings.admin_email or DEFAULT_ADMIN_EMAIL
     if settings.admin_password is None:
         password, source = _generate_password(settings), "the generated admin password"
     else:
@@ -153,6 +168,8 @@ async def _bootstrap_admin(settings: Settings, *, quiet: bool) -> None:
                 if not quiet:
                     console.print("An admin exists already; nothing to do.")
                 return
+            # Checked only now: once an admin exists the setting is unused, and must not stop anything.
+            email = _admin_address(settings)
             service = UserService(users, PasswordHasher(settings.password), AuditLog(session), notifier=None)
             holder, created = await service.ensure_admin(email, password)
             holder_deleted = holder.deleted_at is not None

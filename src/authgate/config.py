@@ -13,8 +13,6 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from authgate.schemas import Email
-
 Environment = Literal["development", "test", "production"]
 JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
 
@@ -212,7 +210,7 @@ class Settings(BaseSettings):
     twilio_from: str | None = None
     twilio_base_url: str = "https://api.twilio.com"
     sentry_dsn: str | None = None
-    admin_email: Email | None = None  # checked as registration checks an address
+    admin_email: str | None = None  # checked as registration checks an address, when it is used
     # The first admin's password; `create-admin` (and `serve` outside production) holds it to the
     # password policy, as registration does. Production also refuses one under 12 characters.
     admin_password: SecretStr | None = None
