@@ -184,6 +184,11 @@ def test_malformed_json_cors_origins_name_the_setting(monkeypatch: pytest.Monkey
         ("postgresql://u:pw@h:5432/db", "postgresql+asyncpg://u:pw@h:5432/db"),
         ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
         ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgres://u:pw@h/db?sslmode=require", "postgresql+asyncpg://u:pw@h/db?ssl=require"),
+        (
+            "postgresql://u@h/db?sslmode=verify-full&application_name=x",
+            "postgresql+asyncpg://u@h/db?application_name=x&ssl=verify-full",
+        ),
     ],
 )
 def test_database_urls_are_read_on_their_async_driver(given: str, used: str) -> None:

@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 Environment = Literal["development", "test", "production"]
 JWTAlgorithm = Literal["ES256", "RS256", "EdDSA", "HS256"]
@@ -39,7 +41,8 @@ _DRIVERS = {
 
 
 def _database_url(value: str) -> str:
-    """An SQLite or PostgreSQL URL, on its async driver (`postgresql://` reads as asyncpg).
+    """An SQLite or PostgreSQL URL, on its async driver (`postgresql://` reads as asyncpg, and
+    libpq's `sslmode=` as asyncpg's `ssl=`, which takes the same values).
 
     The error never repeats the URL: it may carry a password.
     """
@@ -49,7 +52,16 @@ def _database_url(value: str) -> str:
         raise ValueError(
             "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DATABASE"
         )
-    return f"{driver}://{rest}"
+    url = f"{driver}://{rest}"
+    if driver == "postgresql+asyncpg" and "sslmode=" in rest:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        query = dict(parsed.query)
+        query.setdefault("ssl", query.pop("sslmode"))
+        url = parsed.set(query=query).render_as_string(hide_password=False)
+    return url
 
 
 DatabaseURL = Annotated[str, AfterValidator(_database_url)]
