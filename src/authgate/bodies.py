@@ -2,29 +2,32 @@
 
 A model with `extra="forbid"` refuses unknown members of the bodies an operation takes; an
 operation that takes no body (sign-out, a `DELETE`, "send me the code again") would otherwise
-ignore whatever came. Those operations declare `dependencies=[NO_BODY]`.
+ignore whatever came. Those operations take a last parameter `_body: NoBody`: the last, so that
+authentication and the other checks answer first, as they do where a body is declared.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
+
+from authgate.errors import UnsupportedMediaTypeError
 
 _NO_BODY = "This operation takes no body"
 
 
 async def refuse_undeclared_body(request: Request) -> None:
-    """For an operation without a body: an empty body or `{}` passes, anything else is 422.
-
-    The request middleware has already refused content types other than JSON (415) and bodies
-    over the size limit (413), so what is left to read here is small JSON.
-    """
+    """For an operation without a body: none, or `{}`, passes; another JSON body is 422 and anything
+    that is not JSON 415. The request middleware has refused bodies over the size limit (413)."""
     raw = await request.body()
     if not raw.strip():
         return
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not media_type.endswith(("/json", "+json")):
+        raise UnsupportedMediaTypeError(f"{_NO_BODY}; send none, or JSON")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
@@ -38,7 +41,7 @@ async def refuse_undeclared_body(request: Request) -> None:
     raise RequestValidationError([_error(["body"], _NO_BODY, "extra_forbidden")])
 
 
-NO_BODY = Depends(refuse_undeclared_body)
+NoBody = Annotated[None, Depends(refuse_undeclared_body)]
 
 
 def _error(loc: list[str], msg: str, kind: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from authgate.api_keys.dependencies import ApiKeyServiceDep
 from authgate.api_keys.errors import ApiKeyNotFoundError
 from authgate.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, UserSession
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import PageParamsDep
 from authgate.schemas import Page
@@ -46,9 +46,10 @@ async def list_api_keys(
 @router.delete(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, ApiKeyNotFoundError),
 )
-async def revoke_api_key(key_id: uuid.UUID, principal: UserSession, keys: ApiKeyServiceDep) -> None:
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: UserSession, keys: ApiKeyServiceDep, _body: NoBody
+) -> None:
     """Revoke one of your keys; it stops working at once. Another user's key is 404."""
     await keys.revoke(principal.user_id, key_id, principal.actor)

@@ -18,7 +18,7 @@ from authgate.auth.schemas import (
     SessionRead,
     TokenResponse,
 )
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.db import SessionDep
 from authgate.deps import SettingsDep
 from authgate.errors import (
@@ -270,20 +270,26 @@ async def refresh(
     return token_response(issued, response, settings)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
 async def logout(
-    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+    principal: CurrentUser,
+    auth: AuthWorkflowDep,
+    settings: SettingsDep,
+    response: Response,
+    _body: NoBody,
 ) -> None:
     """Revoke the current session: its access and refresh tokens stop working at once. Clears the cookies."""
     await auth.logout(principal.user_id, principal.session_id, principal.actor)
     clear_auth_cookies(response, settings)
 
 
-@router.post(
-    "/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS
-)
+@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
 async def logout_all(
-    principal: CurrentUser, auth: AuthWorkflowDep, settings: SettingsDep, response: Response
+    principal: CurrentUser,
+    auth: AuthWorkflowDep,
+    settings: SettingsDep,
+    response: Response,
+    _body: NoBody,
 ) -> None:
     """Revoke every session of the caller, on every device. Clears the cookies.
 
@@ -316,10 +322,11 @@ async def list_sessions(
 @router.delete(
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, NotFoundError),
 )
-async def delete_session(session_id: uuid.UUID, principal: UserSession, auth: AuthWorkflowDep) -> None:
+async def delete_session(
+    session_id: uuid.UUID, principal: UserSession, auth: AuthWorkflowDep, _body: NoBody
+) -> None:
     """Revoke one of the caller's sessions (sign that device out). Another user's session is 404."""
     await auth.revoke_session(principal.user_id, session_id, principal.actor)
 

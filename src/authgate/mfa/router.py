@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from authgate.auth.cookies import token_response
 from authgate.auth.dependencies import AUTH_PROBLEMS, AuthWorkflowDep, CallerUser, UserSession
 from authgate.auth.schemas import TokenResponse
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.db import SessionDep
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep
 from authgate.errors import AccountDisabledError, PermissionDeniedError, WrongPasswordError, problem_schema
@@ -26,8 +26,8 @@ router = APIRouter(prefix="/api/v1/auth", tags=["mfa"])
 MANAGE_PROBLEMS = (*AUTH_PROBLEMS, PermissionDeniedError, MfaStateError)
 
 
-@router.post("/mfa/totp/setup", dependencies=[NO_BODY], responses=problem_schema(*MANAGE_PROBLEMS))
-async def totp_setup(_: UserSession, user: CallerUser, mfa: MfaServiceDep) -> TotpSetupRead:
+@router.post("/mfa/totp/setup", responses=problem_schema(*MANAGE_PROBLEMS))
+async def totp_setup(_: UserSession, user: CallerUser, mfa: MfaServiceDep, _body: NoBody) -> TotpSetupRead:
     """Start TOTP set-up: a new secret, its `otpauth://` URI and a QR code of it as SVG.
 
     Scan the code with an authenticator app, then confirm with `/mfa/totp/enable`. Calling this

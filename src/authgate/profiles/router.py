@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, OptionalPrincipal, Principal
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import (
     InvalidInputError,
     NotFoundError,
@@ -84,10 +84,8 @@ async def upload_avatar(
     return profiles.read(await profiles.set_avatar(principal.user_id, data))
 
 
-@router.delete(
-    "/me/avatar", status_code=status.HTTP_204_NO_CONTENT, dependencies=[NO_BODY], responses=AUTH_ERRORS
-)
-async def delete_avatar(principal: CurrentUser, profiles: ProfileServiceDep) -> None:
+@router.delete("/me/avatar", status_code=status.HTTP_204_NO_CONTENT, responses=AUTH_ERRORS)
+async def delete_avatar(principal: CurrentUser, profiles: ProfileServiceDep, _body: NoBody) -> None:
     """Remove your avatar."""
     await profiles.delete_avatar(principal.user_id)
 

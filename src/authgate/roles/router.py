@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, Principal, require_permission
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import ConflictError, InvalidInputError, PermissionDeniedError, problem_schema
 from authgate.pagination import NamePageParamsDep, PageParamsDep, page_by_name
 from authgate.roles.dependencies import RoleServiceDep
@@ -77,13 +77,13 @@ async def update_role(
 @router.delete(
     "/roles/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, RoleNotFoundError, ConflictError),
 )
 async def delete_role(
     name: str,
     principal: RolesManageDep,
     roles: RoleServiceDep,
+    _body: NoBody,
     force: Annotated[bool, Query(description="Delete even when users hold the role")] = False,
 ) -> None:
     """Delete a custom role. Built-in roles → 409; a role still assigned → 409 unless `?force=true`."""

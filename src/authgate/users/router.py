@@ -15,7 +15,7 @@ from authgate.auth.dependencies import (
     UserSession,
     require_permission,
 )
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import (
     InvalidInputError,
     NotFoundError,
@@ -175,10 +175,11 @@ async def change_user_email(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, LastAdminError),
 )
-async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep) -> None:
+async def delete_user(
+    user_id: uuid.UUID, principal: UsersDeleteDep, admin: UserAdminServiceDep, _body: NoBody
+) -> None:
     """Soft-delete a user: sessions and API keys stop working at once; `restore` undoes it until the
     account is erased after the retention period. The email address stays taken until then.
     Needs `users:delete`, and every permission the user holds; 409 `last_admin` for the only active
@@ -188,10 +189,11 @@ async def delete_user(user_id: uuid.UUID, principal: UsersDeleteDep, admin: User
 
 @router.post(
     "/{user_id}/restore",
-    dependencies=[NO_BODY],
     responses=problem_schema(*AUTH_PROBLEMS, PermissionDeniedError, NotFoundError, EmailTakenError),
 )
-async def restore_user(user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep) -> UserRead:
+async def restore_user(
+    user_id: uuid.UUID, principal: UsersWriteDep, admin: UserAdminServiceDep, _body: NoBody
+) -> UserRead:
     """Restore a soft-deleted user (sessions and API keys stay ended). Needs `users:write`; 404 once
     the account has been erased; 409 `email_taken` for an account deleted by an earlier release
     whose address another account has taken since."""

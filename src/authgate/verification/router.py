@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CallerUser, CurrentUser, UserSession
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import (
     InvalidInputError,
     PermissionDeniedError,
@@ -43,11 +43,14 @@ LIMITED = (RateLimitExceededError,)
 @router.post(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[*PER_IP, NO_BODY],
+    dependencies=PER_IP,
     responses=problem_schema(*AUTH_PROBLEMS, *LIMITED),
 )
 async def request_email_verification(
-    user: CallerUser, emails: EmailVerificationDep, limiter: RateLimiterDep
+    user: CallerUser,
+    emails: EmailVerificationDep,
+    limiter: RateLimiterDep,
+    _body: NoBody,
 ) -> Accepted:
     """Email the caller a verification link (single use, valid 24 hours); none when already verified.
 

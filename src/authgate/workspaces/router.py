@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS
-from authgate.bodies import NO_BODY
+from authgate.bodies import NoBody
 from authgate.errors import (
     ConflictError,
     InvalidInputError,
@@ -145,10 +145,11 @@ async def update_workspace(
 @router.delete(
     "/{ws}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*WS_PROBLEMS),
 )
-async def delete_workspace(access: WorkspaceOwner, workspaces: WorkspaceServiceDep) -> Response:
+async def delete_workspace(
+    access: WorkspaceOwner, workspaces: WorkspaceServiceDep, _body: NoBody
+) -> Response:
     """Delete a workspace (owner only). It disappears for every member; its slug stays reserved."""
     await workspaces.delete(access)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -177,11 +178,13 @@ async def update_member(
 @router.delete(
     "/{ws}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*WS_PROBLEMS, LastOwnerError),
 )
 async def remove_member(
-    user_id: uuid.UUID, access: WorkspaceMemberAccess, workspaces: WorkspaceServiceDep
+    user_id: uuid.UUID,
+    access: WorkspaceMemberAccess,
+    workspaces: WorkspaceServiceDep,
+    _body: NoBody,
 ) -> Response:
     """Remove a member below you (admin or owner), or leave the workspace with your own user id.
 
@@ -235,11 +238,13 @@ async def list_invitations(
 @router.delete(
     "/{ws}/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[NO_BODY],
     responses=problem_schema(*WS_PROBLEMS, ConflictError),
 )
 async def revoke_invitation(
-    invitation_id: uuid.UUID, access: WorkspaceAdmin, workspaces: WorkspaceServiceDep
+    invitation_id: uuid.UUID,
+    access: WorkspaceAdmin,
+    workspaces: WorkspaceServiceDep,
+    _body: NoBody,
 ) -> Response:
     """Revoke an invitation (admin or owner); its token stops working. An accepted one is 409."""
     await workspaces.revoke_invitation(access, invitation_id)
