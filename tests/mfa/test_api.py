@@ -232,7 +232,7 @@ async def test_recovery_code_signs_in_once(client: AsyncClient, db: AsyncSession
     assert used == 1
 
 
-@pytest.mark.parametrize("ending", ["password reset", "password change", "logout-all"])
+@pytest.mark.parametrize("ending", ["password reset", "password change", "logout-all", "deletion"])
 async def test_a_pending_challenge_dies_with_the_sessions(
     client: AsyncClient, db: AsyncSession, courier: Dispatcher, mailbox: Mailbox, ending: str
 ) -> None:
@@ -253,8 +253,15 @@ async def test_a_pending_challenge_dies_with_the_sessions(
         assert (
             await client.post("/api/v1/auth/password/change", json=body, headers=headers)
         ).status_code == 204
-    else:
+    elif ending == "logout-all":
         assert (await client.post("/api/v1/auth/logout-all", headers=headers)).status_code == 204
+    else:  # deleted, then restored within the challenge's five minutes
+        gone = await client.request(
+            "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=headers
+        )
+        assert gone.status_code == 204
+        await db.execute(update(User).where(User.id == uuid.UUID(user["id"])).values(deleted_at=None))
+        await db.commit()
     for code in (codes[0], code_at(secret, now_step())):
         assert_problem(
             await client.post(LOGIN_MFA, json={"mfa_token": pending, "code": code}), 400, "mfa_invalid"

@@ -18,7 +18,7 @@ from authgate.errors import (
     TokenInvalidError,
 )
 from authgate.mfa.errors import MfaRequiredError
-from authgate.mfa.service import MfaPending, MfaService
+from authgate.mfa.service import MfaPending, MfaService, discard_challenges
 from authgate.ops.metrics import LOGINS
 from authgate.pagination import PageParams
 from authgate.ratelimit.bruteforce import (
@@ -223,6 +223,7 @@ class AuthWorkflow:
 
     async def logout_all(self, user_id: uuid.UUID, actor: Actor | None = None) -> None:
         count = await self._sessions.revoke_all(user_id)
+        await discard_challenges(self._db, user_id)
         await self._audit.record(
             "auth.logout",
             actor=actor or Actor.user(user_id),

@@ -54,6 +54,15 @@ def _new_recovery_code() -> str:
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}"
 
 
+async def discard_challenges(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """End the user's sign-ins waiting for a second factor. Whatever ends their sessions (a password
+    reset or change, a sign-out everywhere, a deletion) calls it: a challenge won with the old
+    password must not open a session afterwards."""
+    await session.execute(
+        delete(MfaChallenge).where(MfaChallenge.user_id == user_id, MfaChallenge.used_at.is_(None))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TotpSetup:
     secret: str

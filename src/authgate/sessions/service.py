@@ -6,13 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import new_id, utcnow, write_aside
 from authgate.errors import NotFoundError, RefreshReusedError, SessionRevokedError, TokenInvalidError
 from authgate.logging import get_request_context
-from authgate.mfa.models import MfaChallenge
 from authgate.pagination import PageParams, fetch_page
 from authgate.security.opaque import hash_token, new_token
 from authgate.sessions.models import LoginSession, RefreshToken
@@ -157,12 +156,8 @@ class SessionService:
         )
 
     async def revoke_all(self, user_id: uuid.UUID, *, except_id: uuid.UUID | None = None) -> int:
-        """End the user's sessions (but `except_id`) and their sign-ins waiting for a second factor:
-        a challenge won with the old password must not open a session after a reset or a sign-out
-        everywhere. Returns the number of sessions ended."""
-        await self._db.execute(
-            delete(MfaChallenge).where(MfaChallenge.user_id == user_id, MfaChallenge.used_at.is_(None))
-        )
+        """End the user's sessions (but `except_id`); returns how many. Their sign-ins waiting for a
+        second factor are `mfa.service.discard_challenges`'s to end."""
         stmt = update(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
         if except_id is not None:
             stmt = stmt.where(LoginSession.id != except_id)

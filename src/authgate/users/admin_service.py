@@ -27,6 +27,7 @@ from authgate.errors import (
     PermissionDeniedError,
     TokenInvalidError,
 )
+from authgate.mfa.service import discard_challenges
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, encode_cursor
 from authgate.roles.models import Role, user_role
@@ -235,6 +236,7 @@ class UserAdminService:
             .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=now)
         )
+        await discard_challenges(self._db, user.id)
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
     async def restore(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> User:

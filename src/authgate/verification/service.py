@@ -12,6 +12,7 @@ from authgate.audit.service import Actor, AuditLog
 from authgate.config import Settings
 from authgate.db import end_read, utcnow
 from authgate.errors import SingleUseTokenInvalidError, WrongPasswordError
+from authgate.mfa.service import discard_challenges
 from authgate.outbox.service import Outbox
 from authgate.ratelimit.service import RateLimiter
 from authgate.security.opaque import hash_token, new_token
@@ -218,6 +219,7 @@ class PasswordService:
         await self._tokens.revoke_all(user.id)  # older reset links die with this one
         user.password_hash = digest
         revoked = await self._sessions.revoke_all(user.id)
+        await discard_challenges(self._db, user.id)
         await AuditLog(self._db).record(
             "password.reset",
             actor=Actor.user(user.id),
@@ -245,6 +247,7 @@ class PasswordService:
             raise WrongPasswordError()
         await self._tokens.revoke_all(user.id)  # a pending reset link must not undo this change
         revoked = await self._sessions.revoke_all(user.id, except_id=session_id)
+        await discard_challenges(self._db, user.id)
         await AuditLog(self._db).record(
             "password.changed",
             actor=Actor.user(user.id),
