@@ -556,3 +556,36 @@ def test_python_m_authgate_reports_an_operator_error_in_one_line(cli_env: Path) 
     )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip() == "Error: migration: Can't locate revision identified by 'nosuch'"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker", "--once"]])
+def test_a_database_behind_the_code_is_refused_in_one_line(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """docs/operations.md: a process refuses to start on a database behind its code and names the
+    command; production's `serve` does not migrate, so it must say so, not fail its start-up."""
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: pytest.fail("served"))
+    monkeypatch.setenv("AUTHGATE_ENV", "production")
+    get_settings.cache_clear()
+    line = _one_error_line(runner.invoke(app, command))
+    assert "no revision (empty database)" in line and "authgate migrate upgrade" in line
+
+
+def test_serve_refuses_signing_keys_its_secret_cannot_open(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: pytest.fail("served"))
+    assert runner.invoke(app, ["migrate", "upgrade"]).exit_code == 0
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0
+    monkeypatch.setenv("AUTHGATE_SECRET_KEY", "another-secret-key-long-enough-0123456789abcdef")
+    get_settings.cache_clear()
+    refused = runner.invoke(app, ["serve"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.strip().splitlines()[-1:] == [  # after the first admin serve made
+        "Error: no signing key opens with this AUTHGATE_SECRET_KEY (was it changed?): run "
+        "`authgate keys rotate` with it, then start again"
+    ]
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0  # as the message says
+    served: list[str] = []
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: served.append(target))
+    assert runner.invoke(app, ["serve"]).exit_code == 0 and served == ["authgate.main:create_app"]

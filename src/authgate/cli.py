@@ -23,9 +23,17 @@ from typer.core import TyperGroup
 
 from authgate import migrate as migrations
 from authgate.config import Settings, get_settings
+from authgate.security.keys import UnreadableKeysError
 
 # What an operator's setup or input can cause: one line on stderr and exit 1, not a traceback.
-OPERATOR_ERRORS = (ValidationError, CommandError, DBAPIError, OSError)
+OPERATOR_ERRORS = (
+    ValidationError,
+    CommandError,
+    DBAPIError,
+    OSError,
+    migrations.SchemaBehindError,
+    UnreadableKeysError,
+)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -105,6 +113,7 @@ def serve(
         migrations.upgrade(settings.database_url)
     if settings.env != "production":  # production creates its admin explicitly: `authgate create-admin`
         asyncio.run(_bootstrap_admin(settings, quiet=True))
+    asyncio.run(_preflight(settings, keys=True))  # what the app's start would refuse, as one line
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     bound = f"http://{host}:{settings.port}"
     typer.echo(f"authgate serving on {bound} (API docs at {bound}/docs)")
@@ -218,9 +227,29 @@ def worker(
 
     settings = get_settings()
     configure_logging(console=settings.console_logs, level=settings.log_level)
+    asyncio.run(_preflight(settings, keys=False))
     sent = asyncio.run(_run_worker(settings, once=once))
     if once:
         console.print(f"Processed {sent} message(s).")
+
+
+async def _preflight(settings: Settings, *, keys: bool) -> None:
+    """Refuse to start on a database behind this code (or unreachable), or, for `serve`, on
+    signing keys this SECRET_KEY cannot open: one line and exit 1 instead of a failed start-up."""
+    from authgate.db import create_engine, create_sessionmaker
+    from authgate.security.keys import KeyRing
+
+    engine = create_engine(settings)
+    try:
+        factory = create_sessionmaker(engine)
+        async with factory() as session:
+            await migrations.require_current_schema(session)
+        if keys:
+            ring = KeyRing(settings.secret(), settings.jwt_algorithm)
+            await ring.load(factory, create=False)
+            ring.require_signing()
+    finally:
+        await engine.dispose()
 
 
 async def _run_worker(settings: Settings, *, once: bool) -> int:

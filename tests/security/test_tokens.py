@@ -310,3 +310,36 @@ async def test_the_private_half_of_a_signing_key_is_stored_encrypted_with_the_se
     # ... another secret does not.
     with pytest.raises(InvalidToken):
         _fernet("another-secret-key-that-is-long-enough-987654").decrypt(stored.encode())
+
+
+async def test_a_changed_secret_keeps_tokens_verifying_and_signs_after_a_rotation(
+    client: AsyncClient, app: FastAPI, sessionmaker: Any, settings: Any
+) -> None:
+    """docs/operations.md: set a new SECRET_KEY, then `keys rotate`. Keys the new secret cannot open
+    verify from their public halves; a process still on the old secret signs with its old key."""
+    from authgate.security.keys import KeyRing, UnreadableKeysError, rotate
+
+    new_secret = "a-new-secret-key-that-is-long-enough-0123456789"
+    old_token, old_header, claims = await _signed_in_claims(client)
+    changed = KeyRing(new_secret, "ES256")
+    with pytest.raises(UnreadableKeysError, match="keys rotate"):  # nothing it could sign with
+        await changed.load(sessionmaker)
+    assert changed.current is None and old_header["kid"] in changed.keys  # but it verifies
+    old = changed.keys[old_header["kid"]]
+    assert old.signing_key is None
+    assert (
+        jwt.decode(old_token, old.verifying_key, algorithms=["ES256"], audience=claims["aud"])["sub"]
+        == claims["sub"]
+    )
+
+    new_kid = await rotate(sessionmaker, new_secret, "ES256", settings.access_token_ttl)
+    await changed.load(sessionmaker)  # the process started on the new secret
+    assert changed.current is not None and changed.current.kid == new_kid
+    await app.state.keyring.load(sessionmaker, create=False)  # a process left on the old secret
+    assert app.state.keyring.current.kid == old_header["kid"]  # the newest key it can open
+    still, header, _ = await _signed_in_claims(client)
+    assert header["kid"] == old_header["kid"]
+    assert jwt.decode(
+        still, changed.keys[header["kid"]].verifying_key, algorithms=["ES256"], audience=claims["aud"]
+    )
+    assert (await _me(client, still)).status_code == 200

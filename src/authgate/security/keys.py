@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -65,6 +65,15 @@ def _generate(algorithm: str) -> tuple[bytes, dict[str, Any] | None]:
     return pem, jwk
 
 
+def _public_from_jwk(algorithm: str, jwk: dict[str, Any]) -> Any:
+    """The public key a stored JWK describes (it has no private members)."""
+    if algorithm == "ES256":
+        return ECAlgorithm.from_jwk(jwk)
+    if algorithm == "RS256":
+        return RSAAlgorithm.from_jwk(jwk)
+    return OKPAlgorithm.from_jwk(jwk)
+
+
 def _load_private(algorithm: str, material: bytes) -> Any:
     if algorithm == "HS256":
         return material
@@ -75,8 +84,18 @@ def _load_private(algorithm: str, material: bytes) -> Any:
 class LoadedKey:
     kid: str
     algorithm: str
-    signing_key: Any  # private key object or HMAC secret
+    signing_key: Any  # private key object or HMAC secret; None when this SECRET_KEY cannot open it
     verifying_key: Any  # public key object or HMAC secret
+
+
+class UnreadableKeysError(RuntimeError):
+    """Signing keys exist, but this process's SECRET_KEY opens none of them."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no signing key opens with this AUTHGATE_SECRET_KEY (was it changed?): run "
+            "`authgate keys rotate` with it, then start again"
+        )
 
 
 class KeyRing:
@@ -96,6 +115,7 @@ class KeyRing:
         self.algorithm = algorithm
         self.current: LoadedKey | None = None
         self.keys: dict[str, LoadedKey] = {}
+        self.unreadable = 0  # keys this SECRET_KEY cannot open (they only verify)
         self.jwks: dict[str, Any] = {"keys": []}
         self._loaded_at = self._checked_at = 0.0
         self._fingerprint: frozenset[tuple[str, bool]] = frozenset()
@@ -109,18 +129,44 @@ class KeyRing:
                 await rotate_keys(session, self._fernet, self.algorithm, retire_after=None)
                 rows = await _usable_keys(session)
         self._install(rows)
+        if create:
+            self.require_signing()
+
+    def require_signing(self) -> None:
+        """Refuse to serve when keys exist but this process can sign with none of them."""
+        if self.current is None and self.unreadable:
+            raise UnreadableKeysError()
 
     def _install(self, rows: list[SigningKey]) -> None:
+        """Load `rows` (oldest first). A key this process's `SECRET_KEY` cannot open (the secret was
+        changed, here or elsewhere) still verifies from its public half; it cannot sign. The key
+        signed with is the newest current one this process can open or, failing that, the newest
+        retired one: a process left on the old secret keeps working until it is restarted."""
         keys: dict[str, LoadedKey] = {}
         current: LoadedKey | None = None
+        fallback: LoadedKey | None = None
+        self.unreadable = 0
         for row in rows:
-            private = _load_private(row.algorithm, self._fernet.decrypt(row.private_key_encrypted.encode()))
-            public = private if row.algorithm == "HS256" else private.public_key()
+            private = self._open(row)
+            self.unreadable += private is None
+            if private is not None:
+                public = private if row.algorithm == "HS256" else private.public_key()
+            elif row.public_jwk is not None:
+                public = _public_from_jwk(row.algorithm, row.public_jwk)
+            else:  # HS256: the secret is the only way to verify
+                continue
             loaded = LoadedKey(row.id, row.algorithm, private, public)
             keys[row.id] = loaded
-            if row.retired_at is None and row.algorithm == self.algorithm:
-                current = loaded
-        self.keys, self.current = keys, current
+            if private is not None and row.algorithm == self.algorithm:
+                if row.retired_at is None:
+                    current = loaded
+                else:
+                    fallback = loaded
+        if current is None and fallback is not None:
+            log.warning(
+                "signing_with_retired_key", kid=fallback.kid, reason="the current key is unreadable here"
+            )
+        self.keys, self.current = keys, current or fallback
         self._fingerprint = frozenset((row.id, row.retired_at is None) for row in rows)
         self.jwks = {
             "keys": [
@@ -130,6 +176,17 @@ class KeyRing:
             ]
         }
         self._loaded_at = self._checked_at = time.monotonic()
+
+    def _open(self, row: SigningKey) -> Any:
+        """The private key, or None when this `SECRET_KEY` cannot decrypt it."""
+        try:
+            material = self._fernet.decrypt(row.private_key_encrypted.encode())
+        except InvalidToken:
+            log.warning(
+                "signing_key_unreadable", kid=row.id, hint="encrypted under another AUTHGATE_SECRET_KEY"
+            )
+            return None
+        return _load_private(row.algorithm, material)
 
     def _looked_within(self, max_age: float | None) -> bool:
         max_age = self.FRESHNESS_SECONDS if max_age is None else max_age
