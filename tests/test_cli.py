@@ -449,6 +449,28 @@ def test_serve_migrates_creates_the_admin_and_runs_one_asyncio_worker_on_sqlite(
     assert calls[-1]["loop"] == "uvloop"
 
 
+def test_serve_trusts_forwarding_headers_from_the_proxies_configured(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips`; left to uvicorn that is the
+    loopback address alone, so behind a balancer on another host every client was the balancer."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("AUTHGATE_FORWARDED_ALLOW_IPS", raising=False)
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert calls[-1]["proxy_headers"] is True
+    assert calls[-1]["forwarded_allow_ips"] == ["127.0.0.1", "::1"]  # the default: a local proxy
+    monkeypatch.setenv("AUTHGATE_FORWARDED_ALLOW_IPS", "10.0.0.5, 192.168.0.0/16,fd00::/8")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["forwarded_allow_ips"] == ["10.0.0.5", "192.168.0.0/16", "fd00::/8"]
+    monkeypatch.setenv("AUTHGATE_FORWARDED_ALLOW_IPS", "*")
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert calls[-1]["forwarded_allow_ips"] == ["*"]
+
+
 def test_serve_names_the_address_it_binds_and_the_public_one_apart(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -517,6 +539,11 @@ def _one_error_line(result: Result) -> str:
             ["audit", "verify"],
             {"AUTHGATE_DATABASE_URL": "postgresql+asyncpg://authgate:hunter2@127.0.0.1:1/authgate"},
             "cannot reach the database (AUTHGATE_DATABASE_URL)",
+        ),
+        (
+            ["serve"],
+            {"AUTHGATE_FORWARDED_ALLOW_IPS": "10.0.0.0/33"},
+            "AUTHGATE_FORWARDED_ALLOW_IPS: '10.0.0.0/33' is not an IP address or network",
         ),
         (
             ["migrate", "current"],

@@ -203,3 +203,40 @@ def test_an_unsupported_database_url_is_refused_without_repeating_it(given: str)
         Settings(database_url=given, _env_file=None)  # type: ignore[call-arg]
     text = refused.value.errors(include_input=False)[0]["msg"]
     assert "sqlite+aiosqlite" in text and "s3cret-pw" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "trusted"),
+    [
+        ("10.0.0.5", ["10.0.0.5"]),
+        ("10.0.0.0/8, 2001:db8::/32,::1", ["10.0.0.0/8", "2001:db8::/32", "::1"]),
+        ('["172.16.0.0/12"]', ["172.16.0.0/12"]),
+        ("*", ["*"]),
+        ("[]", []),  # no proxy at all: every peer is the client
+    ],
+)
+def test_forwarded_allow_ips_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, trusted: list[str]
+) -> None:
+    monkeypatch.setenv("AUTHGATE_FORWARDED_ALLOW_IPS", value)
+    assert Settings(_env_file=None).forwarded_allow_ips == trusted  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "10.0.0.0/33",  # no such network
+        "10.0.0.1/8",  # host bits set: uvicorn would read it as a name and trust nobody
+        "lb.internal",  # a name: uvicorn compares peers' addresses, never names
+        "10.0.0.5:8080",  # a port: uvicorn compares addresses alone
+        "10.0.0.5;10.0.0.6",
+        "*,10.0.0.5",  # `*` beside addresses would be read as a name by uvicorn
+    ],
+)
+def test_a_malformed_forwarded_allow_ips_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("AUTHGATE_FORWARDED_ALLOW_IPS", value)
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    error = refused.value.errors()[0]
+    assert error["loc"] == ("forwarded_allow_ips",)
+    assert "IP address or network" in error["msg"] or "stands alone" in error["msg"]

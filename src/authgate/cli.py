@@ -128,6 +128,7 @@ def serve(
         loop=settings.server_loop,  # asyncio on SQLite, uvloop on PostgreSQL (Settings.server_loop)
         http="httptools",
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,  # whose X-Forwarded-For names the client
         access_log=False,
         log_level="warning",
         server_header=False,

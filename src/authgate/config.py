@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import secrets
 from datetime import timedelta
@@ -75,6 +76,30 @@ def _list_from_env(value: object) -> object:
     if text.startswith("["):
         return json.loads(text)  # malformed JSON is a validation error naming the setting
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _forwarded_allow_ips(value: list[str]) -> list[str]:
+    """uvicorn's `forwarded_allow_ips`: IP addresses and networks (CIDR), or `*` alone.
+
+    uvicorn reads anything else as a literal host name that no TCP peer ever matches, so a typo
+    (`10.0.0.0/33`, `10.0.0.1/8`) would silently trust nobody; it is refused here instead.
+    """
+    if "*" in value:
+        if len(value) > 1:
+            raise ValueError("`*` (trust every peer) stands alone, not beside addresses")
+        return value
+    for entry in value:
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)  # strict: host bits set are refused, as uvicorn does
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network: list the proxies' addresses or "
+                "networks (CIDR, e.g. 10.0.0.0/8), comma-separated, or `*`"
+            ) from None
+    return value
 
 
 MIN_SECRET_LENGTH = 32
@@ -197,6 +222,12 @@ class Settings(BaseSettings):
     env: Environment = "development"
     host: str = "127.0.0.1"
     port: int = 8000
+    # The peers (load balancers, reverse proxies) whose X-Forwarded-For and X-Forwarded-Proto
+    # `serve` believes: IP addresses or CIDR networks, or `*` for every peer. A request from any
+    # other peer is taken to come from that peer's own address (rate limits, audit, sessions).
+    forwarded_allow_ips: Annotated[
+        list[str], NoDecode, BeforeValidator(_list_from_env), AfterValidator(_forwarded_allow_ips)
+    ] = ["127.0.0.1", "::1"]
     # auto: asyncio on SQLite, uvloop on PostgreSQL (see docs/benchmarks.md, "Which event loop").
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     database_url: DatabaseURL = "sqlite+aiosqlite:///./var/authgate.db"

@@ -18,7 +18,7 @@ from authgate.security.opaque import hash_token
 from authgate.sessions.models import RefreshToken
 from authgate.users.models import User
 from tests.conftest import REDIS_URL, unavailable
-from tests.factories import PASSWORD, assert_problem, login, register, signed_in, unique_email
+from tests.factories import PASSWORD, assert_problem, bearer, login, register, signed_in, unique_email
 
 
 def use_limits(app: FastAPI, **policies: object) -> None:
@@ -179,6 +179,57 @@ async def test_disabled_limits_keep_the_brute_force_wait(app: FastAPI, client: A
     async with other_client(app, "198.51.100.20") as c:
         blocked = await c.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
     assert_problem(blocked, 429, "rate_limited")
+
+
+def behind_proxy(app: FastAPI, peer: str, forwarded_allow_ips: str) -> AsyncClient:
+    """A client reaching `app` from `peer` through uvicorn's proxy-header handling, configured as
+    `authgate serve` configures it from AUTHGATE_FORWARDED_ALLOW_IPS."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    trusted = Settings(forwarded_allow_ips=forwarded_allow_ips, _env_file=None).forwarded_allow_ips  # type: ignore[call-arg]
+    proxied = ProxyHeadersMiddleware(app, trusted_hosts=trusted)  # type: ignore[arg-type]
+    return AsyncClient(transport=ASGITransport(app=proxied, client=(peer, 50000)), base_url="https://test")
+
+
+@pytest.mark.parametrize(
+    ("trusted", "per_client"),
+    [
+        ("10.0.0.0/8", True),  # the balancer is listed: each client its own allowance
+        ("127.0.0.1,::1", False),  # the default: every client is the balancer
+    ],
+)
+async def test_the_per_ip_limit_counts_the_client_a_listed_proxy_names(
+    app: FastAPI, client: AsyncClient, trusted: str, per_client: bool
+) -> None:
+    user = await register(client)
+    body = {"email": user["email"], "password": PASSWORD}
+    use_limits(app, login_per_ip="2/minute")
+    async with behind_proxy(app, "10.0.0.5", trusted) as balancer:
+        for _ in range(2):
+            ok = await balancer.post(
+                "/api/v1/auth/login", json=body, headers={"X-Forwarded-For": "198.51.100.1"}
+            )
+            assert ok.status_code == 200
+        assert_rate_limited(
+            await balancer.post("/api/v1/auth/login", json=body, headers={"X-Forwarded-For": "198.51.100.1"}),
+            2,
+        )
+        other = await balancer.post(
+            "/api/v1/auth/login", json=body, headers={"X-Forwarded-For": "198.51.100.2"}
+        )
+        assert other.status_code == (200 if per_client else 429)
+        if per_client:  # the session records the client's address, not the balancer's
+            sessions = await balancer.get(
+                "/api/v1/auth/sessions", headers=bearer(other.json()["access_token"])
+            )
+            assert {s["ip"] for s in sessions.json()["items"]} == {"198.51.100.1", "198.51.100.2"}
+    # A peer that is not listed cannot choose the address it is counted as.
+    async with behind_proxy(app, "203.0.113.50", "10.0.0.0/8") as direct:
+        for n in range(2):
+            spoofed = {"X-Forwarded-For": f"192.0.2.{n}"}
+            assert (await direct.post("/api/v1/auth/login", json=body, headers=spoofed)).status_code == 200
+        blocked = await direct.post("/api/v1/auth/login", json=body, headers={"X-Forwarded-For": "192.0.2.9"})
+        assert_rate_limited(blocked, 2)
 
 
 def test_unknown_policy_string_is_refused() -> None:
