@@ -140,6 +140,9 @@ class RateLimits(BaseModel):
     refresh_per_session: str = "60/minute"
     verification_per_ip: str = "30/minute"
     verification_per_account: str = "10/hour"
+    # Workspace invitations sent per inviting account: each one emails an address the inviter
+    # chooses, naming a workspace the inviter named.
+    invitations_per_user: str = "20/hour"
     failed_logins_before_delay: int = Field(default=10, ge=1)
     lockout_base_wait: Duration = timedelta(minutes=1)  # doubles with each further failure
     lockout_max_wait: Duration = timedelta(minutes=15)  # the cap: no account waits longer

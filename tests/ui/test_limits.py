@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from authgate.users.models import User
-from tests.factories import PASSWORD, register, unique_email
+from authgate.workspaces.models import WorkspaceInvitation
+from tests.factories import PASSWORD, register, signed_in, unique_email
 from tests.ratelimit.test_limits import mail_to, use_limits
-from tests.ui.conftest import post_form
+from tests.ui.conftest import post_form, ui_sign_in
+from tests.workspaces.helpers import create_ws
 
 
 def assert_limited_page(response: object) -> None:
@@ -70,3 +74,32 @@ async def test_console_password_reset_is_limited_per_address(app: FastAPI, clien
     first = await post_form(client, "/ui/password/reset", form)
     assert first.status_code == 400  # the link is not valid, and it counted
     assert_limited_page(await post_form(client, "/ui/password/reset", form))
+
+
+async def test_console_invitations_share_the_per_account_invitation_limit(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    """The invite form counts with the API's invitations: it is no way around the limit."""
+    use_limits(app, invitations_per_user="2/hour")
+    owner, headers = await signed_in(client)
+    ws = await create_ws(client, headers, name="Prize draw")
+    api = await client.post(
+        f"/api/v1/workspaces/{ws['id']}/invitations", json={"email": "a@example.com"}, headers=headers
+    )
+    assert api.status_code == 201
+    await ui_sign_in(client, str(owner["email"]))
+    form_url = f"/ui/workspaces/{ws['slug']}/invitations"
+    assert (
+        await post_form(client, form_url, {"email": "b@example.com", "role": "member"})
+    ).status_code == 200
+    limited = await post_form(client, form_url, {"email": "c@example.com", "role": "member"})
+    assert_limited_page(limited)
+    assert "c@example.com" in limited.text  # the form keeps what was typed
+    client.cookies.clear()
+    again = await client.post(
+        f"/api/v1/workspaces/{ws['id']}/invitations", json={"email": "c@example.com"}, headers=headers
+    )
+    assert again.status_code == 429 and int(again.headers["retry-after"]) >= 1
+    assert await mail_to(db, "c@example.com") == 0
+    invited = select(WorkspaceInvitation.email).where(WorkspaceInvitation.workspace_id == uuid.UUID(ws["id"]))
+    assert sorted((await db.scalars(invited)).all()) == ["a@example.com", "b@example.com"]

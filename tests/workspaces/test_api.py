@@ -18,6 +18,7 @@ from authgate.outbox.models import OutboxMessage
 from authgate.security.opaque import hash_token
 from authgate.workspaces.models import Workspace, WorkspaceInvitation, WorkspaceMember
 from tests.factories import PASSWORD, assert_problem, signed_in
+from tests.ratelimit.test_limits import assert_rate_limited, use_limits
 from tests.workspaces.helpers import (
     BOUND_HEADER,
     add_member,
@@ -537,6 +538,41 @@ async def test_invite_role_rules_and_bad_input(client: AsyncClient, db: AsyncSes
     assert_problem(await client.post(url, json={"email": member_email}, headers=admin), 409, "already_member")
     assert await count(db, WorkspaceInvitation) == before
     assert await count(db, OutboxMessage, func.lower(OutboxMessage.recipient).in_(recipients)) == mail_before
+
+
+async def test_invitations_are_limited_per_inviting_account(
+    app: FastAPI, client: AsyncClient, db: AsyncSession
+) -> None:
+    """A fresh, unverified account could name a workspace anything and have the service email it
+    to any address, without end. Past `INVITATIONS_PER_USER` it is 429 with `Retry-After`, and
+    nothing is created or queued, in any of the account's workspaces; other accounts are unaffected."""
+    use_limits(app, invitations_per_user="3/hour")
+    spammer, headers = await signed_in(client, full_name="WIN A PRIZE")
+    assert spammer["email_verified"] is False
+    ws = await create_ws(client, headers, name="WIN A PRIZE visit http://evil.example")
+    second_ws = await create_ws(client, headers, name="Another prize")
+    for n in range(3):
+        response = await client.post(
+            f"{WS}/{ws['id']}/invitations", json={"email": f"victim{n}@example.com"}, headers=headers
+        )
+        assert response.status_code == 201, response.text
+        assert response.headers["ratelimit-limit"] == "3"
+        assert response.headers["ratelimit-remaining"] == str(2 - n)
+    victim = func.lower(OutboxMessage.recipient) == "victim3@example.com"
+    for target in (ws, second_ws):  # counted per account, not per workspace
+        refused = await client.post(
+            f"{WS}/{target['id']}/invitations", json={"email": "victim3@example.com"}, headers=headers
+        )
+        assert_rate_limited(refused, 3)
+    assert await count(db, OutboxMessage, victim) == 0
+    assert (
+        await count(db, WorkspaceInvitation, WorkspaceInvitation.email_normalized == "victim3@example.com")
+        == 0
+    )
+    _, other = await signed_in(client)
+    own = await create_ws(client, other, name="Other team")
+    assert (await _invite(client, own, other, "victim3@example.com"))["status"] == "pending"
+    assert await count(db, OutboxMessage, victim) == 1
 
 
 async def test_an_admin_neither_revokes_nor_replaces_an_invitation_at_their_own_rank(

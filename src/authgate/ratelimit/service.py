@@ -32,6 +32,7 @@ POLICIES = (
     "refresh_per_session",
     "verification_per_ip",
     "verification_per_account",
+    "invitations_per_user",
 )
 
 

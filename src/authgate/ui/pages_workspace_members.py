@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
 from authgate.errors import AuthgateError, InvalidInputError
+from authgate.ratelimit.dependencies import RateLimiterDep
 from authgate.ui.console import (
     CheckedForm,
     FormErrors,
@@ -16,6 +17,7 @@ from authgate.ui.console import (
     errors_from_domain,
     errors_from_validation,
     redirect,
+    retry_headers,
     text_field,
 )
 from authgate.ui.pages_common import next_link, page_params, parse_id, undo
@@ -29,7 +31,7 @@ from authgate.ui.pages_workspaces import (
 from authgate.workspaces.dependencies import WorkspaceServiceDep
 from authgate.workspaces.models import ASSIGNABLE_ROLES
 from authgate.workspaces.schemas import InvitationCreate
-from authgate.workspaces.service import WorkspaceService
+from authgate.workspaces.service import WorkspaceService, count_invitation
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -129,6 +131,7 @@ async def _invitations(
     errors: FormErrors | None = None,
     values: dict[str, str] | None = None,
     created: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     try:
         params = page_params(cursor)
@@ -142,7 +145,7 @@ async def _invitations(
         "values": values or {"email": "", "role": "member"},
         "created": created,
     }
-    return workspace_template(page.console, "workspace_invitations.html", context, errors)
+    return workspace_template(page.console, "workspace_invitations.html", context, errors, headers=headers)
 
 
 @router.get("/workspaces/{ws}/invitations")
@@ -155,12 +158,21 @@ async def invitations_page(
 
 @router.post("/workspaces/{ws}/invitations", response_model=None)
 async def create_invitation(
-    console: SignedInConsole, form: CheckedForm, page: AdminPage, workspaces: WorkspaceServiceDep
+    console: SignedInConsole,
+    form: CheckedForm,
+    page: AdminPage,
+    workspaces: WorkspaceServiceDep,
+    limiter: RateLimiterDep,
 ) -> Response:
-    """Invite an email with a role below yours; the link is emailed and shown here once."""
+    """Invite an email with a role below yours; the link is emailed and shown here once.
+
+    Counted against `RATE_LIMIT__INVITATIONS_PER_USER` as the API's invitations are (429 page with
+    `Retry-After` past it, nothing sent).
+    """
     values = {"email": text_field(form, "email").strip(), "role": text_field(form, "role")}
     try:
         body = InvitationCreate.model_validate(values)
+        await count_invitation(limiter, page.access.caller.user.id)
         invitation, token = await workspaces.invite(page.access, body)
     except ValidationError as exc:
         return await _invitations(page, workspaces, errors=errors_from_validation(exc), values=values)
@@ -169,7 +181,7 @@ async def create_invitation(
         errors = errors_from_domain(exc)
         if exc.code == "already_member":
             errors.fields["email"] = errors.summary
-        return await _invitations(page, workspaces, errors=errors, values=values)
+        return await _invitations(page, workspaces, errors=errors, values=values, headers=retry_headers(exc))
     created = {"email": invitation.email, "role": invitation.role, "link": workspaces.invitation_link(token)}
     return await _invitations(page, workspaces, created=created)
 

@@ -113,10 +113,15 @@ TransferPage = Annotated[WorkspacePage, Depends(workspace_page("owner", admin=Tr
 
 
 def workspace_template(
-    console: Console, template: str, context: dict[str, Any], errors: FormErrors | None = None
+    console: Console,
+    template: str,
+    context: dict[str, Any],
+    errors: FormErrors | None = None,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     values = {**with_notices(console, NOTICES), **context, "errors": errors}
-    return render(console, template, values, status=errors.status if errors else 200)
+    return render(console, template, values, status=errors.status if errors else 200, headers=headers)
 
 
 # --- my workspaces -----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from authgate.errors import (
     problem_schema,
 )
 from authgate.pagination import PageParamsDep
+from authgate.ratelimit.dependencies import RateLimiterDep
+from authgate.ratelimit.errors import RateLimitExceededError
 from authgate.schemas import Page
 from authgate.verification.errors import EmailNotVerifiedError
 from authgate.workspaces.dependencies import (
@@ -54,7 +56,7 @@ from authgate.workspaces.schemas import (
     WorkspaceRead,
     WorkspaceUpdate,
 )
-from authgate.workspaces.service import WorkspaceView
+from authgate.workspaces.service import WorkspaceView, count_invitation
 
 router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
 invitations_router = APIRouter(prefix="/api/v1/invitations", tags=["workspaces"])
@@ -211,17 +213,28 @@ async def transfer_workspace(
 @router.post(
     "/{ws}/invitations",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_schema(*WS_PROBLEMS, AlreadyMemberError),
+    responses=problem_schema(*WS_PROBLEMS, AlreadyMemberError, RateLimitExceededError),
 )
 async def create_invitation(
-    body: InvitationCreate, access: WorkspaceAdmin, workspaces: WorkspaceServiceDep
+    body: InvitationCreate,
+    access: WorkspaceAdmin,
+    workspaces: WorkspaceServiceDep,
+    limiter: RateLimiterDep,
+    response: Response,
 ) -> InvitationCreated:
     """Invite an email address with a role below your own (admin or owner).
 
     The invitee is emailed a link with a single-use token, valid 7 days; the token is also in this
     response, once. A new invitation for the same email replaces a pending one. Inviting someone
     who is already a member is 409 `already_member`.
+
+    Each account sends at most `RATE_LIMIT__INVITATIONS_PER_USER` invitations (20 an hour by
+    default, over all its workspaces); past that 429 `rate_limited` with `Retry-After`, and
+    nothing is sent.
     """
+    limit_status = await count_invitation(limiter, access.caller.user.id)
+    if limit_status is not None:
+        response.headers.update(limit_status.headers())
     invitation, token = await workspaces.invite(access, body)
     return InvitationCreated(**_invitation(invitation).model_dump(), token=token)
 

@@ -25,6 +25,7 @@ from authgate.errors import (
 )
 from authgate.outbox.service import Outbox
 from authgate.pagination import PageParams, fetch_page
+from authgate.ratelimit.service import LimitStatus, RateLimiter
 from authgate.security.opaque import hash_token, new_token
 from authgate.users.repository import normalize_email
 from authgate.verification.errors import EmailNotVerifiedError
@@ -95,6 +96,16 @@ class WorkspaceAccess:
 class WorkspaceView:
     workspace: Workspace
     role: WorkspaceRole | None
+
+
+async def count_invitation(limiter: RateLimiter, inviter_id: uuid.UUID) -> LimitStatus | None:
+    """`INVITATIONS_PER_USER`: one invitation sent by this account (429 `rate_limited` past it).
+
+    Counted per inviting account across all its workspaces, before anything is written, so a
+    refused invitation queues no email. Each invitation emails an address the inviter chose,
+    naming a workspace the inviter named: without a limit any account could mail anyone.
+    """
+    return await limiter.hit("invitations_per_user", f"user:{inviter_id}")
 
 
 class WorkspaceService:
