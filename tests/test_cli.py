@@ -542,6 +542,11 @@ def _one_error_line(result: Result) -> str:
         ),
         (
             ["serve"],
+            {"AUTHGATE_CORS_ORIGINS": "*"},
+            "Error: AUTHGATE_CORS_ORIGINS may not contain *: list each origin allowed",
+        ),
+        (
+            ["serve"],
             {"AUTHGATE_FORWARDED_ALLOW_IPS": "10.0.0.0/33"},
             "AUTHGATE_FORWARDED_ALLOW_IPS: '10.0.0.0/33' is not an IP address or network",
         ),

@@ -178,6 +178,28 @@ def test_malformed_json_cors_origins_name_the_setting(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("*", "*"),
+        ("null", "null"),
+        ("https://app.example.com, *", "*"),
+        ('["https://app.example.com", "NULL"]', "NULL"),
+    ],
+)
+def test_cors_origins_refuse_any_origin(monkeypatch: pytest.MonkeyPatch, value: str, named: str) -> None:
+    """With credentials allowed, `*` made the CORS middleware echo every Origin: any page could call
+    the API as its signed-in visitor and read the answer. `null` is any sandboxed page."""
+    monkeypatch.setenv("AUTHGATE_CORS_ORIGINS", value)
+    with pytest.raises(ValidationError) as refused:
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    message = refused.value.errors(include_url=False)[0]["msg"]
+    assert f"AUTHGATE_CORS_ORIGINS may not contain {named}: list each origin allowed" in message
+    assert "cannot go to any origin" in message
+    with pytest.raises(ValidationError, match="AUTHGATE_CORS_ORIGINS"):
+        Settings(cors_origins=["*"], _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
     ("given", "used"),
     [
         ("sqlite:///./var/x.db", "sqlite+aiosqlite:///./var/x.db"),

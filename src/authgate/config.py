@@ -300,6 +300,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _cors_origins_are_listed(self) -> Self:
+        """Cross-origin requests carry credentials (cookies): only origins named one by one.
+
+        With credentials allowed, `*` makes the CORS middleware echo whatever Origin a request
+        brings, so any web page could call the API as its signed-in visitor and read the answer;
+        `null` is the origin of sandboxed frames and local files, which any page can produce.
+        """
+        refused = [o for o in self.cors_origins if o.strip().lower() in ("*", "null")]
+        if refused:
+            raise ValueError(
+                f"AUTHGATE_CORS_ORIGINS may not contain {' or '.join(sorted(set(refused)))}: list "
+                "each origin allowed (https://app.example.com,https://admin.example.com); the API "
+                "lets cross-origin requests carry cookies, and those cannot go to any origin"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _keep_failed_sign_ins_as_long_as_the_lockout_counts_them(self) -> Self:
         if self.retention.ended_sessions < self.rate_limit.lockout_failure_reset:
             raise ValueError(
