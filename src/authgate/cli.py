@@ -391,7 +391,8 @@ def users_import(
 
     Columns: email (required), username, full_name, phone, email_verified, password_hash, roles
     (default: user). Invalid or duplicate rows, and rows naming a role that does not exist, are
-    skipped and listed with the reason; exit code 1 if any was skipped.
+    skipped and listed with the reason; exit code 1 if any was skipped. In CSV, a cell of ' before
+    =, +, -, @, tab or CR loses that ' (the quote an export puts there).
     """
     from rich.progress import track
 
@@ -434,7 +435,8 @@ def users_export(
     """Write every account (with its password hash) as JSON or CSV. Treat the output as a secret.
 
     A progress bar goes to stderr; stdout carries only the accounts. A file is created readable by
-    its owner only, and replaces FILE only once complete.
+    its owner only, and replaces FILE only once complete. In CSV, a cell starting with =, +, -, @,
+    tab or CR gets a leading ' so that no spreadsheet runs it as a formula (import takes it off).
     """
     from contextlib import nullcontext
 

@@ -45,6 +45,28 @@ EXPORT_FIELDS = [
 ]
 _HASH_PREFIXES = ("$argon2id$", "$argon2i$", "$2a$", "$2b$", "$2y$")
 
+# A spreadsheet opening a CSV file runs a cell that starts with one of these as a formula (OWASP,
+# "CSV Injection"): a self-chosen full name `=HYPERLINK(...)` would run beside the password hashes.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A CSV cell no spreadsheet reads as a formula: `'` before one that would be (OWASP's advice).
+
+    A text that already starts with quotes before such a character (`'=x`) gets one more, so that
+    `restore_cell` gives back every text exactly.
+    """
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: Any) -> Any:
+    """Undo `neutralise_cell`: a cell of quotes before a formula character loses one quote."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
 
 class ImportedUser(BaseModel):
     """One row of an import file; unknown columns are ignored, booleans accept true/false/1/0."""
@@ -91,14 +113,21 @@ class ImportReport:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a `.csv` (header line) or `.json` (a list of objects) file."""
+    """Rows of a `.csv` (header line) or `.json` (a list of objects) file.
+
+    A CSV cell loses the `'` an export (or a spreadsheet) put before a formula character
+    (`'+14155550100` reads as `+14155550100`); JSON is read as it is.
+    """
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         data = json.loads(text)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ValueError("a JSON import file holds a list of objects")
         return data
-    return list(csv.DictReader(io.StringIO(text)))
+    return [
+        {name: restore_cell(value) for name, value in row.items()}
+        for row in csv.DictReader(io.StringIO(text))
+    ]
 
 
 IMPORT_BATCH = 100  # rows per transaction: the audit chain's head is held no longer than that
@@ -219,7 +248,11 @@ async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIter
 
 class ExportWriter:
     """Writes exported rows one at a time: CSV with a header line, or the JSON list
-    `json.dump(rows, indent=2)` would write, without holding every row."""
+    `json.dump(rows, indent=2)` would write, without holding every row.
+
+    CSV cells that a spreadsheet would run as formulas are written with a leading `'`
+    (`neutralise_cell`; `users import` takes it off again); JSON holds the values as they are.
+    """
 
     def __init__(self, stream: TextIO, *, as_csv: bool) -> None:
         self.count = 0
@@ -232,7 +265,7 @@ class ExportWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         if self._csv is not None:
-            self._csv.writerow(row)
+            self._csv.writerow({name: neutralise_cell(value) for name, value in row.items()})
         else:  # JSON escapes newlines inside strings: every "\n" here is indentation
             self._stream.write(
                 ("," if self.count else "") + "\n  " + json.dumps(row, indent=2).replace("\n", "\n  ")
