@@ -366,3 +366,13 @@ async def test_a_form_address_opened_with_get_is_an_html_405(client: AsyncClient
     assert "takes a form" in response.text
     other = await client.put(path)  # refused by the router: the catch-all's GET is no method served here
     assert other.status_code == 405 and other.headers["allow"] == "POST"
+
+
+async def test_an_unknown_console_address_is_a_404_page_whatever_the_method(client: AsyncClient) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        response = await client.request(method, "/ui/no/such/page")
+        assert response.status_code == 404, method
+        assert response.headers["content-type"].startswith("text/html")
+        assert "There is no page at this address." in response.text
+    static = await client.put("/ui/static/console.css")  # the static files answer for themselves
+    assert static.status_code == 405 and static.headers["allow"] == "GET, HEAD"

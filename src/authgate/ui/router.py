@@ -341,7 +341,7 @@ async def _csrf_failed(request: Request, exc: Exception) -> Response:
 @serves_nothing
 async def _page_not_found(request: Request, console: ConsoleDep) -> HTMLResponse:
     """An unknown console address answers a page, not a JSON problem; a form's address opened
-    with GET (`/ui/logout`) is 405 with `Allow`, as a page too."""
+    with GET (`/ui/logout`), or a page's with PUT, is 405 with `Allow`, as a page too."""
     if allowed := allowed_methods(request):
         errors = FormErrors(405, "This address takes a form's submission: use the button on its page.")
         return render(console, "error.html", {"errors": errors}, status=405, headers={"Allow": allowed})
@@ -365,6 +365,13 @@ def install_console(app: FastAPI) -> None:
     app.include_router(pages_security.router)
     app.include_router(pages_account.router)
     app.include_router(pages_api_keys.router)
-    app.add_api_route("/ui/{path:path}", _page_not_found, methods=["GET"], include_in_schema=False)
+    # Every method: an unknown address is a 404 page whatever the method, a form's address opened
+    # with another method a 405 page (the static files, mounted before, answer for themselves).
+    app.add_api_route(
+        "/ui/{path:path}",
+        _page_not_found,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
     app.add_exception_handler(SignInRequiredError, _sign_in_required)
     app.add_exception_handler(ConsoleCSRFError, _csrf_failed)
