@@ -51,9 +51,10 @@ def test_migrate_downgrade_minus_one_goes_down_one_revision(cli_env: Path) -> No
     assert f"Database at {previous}." in result.output
     current = runner.invoke(app, ["migrate", "current"])
     assert current.stdout.strip() == previous and "(head)" not in current.stdout
-    assert (
-        runner.invoke(app, ["migrate", "downgrade", "-1", "--bogus"]).exit_code == 2
-    )  # options still checked
+    for bogus in (["--bogus"], ["--sql"], ["-1", "--bogus"]):  # an option is never read as a revision
+        refused = runner.invoke(app, ["migrate", "downgrade", *bogus])
+        assert refused.exit_code == 2, bogus
+    assert runner.invoke(app, ["migrate", "current"]).stdout.strip() == previous  # nothing moved
 
 
 def test_create_admin_prints_a_generated_password_once(cli_env: Path) -> None:
@@ -597,6 +598,16 @@ def test_the_event_loop_follows_the_database_unless_chosen() -> None:
     assert make_settings(postgres).server_loop == "uvloop"  # uvloop is a dependency (not on Windows)
     assert make_settings(postgres, event_loop="asyncio").server_loop == "asyncio"
     assert make_settings("sqlite+aiosqlite:///x.db", event_loop="uvloop").server_loop == "uvloop"
+
+
+def test_with_debug_logging_an_operator_error_keeps_its_traceback(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHGATE_LOG_LEVEL", "DEBUG")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["migrate", "upgrade", "nosuch"])
+    assert result.exit_code == 1 and "Error:" not in result.stderr
+    assert type(result.exception).__name__ == "CommandError"  # raised for the traceback
 
 
 def _one_error_line(result: Result) -> str:

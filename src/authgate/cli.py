@@ -52,7 +52,9 @@ def describe_error(exc: BaseException) -> str:
         first_line = str(exc.orig).strip().partition("\n")[0]
         return f"database: {first_line or type(exc.orig).__name__}"
     if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
-        return f"cannot reach the database (AUTHGATE_DATABASE_URL): {exc.strerror or exc}"
+        return (
+            f"cannot reach the database (AUTHGATE_DATABASE_URL): {exc.strerror or exc or type(exc).__name__}"
+        )
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
@@ -68,6 +70,8 @@ class Commands(TyperGroup):
         except OPERATOR_ERRORS as exc:
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise  # a closed pipe (`| head`): typer exits quietly
+            if os.environ.get("AUTHGATE_LOG_LEVEL", "").upper() == "DEBUG":
+                raise  # the whole traceback, for a bug report
             console.print(f"[bold red]Error:[/] {escape(describe_error(exc))}", highlight=False)
             raise typer.Exit(code=1) from None
 
@@ -318,8 +322,18 @@ def migrate_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None
     console.print(f"Database at {revision}.")
 
 
+def _revision(value: str) -> str:
+    """A revision, `base`, or a relative step back (`-1`): anything else starting with `-` is an
+    option this command does not have."""
+    if value.startswith("-") and not value[1:].isdigit():
+        raise typer.BadParameter(f"no such option: {value}")
+    return value
+
+
 @migrate_app.command("downgrade", context_settings={"ignore_unknown_options": True})  # `-1` is a revision
-def migrate_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base")]) -> None:
+def migrate_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base", callback=_revision)],
+) -> None:
     """Downgrade the database to REVISION (relative ones such as -1 count back from the current one)."""
     url = get_settings().database_url
     migrations.downgrade(url, revision)

@@ -164,8 +164,11 @@ def _sqlite_connector(url: URL) -> Callable[[], Awaitable[SqliteConnection]]:
             # aiosqlite stops its thread without waiting when the file cannot be opened; the
             # thread then answers the loop, which a command line's `asyncio.run` may have closed
             # by then ("Event loop is closed", a traceback after the error). It has only that
-            # answer left to give: wait for it here.
-            connection._thread.join(timeout=1)
+            # answer left to give: wait for it here, without blocking the loop (at most a second).
+            for _ in range(100):
+                if not connection._thread.is_alive():
+                    break
+                await asyncio.sleep(0.01)
             raise
         return connection
 
