@@ -34,7 +34,8 @@ from authgate.model_registry import Base
 POSTGRES_SERVER_URL = os.environ.get(
     "AUTHGATE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-_RUN_DATABASE = f"{make_url(POSTGRES_SERVER_URL).database}_run_{os.getpid()}"
+_RUN_PREFIX = f"{make_url(POSTGRES_SERVER_URL).database or 'test'}_run_"
+_RUN_DATABASE = f"{_RUN_PREFIX}{os.getpid()}"
 POSTGRES_URL = make_url(POSTGRES_SERVER_URL).set(database=_RUN_DATABASE).render_as_string(hide_password=False)
 REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -75,10 +76,33 @@ async def postgres_server() -> Any:
     return await asyncpg.connect(POSTGRES_SERVER_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
 
 
+def _ended(database: str) -> bool:
+    """Whether the run that made `database` (named after its process id) has ended."""
+    pid = database.removeprefix(_RUN_PREFIX)
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 async def _run_database(*, create: bool) -> None:
+    """Create this run's database (PostgreSQL 13+, a role with CREATEDB), first dropping those of
+    runs that ended without cleaning up (killed); or drop it at the end."""
     server = await postgres_server()
     try:
-        await server.execute(f'DROP DATABASE IF EXISTS "{_RUN_DATABASE}" WITH (FORCE)')
+        doomed = [_RUN_DATABASE]
+        if create:
+            names = await server.fetch(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", _RUN_PREFIX
+            )
+            doomed += [row["datname"] for row in names if _ended(row["datname"])]
+        for name in doomed:
+            await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if create:
             await server.execute(f'CREATE DATABASE "{_RUN_DATABASE}"')
     finally:

@@ -9,6 +9,7 @@ authentication and the other checks answer first, as they do where a body is dec
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -35,13 +36,18 @@ async def refuse_undeclared_body(request: Request) -> None:
     if body == {}:
         return
     if isinstance(body, dict):
-        raise RequestValidationError(
-            [_error(["body", name], "Extra inputs are not permitted", "extra_forbidden") for name in body]
-        )
+        raise extra_fields(body)
     raise RequestValidationError([_error(["body"], _NO_BODY, "extra_forbidden")])
 
 
 NoBody = Annotated[None, Depends(refuse_undeclared_body)]
+
+
+def extra_fields(names: Iterable[str]) -> RequestValidationError:
+    """The 422 for body members (or form fields) an operation does not take, one error each."""
+    return RequestValidationError(
+        [_error(["body", name], "Extra inputs are not permitted", "extra_forbidden") for name in names]
+    )
 
 
 def _error(loc: list[str], msg: str, kind: str) -> dict[str, Any]:

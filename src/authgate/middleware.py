@@ -42,6 +42,9 @@ _DOCS_PATHS = ("/docs", "/redoc")
 # one clears every cookie of the registrable domain, signing the user out of the sibling apps on
 # other subdomains too; authgate's own cookies are expired by name.
 _LOGOUT_PATHS = frozenset({"/api/v1/auth/logout", "/api/v1/auth/logout-all"})
+# After a sign-out. Not "cookies": that clears every cookie of the registrable domain, signing the
+# user out of sibling apps; authgate's own cookies are expired by name (docs/spec-notes.md).
+CLEAR_SITE_DATA = '"cache", "storage"'
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 _CONSOLE_PREFIX = "/ui/"
 _CONSOLE_STATIC = "/ui/static/"
@@ -301,7 +304,7 @@ class RequestContextMiddleware:
                 if not path.startswith(_DOCS_PATHS):  # the docs pages load their scripts from a CDN
                     headers.append((b"cross-origin-embedder-policy", b"require-corp"))
                 if path in _LOGOUT_PATHS and 200 <= message["status"] < 300:
-                    headers.append((b"clear-site-data", b'"cache", "storage"'))
+                    headers.append((b"clear-site-data", CLEAR_SITE_DATA.encode()))
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 if state["rejected"]:

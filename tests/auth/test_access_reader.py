@@ -185,7 +185,11 @@ async def test_a_failed_activity_stamp_is_logged_and_swallowed(live_engine: Asyn
         ("stamp_failed", "warning", session_id)
     ]
     with capture_logs() as quiet:
-        await write_aside(factory, update(LoginSession).values(last_used_at=utcnow()), failure="stamp_failed")
+        await write_aside(
+            factory,
+            update(LoginSession).where(LoginSession.id == uuid.uuid4()).values(last_used_at=utcnow()),
+            failure="stamp_failed",
+        )
     assert quiet == []
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile, status
 
 from authgate.auth.dependencies import AUTH_PROBLEMS, CurrentUser, OptionalPrincipal, Principal
-from authgate.bodies import NoBody
+from authgate.bodies import NoBody, extra_fields
 from authgate.errors import (
     InvalidInputError,
     NotFoundError,
@@ -77,7 +77,7 @@ async def upload_avatar(
     without metadata. Any other field, or a second `file`, is 422."""
     form = await request.form()  # as parsed for `file` already
     if extra := sorted(set(form.keys()) - {"file"}):
-        raise InvalidInputError("Extra inputs are not permitted", ("body", extra[0]), "extra_forbidden")
+        raise extra_fields(extra)
     if len(form.getlist("file")) != 1:
         raise InvalidInputError("Send one file in the field `file`", ("body", "file"))
     data = await file.read()

@@ -41,6 +41,7 @@ from authgate.config import Settings
 from authgate.db import SessionDep, read_intent
 from authgate.deps import PasswordHasherDep, SessionmakerDep, SettingsDep, TokenServiceDep
 from authgate.errors import AuthgateError
+from authgate.middleware import CLEAR_SITE_DATA
 from authgate.profiles.models import UserSettings
 from authgate.users.models import User
 from authgate.users.schemas import UserRead
@@ -335,7 +336,7 @@ def signed_out_redirect(console: Console, url: str) -> RedirectResponse:
     cache and storage for this origin cleared (not `"cookies"`: sibling apps keep theirs)."""
     response = RedirectResponse(url, status_code=303)
     clear_auth_cookies(response, console.settings)
-    response.headers["Clear-Site-Data"] = '"cache", "storage"'
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     return response
 
 

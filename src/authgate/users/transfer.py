@@ -214,7 +214,7 @@ async def count_exported(session: AsyncSession) -> int:
 
 
 async def export_users(session: AsyncSession, *, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
-    """Every active (not deleted) account in creation order, with its password hash."""
+    """Every account not deleted (deactivated ones too) in creation order, with its password hash."""
     last = None
     while True:
         stmt = (

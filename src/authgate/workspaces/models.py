@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -15,7 +15,7 @@ from authgate.users.models import User
 WorkspaceRole = Literal["owner", "admin", "member", "viewer"]
 AssignableRole = Literal["admin", "member", "viewer"]  # owner only moves by transfer
 InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
-ASSIGNABLE_ROLES: tuple[AssignableRole, ...] = ("admin", "member", "viewer")
+ASSIGNABLE_ROLES: tuple[AssignableRole, ...] = get_args(AssignableRole)
 
 ROLE_CHECK = "role IN ('owner', 'admin', 'member', 'viewer')"
 
