@@ -91,6 +91,17 @@ def test_env_example_parses_to_the_defaults() -> None:
     assert from_file.model_dump() == Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
 
 
+def test_a_copy_of_env_example_keeps_the_production_limits() -> None:
+    """The file sets nothing production would set differently: its stricter per-IP limits apply."""
+    values = {"env": "production", "secret_key": "k" * 48}
+    from_file = Settings(_env_file=ENV_EXAMPLE, **values)  # type: ignore[call-arg]
+    assert (from_file.rate_limit.login_per_ip, from_file.rate_limit.register_per_ip) == (
+        "30/minute",
+        "10/minute",
+    )
+    assert from_file.model_dump() == Settings(_env_file=None, **values).model_dump()  # type: ignore[call-arg]
+
+
 @pytest.mark.parametrize("name", ["AUTHGATE_RATE_LIMIT_ENABLED", "AUTHGATE_RATE_LIMIT__ENABLED"])
 def test_rate_limits_turn_off_by_either_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv(name, "false")

@@ -75,3 +75,20 @@ def test_dispatcher_runs_in_process_by_default_only_outside_tests() -> None:
     postgres = "postgresql+asyncpg://db/authgate"
     assert not make_settings(postgres, env="production").runs_dispatcher_in_process
     assert make_settings(URL, env="production").runs_dispatcher_in_process  # embedded shape
+
+
+def test_production_warns_when_messages_would_only_be_logged() -> None:
+    """In production a message to the log transport is marked sent and never arrives: say so."""
+    from structlog.testing import capture_logs
+
+    production = make_settings(URL).model_copy(update={"env": "production"})
+    with capture_logs() as logs:
+        transports_from_settings(production)
+    assert [(e["event"], e["channel"], e["hint"]) for e in logs] == [
+        ("messages_not_delivered", "email", "set AUTHGATE_SMTP_URL"),
+        ("messages_not_delivered", "sms", "set AUTHGATE_TWILIO_*"),
+    ]
+    with capture_logs() as quiet:
+        transports_from_settings(production.model_copy(update={"smtp_url": "smtp://mail.example.com"}))
+        transports_from_settings(make_settings(URL))  # development and test: the dev inbox shows them
+    assert [e["channel"] for e in quiet] == ["sms"]

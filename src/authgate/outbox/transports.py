@@ -212,4 +212,9 @@ def transports_from_settings(settings: Settings) -> Transports:
         else log_transport
     )
     sms: Transport = TwilioTransport(settings) if sms_kind == "twilio" else log_transport
+    if settings.env == "production":
+        # Messages to the log are marked sent: verification, reset and invitation mail is lost.
+        for channel, kind, setting in (("email", email_kind, "SMTP_URL"), ("sms", sms_kind, "TWILIO_*")):
+            if kind == "log":
+                log.warning("messages_not_delivered", channel=channel, hint=f"set AUTHGATE_{setting}")
     return Transports(email=email, sms=sms)
