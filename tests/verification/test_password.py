@@ -277,3 +277,29 @@ async def test_a_reset_beside_a_password_change_or_another_reset_never_deadlocks
         assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
         resets = sorted(a.status_code for a in answers[:-1])
         assert resets in ([204, 400], [400, 400]), [a.text for a in answers]  # one link at most wins
+
+
+async def test_forgot_does_the_same_database_work_for_unknown_addresses(
+    live_client: AsyncClient, live_engine: AsyncEngine
+) -> None:
+    """SPEC §5: the same answer and timing for unknown emails; the statements run are the same."""
+    from sqlalchemy import event
+
+    user = await register(live_client)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0])
+
+    async def forgot(email: str) -> list[str]:
+        statements.clear()
+        event.listen(live_engine.sync_engine, "before_cursor_execute", count)
+        try:
+            assert (await live_client.post(FORGOT, json={"email": email})).status_code == 202
+        finally:
+            event.remove(live_engine.sync_engine, "before_cursor_execute", count)
+        return list(statements)
+
+    known = await forgot(user["email"])
+    unknown = await forgot(unique_email("ghost"))
+    assert known == unknown and len(known) >= 4

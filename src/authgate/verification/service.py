@@ -22,10 +22,11 @@ from authgate.users.models import User
 from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.service import confirm_password
 from authgate.verification.models import VerificationToken
-from authgate.verification.notifications import SecurityNotifier, public_link, user_locale
+from authgate.verification.notifications import SecurityNotifier, locale_of, public_link, user_locale
 
 EMAIL_VERIFICATION = "email_verification"
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a secret
+NOBODY = uuid.UUID(int=0)  # an account id that never exists
 VERIFY_EMAIL_PATH = "/ui/verify-email"
 RESET_PASSWORD_PATH = "/ui/password/reset"  # noqa: S105 - a path
 REGISTER_PATH = "/ui/register"
@@ -177,6 +178,8 @@ class PasswordService:
             )
         )
         await self._db.flush()
+        # Looked up for unknown addresses too (an id no account has): the same work on both paths.
+        locale = await locale_of(self._db, user.id if known and user is not None else NOBODY)
         outbox = Outbox(self._db)
         if known and user is not None:
             minutes = int(config.password_reset_ttl.total_seconds() // 60)
@@ -184,7 +187,7 @@ class PasswordService:
                 channel="email",
                 template="password_reset",
                 to=user.email,
-                locale=await user_locale(self._db, user),
+                locale=locale,
                 context={
                     "link": f"{public_link(self._settings, RESET_PASSWORD_PATH)}?token={raw}",
                     "expires_minutes": minutes,
