@@ -726,3 +726,19 @@ def test_serve_refuses_signing_keys_its_secret_cannot_open(
     served: list[str] = []
     monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: served.append(target))
     assert runner.invoke(app, ["serve"]).exit_code == 0 and served == ["authgate.main:create_app"]
+
+
+def test_serve_starts_when_a_new_algorithm_gets_its_first_key(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unreadable keys of another algorithm stop nothing: the app makes the configured one's key."""
+    assert runner.invoke(app, ["migrate", "upgrade"]).exit_code == 0
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0  # ES256, under the first secret
+    monkeypatch.setenv("AUTHGATE_SECRET_KEY", "another-secret-key-long-enough-0123456789abcdef")
+    monkeypatch.setenv("AUTHGATE_JWT_ALGORITHM", "RS256")
+    get_settings.cache_clear()
+    served: list[str] = []
+    monkeypatch.setattr("authgate.cli.uvicorn.run", lambda target, **kwargs: served.append(target))
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    assert served == ["authgate.main:create_app"]

@@ -52,9 +52,7 @@ def describe_error(exc: BaseException) -> str:
         first_line = str(exc.orig).strip().partition("\n")[0]
         return f"database: {first_line or type(exc.orig).__name__}"
     if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
-        return (
-            f"cannot reach the database (AUTHGATE_DATABASE_URL): {exc.strerror or exc or type(exc).__name__}"
-        )
+        return f"cannot reach the database (AUTHGATE_DATABASE_URL): {exc.strerror or str(exc) or type(exc).__name__}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__

@@ -134,6 +134,13 @@ class RateLimitedError(AuthgateError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class SigningUnavailableError(AuthgateError):
+    """This process cannot open the current signing key (its SECRET_KEY is not the one the key was
+    made with): it verifies tokens but signs none until it is restarted with the right secret."""
+
+    status, code, title = 503, "signing_unavailable", "Signing unavailable"
+
+
 class ServiceBusyError(AuthgateError):
     status, code, title = 503, "service_busy", "Service busy, retry shortly"
 

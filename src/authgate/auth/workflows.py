@@ -222,8 +222,8 @@ class AuthWorkflow:
         )
 
     async def logout_all(self, user_id: uuid.UUID, actor: Actor | None = None) -> None:
+        await discard_challenges(self._db, user_id)  # first: a sign-in finishing now waits, then is revoked
         count = await self._sessions.revoke_all(user_id)
-        await discard_challenges(self._db, user_id)
         await self._audit.record(
             "auth.logout",
             actor=actor or Actor.user(user_id),

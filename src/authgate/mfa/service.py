@@ -57,7 +57,8 @@ def _new_recovery_code() -> str:
 async def discard_challenges(session: AsyncSession, user_id: uuid.UUID) -> None:
     """End the user's sign-ins waiting for a second factor. Whatever ends their sessions (a password
     reset or change, a sign-out everywhere, a deletion) calls it: a challenge won with the old
-    password must not open a session afterwards."""
+    password must not open a session afterwards. Call it before ending the sessions: a sign-in that
+    holds its challenge finishes first, and its new session is then ended with the others."""
     await session.execute(
         delete(MfaChallenge).where(MfaChallenge.user_id == user_id, MfaChallenge.used_at.is_(None))
     )

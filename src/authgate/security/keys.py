@@ -116,6 +116,7 @@ class KeyRing:
         self.current: LoadedKey | None = None
         self.keys: dict[str, LoadedKey] = {}
         self.unreadable = 0  # keys this SECRET_KEY cannot open (they only verify)
+        self.has_current = False  # whether a current key for `algorithm` exists, readable or not
         self.jwks: dict[str, Any] = {"keys": []}
         self._loaded_at = self._checked_at = 0.0
         self._fingerprint: frozenset[tuple[str, bool]] = frozenset()
@@ -133,18 +134,19 @@ class KeyRing:
             self.require_signing()
 
     def require_signing(self) -> None:
-        """Refuse to serve when keys exist but this process can sign with none of them."""
-        if self.current is None and self.unreadable:
+        """Refuse to serve when the current key exists but this process cannot open it (with none
+        at all, `load` makes one)."""
+        if self.current is None and self.has_current:
             raise UnreadableKeysError()
 
     def _install(self, rows: list[SigningKey]) -> None:
         """Load `rows` (oldest first). A key this process's `SECRET_KEY` cannot open (the secret was
-        changed, here or elsewhere) still verifies from its public half; it cannot sign. The key
-        signed with is the newest current one this process can open or, failing that, the newest
-        retired one: a process left on the old secret keeps working until it is restarted."""
+        changed, here or elsewhere) still verifies from its public half; it cannot sign. A process
+        left on the old secret after a rotation therefore verifies but signs nothing (503) until it
+        is restarted with the new one: a retired key, possibly retired for a reason, never signs."""
         keys: dict[str, LoadedKey] = {}
         current: LoadedKey | None = None
-        fallback: LoadedKey | None = None
+        self.has_current = False
         self.unreadable = 0
         for row in rows:
             private = self._open(row)
@@ -157,16 +159,11 @@ class KeyRing:
                 continue
             loaded = LoadedKey(row.id, row.algorithm, private, public)
             keys[row.id] = loaded
-            if private is not None and row.algorithm == self.algorithm:
-                if row.retired_at is None:
+            if row.retired_at is None and row.algorithm == self.algorithm:
+                self.has_current = True
+                if private is not None:
                     current = loaded
-                else:
-                    fallback = loaded
-        if current is None and fallback is not None:
-            log.warning(
-                "signing_with_retired_key", kid=fallback.kid, reason="the current key is unreadable here"
-            )
-        self.keys, self.current = keys, current or fallback
+        self.keys, self.current = keys, current
         self._fingerprint = frozenset((row.id, row.retired_at is None) for row in rows)
         self.jwks = {
             "keys": [

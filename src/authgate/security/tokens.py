@@ -16,7 +16,7 @@ import jwt
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from authgate.db import utcnow
-from authgate.errors import TokenExpiredError, TokenInvalidError
+from authgate.errors import SigningUnavailableError, TokenExpiredError, TokenInvalidError
 from authgate.security.keys import KeyRing
 
 LEEWAY_SECONDS = 5
@@ -75,7 +75,9 @@ class TokenService:
     def issue_access(self, user_id: uuid.UUID, session_id: uuid.UUID, roles: list[str], scope: str) -> str:
         key = self._ring.current
         if key is None:
-            raise RuntimeError("no signing key loaded")
+            raise SigningUnavailableError(
+                "This process cannot open the current signing key; restart it with the current AUTHGATE_SECRET_KEY"
+            )
         now = utcnow()
         claims = {
             "iss": self.issuer,

@@ -370,7 +370,7 @@ def install_console(app: FastAPI) -> None:
     app.add_api_route(
         "/ui/{path:path}",
         _page_not_found,
-        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         include_in_schema=False,
     )
     app.add_exception_handler(SignInRequiredError, _sign_in_required)

@@ -226,6 +226,7 @@ class UserAdminService:
         now = utcnow()
         user.deleted_at = now
         await self._users.flush()
+        await discard_challenges(self._db, user.id)  # before the sessions: see `discard_challenges`
         await self._db.execute(
             update(LoginSession)
             .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
@@ -236,7 +237,6 @@ class UserAdminService:
             .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        await discard_challenges(self._db, user.id)
         await self._audit.record("user.deleted", actor=actor, target_type="user", target_id=user.id)
 
     async def restore(self, user_id: uuid.UUID, *, actor: Actor, held: frozenset[str]) -> User:

@@ -221,8 +221,8 @@ class PasswordService:
         await self._tokens.consume(row)
         await self._tokens.revoke_all(user.id)  # older reset links die with this one
         user.password_hash = digest
+        await discard_challenges(self._db, user.id)  # first: a sign-in finishing now waits, then is revoked
         revoked = await self._sessions.revoke_all(user.id)
-        await discard_challenges(self._db, user.id)
         await AuditLog(self._db).record(
             "password.reset",
             actor=Actor.user(user.id),
@@ -249,8 +249,8 @@ class PasswordService:
         if swapped.rowcount != 1:  # type: ignore[attr-defined]
             raise WrongPasswordError()
         await self._tokens.revoke_all(user.id)  # a pending reset link must not undo this change
+        await discard_challenges(self._db, user.id)  # first: a sign-in finishing now waits, then is revoked
         revoked = await self._sessions.revoke_all(user.id, except_id=session_id)
-        await discard_challenges(self._db, user.id)
         await AuditLog(self._db).record(
             "password.changed",
             actor=Actor.user(user.id),
