@@ -742,3 +742,29 @@ def test_serve_starts_when_a_new_algorithm_gets_its_first_key(
     result = runner.invoke(app, ["serve"])
     assert result.exit_code == 0, result.output
     assert served == ["authgate.main:create_app"]
+
+
+def test_users_import_keeps_deactivated_accounts_and_verified_phones(cli_env: Path) -> None:
+    """An export lists deactivated accounts with `is_active: false`: importing it must not revive them."""
+    runner.invoke(app, ["migrate", "upgrade"])
+    source = cli_env / "users.json"
+    rows = [
+        {"email": "gone@example.com", "is_active": False},
+        {"email": "phoned@example.com", "phone": "+14155550123", "phone_verified": True},
+        {"email": "plain@example.com", "is_active": "", "phone_verified": "true"},  # no phone: unverified
+    ]
+    source.write_text(json.dumps(rows))
+    assert runner.invoke(app, ["users", "import", str(source)]).exit_code == 0
+    exported = {r["email"]: r for r in json.loads(runner.invoke(app, ["users", "export"]).stdout)}
+    assert (exported["gone@example.com"]["is_active"], exported["gone@example.com"]["phone_verified"]) == (
+        False,
+        False,
+    )
+    assert (
+        exported["phoned@example.com"]["is_active"],
+        exported["phoned@example.com"]["phone_verified"],
+    ) == (True, True)
+    assert (exported["plain@example.com"]["is_active"], exported["plain@example.com"]["phone_verified"]) == (
+        True,
+        False,
+    )

@@ -401,7 +401,8 @@ def users_import(
 ) -> None:
     """Create accounts from a file; bcrypt and Argon2 hashes are kept (bcrypt is upgraded at first login).
 
-    Columns: email (required), username, full_name, phone, email_verified, password_hash, roles
+    Columns: email (required), username, full_name, phone, email_verified, phone_verified, is_active,
+    password_hash, roles
     (default: user). Invalid or duplicate rows, and rows naming a role that does not exist, are
     skipped and listed with the reason; exit code 1 if any was skipped. In CSV, a cell of ' before
     =, +, -, @, tab or CR loses that ' (the quote an export puts there).

@@ -122,9 +122,12 @@ class UserService:
         full_name: str | None = None,
         phone: str | None = None,
         email_verified: bool = False,
+        phone_verified: bool = False,
+        is_active: bool = True,
     ) -> User:
-        """An account from an import file (its hash kept as is), recorded as `user.registered` by the
-        system in the same transaction; roles beyond the default `user` are part of the event."""
+        """An account from an import file (its hash kept as is, deactivated if it was), recorded as
+        `user.registered` by the system in the same transaction; roles beyond the default `user`
+        and a deactivation are part of the event."""
         user = await self.create(
             email=email,
             password_hash=password_hash,
@@ -134,9 +137,13 @@ class UserService:
             phone=phone,
             email_verified=email_verified,
         )
+        user.phone_verified, user.is_active = phone_verified, is_active
+        await self._users.flush()
         data: dict[str, object] = {"imported": True}
         if set(roles) != {USER_ROLE}:
             data["roles"] = sorted(set(roles))
+        if not is_active:
+            data["is_active"] = False
         await self._audit.record(
             "user.registered", actor=Actor.system(), target_type="user", target_id=user.id, data=data
         )

@@ -78,6 +78,8 @@ class ImportedUser(BaseModel):
     full_name: Name | None = None
     phone: Phone | None = None
     email_verified: bool = False
+    phone_verified: bool = False
+    is_active: bool = True  # an export keeps deactivated accounts, and an import keeps them so
     password_hash: str | None = Field(default=None, max_length=255)
     roles: list[str] = Field(default_factory=lambda: [USER_ROLE])
 
@@ -86,10 +88,15 @@ class ImportedUser(BaseModel):
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("email_verified", mode="before")
+    @field_validator("email_verified", "phone_verified", mode="before")
     @classmethod
     def _blank_is_false(cls, value: Any) -> Any:
         return False if value in ("", None) else value
+
+    @field_validator("is_active", mode="before")
+    @classmethod
+    def _blank_is_true(cls, value: Any) -> Any:
+        return True if value in ("", None) else value
 
     @field_validator("roles", mode="before")
     @classmethod
@@ -191,6 +198,8 @@ async def _import_row(
                 full_name=row.full_name,
                 phone=row.phone,
                 email_verified=row.email_verified,
+                phone_verified=row.phone_verified and row.phone is not None,
+                is_active=row.is_active,
             )
     except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
         report.skipped.append((number, _reason(exc)))
