@@ -20,6 +20,7 @@ from authgate.users.repository import UserRepository, normalize_email
 from authgate.users.schemas import UserRegister, UserUpdateMe
 
 if TYPE_CHECKING:
+    from authgate.users.transfer import ImportedUser
     from authgate.verification.notifications import SecurityNotifier
 
 
@@ -85,6 +86,8 @@ class UserService:
         full_name: str | None = None,
         phone: str | None = None,
         email_verified: bool = False,
+        phone_verified: bool = False,
+        is_active: bool = True,
     ) -> User:
         """Insert a user; duplicates answer `email_taken` / `username_taken`, also under races.
         A role name no role has is refused (`InvalidInputError` naming it), not dropped."""
@@ -105,6 +108,8 @@ class UserService:
             phone=phone,
             password_hash=password_hash,
             email_verified=email_verified,
+            phone_verified=phone_verified,
+            is_active=is_active,
             roles=role_rows,
         )
         await self._users.add(user)
@@ -112,37 +117,25 @@ class UserService:
         await self._users.flush()
         return user
 
-    async def create_imported(
-        self,
-        *,
-        email: str,
-        password_hash: str | None,
-        roles: list[str],
-        username: str | None = None,
-        full_name: str | None = None,
-        phone: str | None = None,
-        email_verified: bool = False,
-        phone_verified: bool = False,
-        is_active: bool = True,
-    ) -> User:
+    async def create_imported(self, row: ImportedUser) -> User:
         """An account from an import file (its hash kept as is, deactivated if it was), recorded as
         `user.registered` by the system in the same transaction; roles beyond the default `user`
         and a deactivation are part of the event."""
         user = await self.create(
-            email=email,
-            password_hash=password_hash,
-            roles=roles,
-            username=username,
-            full_name=full_name,
-            phone=phone,
-            email_verified=email_verified,
+            email=row.email,
+            password_hash=row.password_hash,
+            roles=row.roles,
+            username=row.username,
+            full_name=row.full_name,
+            phone=row.phone,
+            email_verified=row.email_verified,
+            phone_verified=row.phone_verified and row.phone is not None,
+            is_active=row.is_active,
         )
-        user.phone_verified, user.is_active = phone_verified, is_active
-        await self._users.flush()
         data: dict[str, object] = {"imported": True}
-        if set(roles) != {USER_ROLE}:
-            data["roles"] = sorted(set(roles))
-        if not is_active:
+        if set(row.roles) != {USER_ROLE}:
+            data["roles"] = sorted(set(row.roles))
+        if not row.is_active:
             data["is_active"] = False
         await self._audit.record(
             "user.registered", actor=Actor.system(), target_type="user", target_id=user.id, data=data

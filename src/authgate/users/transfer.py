@@ -190,17 +190,7 @@ async def _import_row(
         return
     try:
         async with session.begin_nested():  # the account and its audit event, or neither
-            await service.create_imported(
-                email=row.email,
-                password_hash=row.password_hash,
-                roles=row.roles,
-                username=row.username,
-                full_name=row.full_name,
-                phone=row.phone,
-                email_verified=row.email_verified,
-                phone_verified=row.phone_verified and row.phone is not None,
-                is_active=row.is_active,
-            )
+            await service.create_imported(row)
     except Exception as exc:  # a domain error (email taken, ...) skips the row with its reason
         report.skipped.append((number, _reason(exc)))
         return
